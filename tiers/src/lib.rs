@@ -1,0 +1,32 @@
+//! # scipcache-tiers: the storage engine
+//!
+//! Blobs (SCIP indexes, mostly) are cut into content-defined chunks, each named by its BLAKE3
+//! hash and stored once per tenant. A blob is a [`manifest::Manifest`] of chunk ids; a ref
+//! names a manifest inside a namespace `tenant/team/project`.
+//!
+//! This crate knows nothing of gRPC or tokens. Without the `backends` feature it holds only what
+//! a client needs to agree with a server: ids, names, chunking, the frame codec and the
+//! manifest format. With it (the default) it adds the tiers and the [`Store`] facade.
+//!
+//! ## Layout
+//! - [`ids`]: `ChunkId`, `BlobId`, `ManifestId` (BLAKE3 newtypes, lowercase hex).
+//! - [`names`]: `Tenant`, `Namespace`, `RefKey`, validated as the contract says.
+//! - [`chunking`]: the [`chunking::Splitter`] trait, FastCDC, and a streaming chunk reader.
+//! - [`codec`]: the chunk frame (codec id, raw length, payload): the format spec.
+//! - [`manifest`]: the manifest and its versioned encoding.
+//! - `meta`: the LMDB environment: every table's key and value layout.
+//! - `tier`: the `ChunkTier` trait every tier implements, and its conformance suite.
+//! - `hot`, `warm`, `cold`: LMDB chunks (lz4), append-only pack files (zstd low),
+//!   object-store packs (zstd high, written behind).
+//! - `store`: the facade: writes, the read path with promotion and repair, refs, blobs.
+
+#![cfg_attr(not(feature = "backends"), allow(dead_code))]
+
+pub mod chunking;
+pub mod codec;
+pub mod error;
+pub mod ids;
+pub mod manifest;
+pub mod names;
+
+pub use error::{Error, Result};

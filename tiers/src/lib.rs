@@ -28,5 +28,21 @@ pub mod error;
 pub mod ids;
 pub mod manifest;
 pub mod names;
+pub mod refs;
+#[cfg(feature = "backends")]
+mod blocking;
+#[cfg(feature = "backends")]
+mod hot;
+#[cfg(feature = "backends")]
+pub mod meta;
+#[cfg(feature = "backends")]
+pub mod store;
+#[cfg(feature = "backends")]
+pub mod tier;
+#[cfg(feature = "backends")]
+mod warm;
+
+#[cfg(feature = "backends")]
+pub use store::{Store, StoreConfig};
 
 pub use error::{Error, Result};

@@ -1,0 +1,447 @@
+//! The LMDB environment: hot chunk bytes and every piece of metadata.
+//!
+//! # Tables (keys big-endian where they must sort; values little-endian)
+//!
+//! A *chunk key* is 40 bytes: the tenant id (8, see [`crate::names::Tenant::id`]) then the
+//! chunk id (32). Chunks are per tenant: the same bytes pushed by two tenants are two keys.
+//!
+//! | table | key | value |
+//! | --- | --- | --- |
+//! | `chunks` | chunk key | [`ChunkInfo`]: raw length `u32`, tier bits `u8` (1 hot, 2 warm, 4 cold), last access Unix seconds `u64` |
+//! | `hot` | chunk key | the chunk frame (`codec.rs`), lz4 by default |
+//! | `warm` | chunk key | pack `u32`, offset `u64`, length `u32` of the frame in that pack |
+//! | `warm_packs` | pack `u32` BE | durable length `u64`, live bytes `u64`, dead bytes `u64` |
+//! | `cold` | chunk key | pack object id (32), offset `u64`, length `u32` |
+//! | `cold_queue` | sequence `u64` BE | kind `u8` (1 chunk, 2 manifest), enqueued Unix ms `u64`, tenant id (8), id (32) |
+//! | `manifests` | tenant id (8) + manifest id (32) | the manifest encoding (`manifest.rs`) |
+//! | `refs` | namespace, `0x00`, key | the ref record (`refs.rs`) |
+//! | `tenants` | tenant id (8) | tenant name (UTF-8) |
+//! | `counters` | tenant id (8) + tier `u8` | chunks `u64`, stored bytes `u64` |
+//! | `state` | name (UTF-8) | `u64` (next queue sequence, next pack number, hit counts) |
+//!
+//! # Writes
+//!
+//! All writes go through one writer thread ([`Meta::write`]): it takes every job waiting,
+//! applies each in a nested transaction (so one job's failure does not abort the others),
+//! and commits them together with one fsync. A caller's future resolves only after that
+//! commit is durable, so concurrent uploads share fsyncs instead of queueing behind them.
+
+use std::any::Any;
+use std::path::Path;
+
+use heed::types::Bytes as RawBytes;
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::ids::ChunkId;
+use crate::names::TenantId;
+
+/// A table of raw bytes.
+pub(crate) type Table = Database<'static, RawBytes, RawBytes>;
+
+/// The environment's tables.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tables {
+    pub(crate) chunks: Table,
+    pub(crate) hot: Table,
+    pub(crate) warm: Table,
+    pub(crate) warm_packs: Table,
+    pub(crate) cold: Table,
+    pub(crate) cold_queue: Table,
+    pub(crate) manifests: Table,
+    pub(crate) refs: Table,
+    pub(crate) tenants: Table,
+    pub(crate) counters: Table,
+    pub(crate) state: Table,
+}
+
+const TABLE_NAMES: [&str; 11] = [
+    "chunks",
+    "hot",
+    "warm",
+    "warm_packs",
+    "cold",
+    "cold_queue",
+    "manifests",
+    "refs",
+    "tenants",
+    "counters",
+    "state",
+];
+
+/// 40-byte storage key of a tenant's chunk.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkKey(pub(crate) [u8; 40]);
+
+impl ChunkKey {
+    /// The key of `id` in `tenant`'s chunk space.
+    pub fn new(tenant: TenantId, id: &ChunkId) -> Self {
+        let mut k = [0u8; 40];
+        k[..8].copy_from_slice(&tenant.0);
+        k[8..].copy_from_slice(id.as_bytes());
+        Self(k)
+    }
+
+    /// Parses a stored key.
+    pub(crate) fn from_slice(b: &[u8]) -> Result<Self> {
+        let k: [u8; 40] = b
+            .try_into()
+            .map_err(|_| Error::Format(format!("chunk key of {} bytes", b.len())))?;
+        Ok(Self(k))
+    }
+
+    /// The tenant part.
+    pub fn tenant(&self) -> TenantId {
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&self.0[..8]);
+        TenantId(t)
+    }
+
+    /// The chunk id part.
+    pub fn id(&self) -> ChunkId {
+        let mut c = [0u8; 32];
+        c.copy_from_slice(&self.0[8..]);
+        ChunkId::from_bytes(c)
+    }
+
+    /// The raw key.
+    pub fn as_bytes(&self) -> &[u8; 40] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ChunkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChunkKey({}:{})", hex::encode(self.tenant().0), self.id())
+    }
+}
+
+/// Tier bits in [`ChunkInfo::tiers`].
+pub(crate) mod tier_bits {
+    pub(crate) const HOT: u8 = 1;
+    pub(crate) const WARM: u8 = 2;
+    pub(crate) const COLD: u8 = 4;
+}
+
+/// What the `chunks` table knows of a chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChunkInfo {
+    pub(crate) raw_len: u32,
+    pub(crate) tiers: u8,
+    pub(crate) last_access_s: u64,
+}
+
+impl ChunkInfo {
+    pub(crate) fn encode(&self) -> [u8; 13] {
+        let mut b = [0u8; 13];
+        b[..4].copy_from_slice(&self.raw_len.to_le_bytes());
+        b[4] = self.tiers;
+        b[5..].copy_from_slice(&self.last_access_s.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<Self> {
+        if b.len() != 13 {
+            return Err(Error::Format(format!("chunk info of {} bytes", b.len())));
+        }
+        Ok(Self {
+            raw_len: le_u32(&b[..4]),
+            tiers: b[4],
+            last_access_s: le_u64(&b[5..13]),
+        })
+    }
+}
+
+/// Little-endian u32 from exactly 4 bytes (callers check lengths).
+pub(crate) fn le_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a)
+}
+
+/// Little-endian u64 from exactly 8 bytes (callers check lengths).
+pub(crate) fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// Adds `(d_chunks, d_bytes)` to a tenant's counters for one tier.
+pub(crate) fn bump_counter(
+    t: &Tables,
+    txn: &mut RwTxn<'_>,
+    tenant: TenantId,
+    tier: u8,
+    d_chunks: i64,
+    d_bytes: i64,
+) -> Result<()> {
+    let mut key = [0u8; 9];
+    key[..8].copy_from_slice(&tenant.0);
+    key[8] = tier;
+    let (mut chunks, mut bytes) = match t.counters.get(txn, &key)? {
+        Some(v) if v.len() == 16 => (le_u64(&v[..8]), le_u64(&v[8..])),
+        _ => (0, 0),
+    };
+    chunks = chunks.saturating_add_signed(d_chunks);
+    bytes = bytes.saturating_add_signed(d_bytes);
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&chunks.to_le_bytes());
+    v[8..].copy_from_slice(&bytes.to_le_bytes());
+    t.counters.put(txn, &key, &v)?;
+    Ok(())
+}
+
+/// Reads a `u64` from the `state` table.
+pub(crate) fn state_get(t: &Tables, txn: &RoTxn<'_, WithoutTls>, name: &str) -> Result<u64> {
+    Ok(match t.state.get(txn, name.as_bytes())? {
+        Some(v) if v.len() == 8 => le_u64(v),
+        _ => 0,
+    })
+}
+
+/// Writes a `u64` to the `state` table.
+pub(crate) fn state_put(t: &Tables, txn: &mut RwTxn<'_>, name: &str, value: u64) -> Result<()> {
+    t.state.put(txn, name.as_bytes(), &value.to_le_bytes())?;
+    Ok(())
+}
+
+type Apply = Box<dyn FnOnce(&Tables, &mut RwTxn<'_>) -> Result<Box<dyn Any + Send>> + Send>;
+
+struct Job {
+    apply: Apply,
+    done: oneshot::Sender<Result<Box<dyn Any + Send>>>,
+}
+
+enum Message {
+    Job(Job),
+    /// Finish what is queued, then exit (see [`Meta::close`]).
+    Stop,
+}
+
+/// Most jobs merged into one commit.
+const MAX_JOBS_PER_COMMIT: usize = 256;
+
+/// The LMDB environment, its tables and its writer thread.
+#[derive(Clone)]
+pub(crate) struct Meta {
+    env: Env<WithoutTls>,
+    tables: Tables,
+    writer: mpsc::Sender<Message>,
+    thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Meta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meta").field("path", &self.env.path()).finish()
+    }
+}
+
+impl Meta {
+    /// Opens or creates the environment in `dir` with a map of `map_size` bytes, clears reader
+    /// slots left by killed processes, and starts the writer thread.
+    pub(crate) fn open(dir: &Path, map_size: u64) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let map_size = usize::try_from(map_size)
+            .map_err(|_| Error::InvalidArgument("LMDB map size does not fit in memory".into()))?;
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
+        options.map_size(map_size).max_dbs(16).max_readers(1024);
+        // SAFETY: LMDB requires that an environment is opened at most once per process and
+        // that its files are not modified by other means while open. The data dir lock taken by
+        // `Store::open` (an exclusive `flock` on `<data_dir>/lock`, held for the store's lifetime)
+        // guarantees a single opener; no code path removes or truncates `meta/` files.
+        #[allow(unsafe_code)]
+        let env = unsafe { options.open(dir)? };
+        let cleared = env.clear_stale_readers()?;
+        if cleared > 0 {
+            tracing::info!(cleared, "cleared stale LMDB reader slots left by a killed process");
+        }
+        let wtxn = env.write_txn()?;
+        let tables: [Table; 11] = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
+                let mut out = Vec::with_capacity(TABLE_NAMES.len());
+                for name in TABLE_NAMES {
+                    out.push(opener.create_database::<RawBytes, RawBytes>(wtxn, Some(name))?);
+                }
+                let array: [_; 11] = out
+                    .try_into()
+                    .map_err(|_| Error::Format("table count".into()))?;
+                Ok(CommitOrAbort::<_, ()>::Commit(array))
+            })?
+            .unwrap_commit();
+        let [chunks, hot, warm, warm_packs, cold, cold_queue, manifests, refs, tenants, counters, state] =
+            tables;
+        let tables = Tables {
+            chunks,
+            hot,
+            warm,
+            warm_packs,
+            cold,
+            cold_queue,
+            manifests,
+            refs,
+            tenants,
+            counters,
+            state,
+        };
+        let (writer, jobs) = mpsc::channel(1024);
+        let writer_env = env.clone();
+        let thread = std::thread::Builder::new()
+            .name("scipcache-lmdb-writer".into())
+            .spawn(move || write_loop(writer_env, tables, jobs))
+            .map_err(|e| Error::io("starting the LMDB writer thread", e))?;
+        Ok(Self {
+            env,
+            tables,
+            writer,
+            thread: std::sync::Arc::new(std::sync::Mutex::new(Some(thread))),
+        })
+    }
+
+    /// The tables.
+    pub(crate) fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// Runs `f` in a read transaction on the blocking pool.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Tables, &RoTxn<'_, WithoutTls>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let env = self.env.clone();
+        let tables = self.tables;
+        crate::blocking::run(move || {
+            let txn = env.read_txn()?;
+            f(&tables, &txn)
+        })
+        .await
+    }
+
+    /// Runs `f` in a read transaction on this thread (for code already on the blocking pool).
+    pub(crate) fn read_now<T>(
+        &self,
+        f: impl FnOnce(&Tables, &RoTxn<'_, WithoutTls>) -> Result<T>,
+    ) -> Result<T> {
+        let txn = self.env.read_txn()?;
+        f(&self.tables, &txn)
+    }
+
+    /// Applies `f` in the next group commit and resolves once that commit is durable.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Tables, &mut RwTxn<'_>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        let apply: Apply = Box::new(move |t, txn| f(t, txn).map(|v| Box::new(v) as Box<dyn Any + Send>));
+        self.writer
+            .send(Message::Job(Job { apply, done }))
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        let any = wait.await.map_err(|_| Error::ShuttingDown)??;
+        any.downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| Error::Format("writer returned an unexpected type".into()))
+    }
+
+    /// [`Meta::write`] for code on the blocking pool.
+    pub(crate) fn write_blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Tables, &mut RwTxn<'_>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        let apply: Apply = Box::new(move |t, txn| f(t, txn).map(|v| Box::new(v) as Box<dyn Any + Send>));
+        self.writer
+            .blocking_send(Message::Job(Job { apply, done }))
+            .map_err(|_| Error::ShuttingDown)?;
+        let any = wait.blocking_recv().map_err(|_| Error::ShuttingDown)??;
+        any.downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| Error::Format("writer returned an unexpected type".into()))
+    }
+
+    /// Flushes LMDB buffers to disk.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.env.force_sync()?;
+        Ok(())
+    }
+
+    /// Lets the writer finish queued jobs and waits for its thread to exit (blocking). Later
+    /// writes fail with [`Error::ShuttingDown`]. The environment closes when the last clone of
+    /// this `Meta` is dropped.
+    pub(crate) fn close(&self) {
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            let _ = self.writer.blocking_send(Message::Stop);
+            let _ = handle.join();
+        }
+    }
+}
+
+fn write_loop(env: Env<WithoutTls>, tables: Tables, mut jobs: mpsc::Receiver<Message>) {
+    let mut stopping = false;
+    while !stopping {
+        let Some(Message::Job(first)) = jobs.blocking_recv() else {
+            break;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_JOBS_PER_COMMIT {
+            match jobs.try_recv() {
+                Ok(Message::Job(job)) => batch.push(job),
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let (applies, senders): (Vec<Apply>, Vec<_>) =
+            batch.into_iter().map(|j| (j.apply, j.done)).unzip();
+        let mut results = Vec::with_capacity(applies.len());
+        let outcome = (|| -> Result<()> {
+            let mut parent = env.write_txn()?;
+            for apply in applies {
+                let mut child = env.nested_write_txn(&mut parent)?;
+                match apply(&tables, &mut child) {
+                    Ok(v) => {
+                        child.commit()?;
+                        results.push(Ok(v));
+                    }
+                    Err(e) => {
+                        child.abort();
+                        results.push(Err(e));
+                    }
+                }
+            }
+            parent.commit()?;
+            Ok(())
+        })();
+        match outcome {
+            Ok(()) => {
+                for (done, result) in senders.into_iter().zip(results) {
+                    let _ = done.send(result);
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tracing::error!(error = %message, "LMDB group commit failed");
+                let full = matches!(e, Error::Full(_));
+                for done in senders {
+                    let err = if full {
+                        Error::Full(message.clone())
+                    } else {
+                        Error::Unavailable(format!("metadata write failed: {message}"))
+                    };
+                    let _ = done.send(Err(err));
+                }
+            }
+        }
+    }
+}

@@ -9,7 +9,7 @@ use heed::RwTxn;
 
 use crate::codec::{Compression, Frame, MAX_CHUNK_LEN};
 use crate::error::Result;
-use crate::meta::{bump_counter, tier_bits, ChunkInfo, ChunkKey, Meta, Tables};
+use crate::meta::{ChunkInfo, ChunkKey, Meta, Tables, bump_counter, tier_bits};
 use crate::names::TenantId;
 use crate::store::TierName;
 use crate::tier::ChunkTier;
@@ -49,7 +49,12 @@ impl HotTier {
 }
 
 /// Stores a prepared frame and marks the chunk hot. Returns whether it was new to this tier.
-pub(crate) fn put_in_txn(t: &Tables, txn: &mut RwTxn<'_>, key: ChunkKey, frame: &Frame) -> Result<bool> {
+pub(crate) fn put_in_txn(
+    t: &Tables,
+    txn: &mut RwTxn<'_>,
+    key: ChunkKey,
+    frame: &Frame,
+) -> Result<bool> {
     let k = key.as_bytes();
     let mut info = match t.chunks.get(txn, k)? {
         Some(v) => ChunkInfo::decode(v)?,
@@ -65,7 +70,14 @@ pub(crate) fn put_in_txn(t: &Tables, txn: &mut RwTxn<'_>, key: ChunkKey, frame: 
     t.hot.put(txn, k, frame.as_bytes())?;
     info.tiers |= tier_bits::HOT;
     t.chunks.put(txn, k, &info.encode())?;
-    bump_counter(t, txn, key.tenant(), tier_bits::HOT, 1, frame.stored_len() as i64)?;
+    bump_counter(
+        t,
+        txn,
+        key.tenant(),
+        tier_bits::HOT,
+        1,
+        frame.stored_len() as i64,
+    )?;
     Ok(true)
 }
 
@@ -82,7 +94,12 @@ pub(crate) fn delete_in_txn(t: &Tables, txn: &mut RwTxn<'_>, key: ChunkKey) -> R
 }
 
 /// Clears one tier bit of a chunk; forgets the chunk when no tier holds it any more.
-pub(crate) fn clear_tier_bit(t: &Tables, txn: &mut RwTxn<'_>, key: ChunkKey, bit: u8) -> Result<()> {
+pub(crate) fn clear_tier_bit(
+    t: &Tables,
+    txn: &mut RwTxn<'_>,
+    key: ChunkKey,
+    bit: u8,
+) -> Result<()> {
     let k = key.as_bytes();
     if let Some(v) = t.chunks.get(txn, k)? {
         let mut info = ChunkInfo::decode(v)?;
@@ -119,7 +136,11 @@ pub(crate) fn set_tier_bit(
 }
 
 /// Keys of a tenant in one table, in key order.
-pub(crate) fn list_table(meta: &Meta, pick: fn(&Tables) -> crate::meta::Table, tenant: TenantId) -> Result<Vec<ChunkKey>> {
+pub(crate) fn list_table(
+    meta: &Meta,
+    pick: fn(&Tables) -> crate::meta::Table,
+    tenant: TenantId,
+) -> Result<Vec<ChunkKey>> {
     meta.read_now(|t, txn| {
         let table = pick(t);
         let mut out = Vec::new();

@@ -22,27 +22,33 @@
 
 #![cfg_attr(not(feature = "backends"), allow(dead_code))]
 
-pub mod chunking;
-pub mod codec;
-pub mod error;
-pub mod ids;
-pub mod manifest;
-pub mod names;
-pub mod refs;
 #[cfg(feature = "backends")]
 mod blocking;
+pub mod chunking;
+pub mod codec;
+#[cfg(feature = "backends")]
+mod cold;
+pub mod error;
 #[cfg(feature = "backends")]
 mod hot;
+pub mod ids;
+pub mod manifest;
 #[cfg(feature = "backends")]
 pub mod meta;
+pub mod names;
+pub mod refs;
 #[cfg(feature = "backends")]
 pub mod store;
 #[cfg(feature = "backends")]
 pub mod tier;
 #[cfg(feature = "backends")]
 mod warm;
+#[cfg(feature = "backends")]
+mod writeback;
 
 #[cfg(feature = "backends")]
 pub use store::{Store, StoreConfig};
 
 pub use error::{Error, Result};
+#[cfg(all(test, feature = "backends"))]
+mod store_tests;

@@ -113,7 +113,12 @@ impl ChunkKey {
 
 impl std::fmt::Debug for ChunkKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ChunkKey({}:{})", hex::encode(self.tenant().0), self.id())
+        write!(
+            f,
+            "ChunkKey({}:{})",
+            hex::encode(self.tenant().0),
+            self.id()
+        )
     }
 }
 
@@ -233,7 +238,9 @@ pub(crate) struct Meta {
 
 impl std::fmt::Debug for Meta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Meta").field("path", &self.env.path()).finish()
+        f.debug_struct("Meta")
+            .field("path", &self.env.path())
+            .finish()
     }
 }
 
@@ -255,7 +262,10 @@ impl Meta {
         let env = unsafe { options.open(dir)? };
         let cleared = env.clear_stale_readers()?;
         if cleared > 0 {
-            tracing::info!(cleared, "cleared stale LMDB reader slots left by a killed process");
+            tracing::info!(
+                cleared,
+                "cleared stale LMDB reader slots left by a killed process"
+            );
         }
         let wtxn = env.write_txn()?;
         let tables: [Table; 11] = env
@@ -270,8 +280,19 @@ impl Meta {
                 Ok(CommitOrAbort::<_, ()>::Commit(array))
             })?
             .unwrap_commit();
-        let [chunks, hot, warm, warm_packs, cold, cold_queue, manifests, refs, tenants, counters, state] =
-            tables;
+        let [
+            chunks,
+            hot,
+            warm,
+            warm_packs,
+            cold,
+            cold_queue,
+            manifests,
+            refs,
+            tenants,
+            counters,
+            state,
+        ] = tables;
         let tables = Tables {
             chunks,
             hot,
@@ -297,11 +318,6 @@ impl Meta {
             writer,
             thread: std::sync::Arc::new(std::sync::Mutex::new(Some(thread))),
         })
-    }
-
-    /// The tables.
-    pub(crate) fn tables(&self) -> &Tables {
-        &self.tables
     }
 
     /// Runs `f` in a read transaction on the blocking pool.
@@ -335,7 +351,8 @@ impl Meta {
         T: Send + 'static,
     {
         let (done, wait) = oneshot::channel();
-        let apply: Apply = Box::new(move |t, txn| f(t, txn).map(|v| Box::new(v) as Box<dyn Any + Send>));
+        let apply: Apply =
+            Box::new(move |t, txn| f(t, txn).map(|v| Box::new(v) as Box<dyn Any + Send>));
         self.writer
             .send(Message::Job(Job { apply, done }))
             .await
@@ -353,7 +370,8 @@ impl Meta {
         T: Send + 'static,
     {
         let (done, wait) = oneshot::channel();
-        let apply: Apply = Box::new(move |t, txn| f(t, txn).map(|v| Box::new(v) as Box<dyn Any + Send>));
+        let apply: Apply =
+            Box::new(move |t, txn| f(t, txn).map(|v| Box::new(v) as Box<dyn Any + Send>));
         self.writer
             .blocking_send(Message::Job(Job { apply, done }))
             .map_err(|_| Error::ShuttingDown)?;

@@ -55,8 +55,18 @@ pub(crate) mod conformance {
     pub(crate) async fn put_get_contains_delete_list<T: ChunkTier>(tier: &T) -> Result<()> {
         let items: Vec<_> = (0..20).map(|n| chunk(n, 100 + n as usize * 997)).collect();
         let batch: Vec<_> = items.iter().map(|(k, f, _)| (*k, f.clone())).collect();
-        assert_eq!(tier.put(batch.clone()).await?, 20, "{:?}: first put stores all", tier.name());
-        assert_eq!(tier.put(batch).await?, 0, "{:?}: second put is a no-op", tier.name());
+        assert_eq!(
+            tier.put(batch.clone()).await?,
+            20,
+            "{:?}: first put stores all",
+            tier.name()
+        );
+        assert_eq!(
+            tier.put(batch).await?,
+            0,
+            "{:?}: second put is a no-op",
+            tier.name()
+        );
         for (key, _, raw) in &items {
             assert!(tier.contains(*key).await?);
             let frame = tier.get(*key).await?.expect("stored frame is returned");
@@ -74,7 +84,12 @@ pub(crate) mod conformance {
             .filter(|k| k.tenant() == tenant0)
             .collect();
         expected.sort();
-        assert_eq!(tier.list(tenant0).await?, expected, "{:?}: list per tenant", tier.name());
+        assert_eq!(
+            tier.list(tenant0).await?,
+            expected,
+            "{:?}: list per tenant",
+            tier.name()
+        );
 
         let gone: Vec<ChunkKey> = items.iter().take(5).map(|(k, _, _)| *k).collect();
         assert_eq!(tier.delete(gone.clone()).await?, 5);

@@ -35,7 +35,7 @@ use bytes::Bytes;
 use crate::codec::{Compression, Frame, MAX_CHUNK_LEN};
 use crate::error::{Error, Result};
 use crate::hot::{clear_tier_bit, list_table, set_tier_bit};
-use crate::meta::{bump_counter, le_u32, le_u64, tier_bits, ChunkKey, Meta};
+use crate::meta::{ChunkKey, Meta, bump_counter, le_u32, le_u64, tier_bits};
 use crate::names::TenantId;
 use crate::store::TierName;
 use crate::tier::ChunkTier;
@@ -133,7 +133,9 @@ struct Inner {
 
 impl std::fmt::Debug for WarmTier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WarmTier").field("dir", &self.inner.dir).finish()
+        f.debug_struct("WarmTier")
+            .field("dir", &self.inner.dir)
+            .finish()
     }
 }
 
@@ -150,20 +152,29 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl WarmTier {
     /// Opens the pack directory, truncating every pack to its durable length (blocking).
-    pub(crate) fn open(dir: &Path, meta: Meta, compression: Compression, pack_limit: u64) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    pub(crate) fn open(
+        dir: &Path,
+        meta: Meta,
+        compression: Compression,
+        pack_limit: u64,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let rows: Vec<(u32, PackRow)> = meta.read_now(|t, txn| {
             let mut rows = Vec::new();
             for item in t.warm_packs.iter(txn)? {
                 let (k, v) = item?;
-                let id: [u8; 4] = k.try_into().map_err(|_| Error::Format("warm pack key".into()))?;
+                let id: [u8; 4] = k
+                    .try_into()
+                    .map_err(|_| Error::Format("warm pack key".into()))?;
                 rows.push((u32::from_be_bytes(id), PackRow::decode(v)?));
             }
             Ok(rows)
         })?;
         let known: HashMap<u32, PackRow> = rows.iter().copied().collect();
         // Cut torn tails, and remove packs that never had a committed byte.
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("listing warm packs", e))?;
             let name = entry.file_name();
@@ -177,12 +188,20 @@ impl WarmTier {
             };
             let path = entry.path();
             let durable = known.get(&id).map_or(0, |r| r.durable_len);
-            let len = entry.metadata().map_err(|e| Error::io(format!("stat {}", path.display()), e))?.len();
+            let len = entry
+                .metadata()
+                .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+                .len();
             if len > durable {
                 tracing::warn!(pack = %path.display(), len, durable, "cutting a torn tail off a warm pack");
-                let f = OpenOptions::new().write(true).open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-                f.set_len(durable).map_err(|e| Error::io(format!("truncating {}", path.display()), e))?;
-                f.sync_all().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+                f.set_len(durable)
+                    .map_err(|e| Error::io(format!("truncating {}", path.display()), e))?;
+                f.sync_all()
+                    .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
             }
         }
         let (id, len) = match rows.iter().max_by_key(|(id, _)| *id) {
@@ -216,7 +235,9 @@ impl WarmTier {
             return Ok(f.clone());
         }
         let path = pack_path(&self.inner.dir, pack);
-        let f = Arc::new(File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?);
+        let f = Arc::new(
+            File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?,
+        );
         readers.insert(pack, f.clone());
         Ok(f)
     }
@@ -224,13 +245,20 @@ impl WarmTier {
     /// Reads a frame (blocking).
     pub(crate) fn get_now(&self, key: ChunkKey) -> Result<Option<Frame>> {
         let loc = self.inner.meta.read_now(|t, txn| {
-            t.warm.get(txn, key.as_bytes())?.map(Location::decode).transpose()
+            t.warm
+                .get(txn, key.as_bytes())?
+                .map(Location::decode)
+                .transpose()
         })?;
         let Some(loc) = loc else { return Ok(None) };
         let file = self.reader(loc.pack)?;
         let mut buf = vec![0u8; loc.len as usize];
-        file.read_exact_at(&mut buf, loc.offset)
-            .map_err(|e| Error::io(format!("reading warm pack {} at {}", loc.pack, loc.offset), e))?;
+        file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
+            Error::io(
+                format!("reading warm pack {} at {}", loc.pack, loc.offset),
+                e,
+            )
+        })?;
         Frame::from_bytes(Bytes::from(buf)).map(Some)
     }
 
@@ -260,21 +288,36 @@ impl WarmTier {
             } else {
                 frame.recode(&frame.decode(MAX_CHUNK_LEN)?, inner.compression)?
             };
-            let len = u32::try_from(frame.stored_len()).map_err(|_| Error::InvalidArgument("frame too large".into()))?;
+            let len = u32::try_from(frame.stored_len())
+                .map_err(|_| Error::InvalidArgument("frame too large".into()))?;
             buf.extend_from_slice(key.as_bytes());
             buf.extend_from_slice(&len.to_le_bytes());
             let offset = active.len + buf.len() as u64;
             buf.extend_from_slice(frame.as_bytes());
-            entries.push((*key, Location { pack: active.id, offset, len }, frame.raw_len() as u32));
+            entries.push((
+                *key,
+                Location {
+                    pack: active.id,
+                    offset,
+                    len,
+                },
+                frame.raw_len() as u32,
+            ));
         }
         debug_assert!(buf.len() >= RECORD_HEADER);
         let path = pack_path(&inner.dir, active.id);
-        active.file.write_all(&buf).map_err(|e| Error::io(format!("appending to {}", path.display()), e))?;
+        active
+            .file
+            .write_all(&buf)
+            .map_err(|e| Error::io(format!("appending to {}", path.display()), e))?;
         #[cfg(test)]
         if *lock(&inner.fault) == Some(Fault::AfterAppend) {
             return Err(Error::Unavailable("injected crash after append".into()));
         }
-        active.file.sync_data().map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+        active
+            .file
+            .sync_data()
+            .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
         #[cfg(test)]
         if *lock(&inner.fault) == Some(Fault::AfterSync) {
             return Err(Error::Unavailable("injected crash after sync".into()));
@@ -319,12 +362,24 @@ impl WarmTier {
         self.inner.meta.write_blocking(move |t, txn| {
             let mut n = 0;
             for key in keys {
-                let Some(loc) = t.warm.get(txn, key.as_bytes())?.map(Location::decode).transpose()? else {
+                let Some(loc) = t
+                    .warm
+                    .get(txn, key.as_bytes())?
+                    .map(Location::decode)
+                    .transpose()?
+                else {
                     continue;
                 };
                 t.warm.delete(txn, key.as_bytes())?;
                 clear_tier_bit(t, txn, key, tier_bits::WARM)?;
-                bump_counter(t, txn, key.tenant(), tier_bits::WARM, -1, -i64::from(loc.len))?;
+                bump_counter(
+                    t,
+                    txn,
+                    key.tenant(),
+                    tier_bits::WARM,
+                    -1,
+                    -i64::from(loc.len),
+                )?;
                 let pack_key = loc.pack.to_be_bytes();
                 if let Some(v) = t.warm_packs.get(txn, &pack_key)? {
                     let mut row = PackRow::decode(v)?;
@@ -387,14 +442,25 @@ mod tests {
 
     fn open(dir: &Path) -> Result<(Meta, WarmTier)> {
         let meta = Meta::open(&dir.join("meta"), 1 << 30)?;
-        let warm = WarmTier::open(&dir.join("warm"), meta.clone(), Compression::Zstd(3), 1 << 20)?;
+        let warm = WarmTier::open(
+            &dir.join("warm"),
+            meta.clone(),
+            Compression::Zstd(3),
+            1 << 20,
+        )?;
         Ok((meta, warm))
     }
 
     fn item(n: u32) -> (ChunkKey, Frame, Vec<u8>) {
-        let raw = format!("warm chunk {n} ").repeat(500 + n as usize).into_bytes();
+        let raw = format!("warm chunk {n} ")
+            .repeat(500 + n as usize)
+            .into_bytes();
         let key = ChunkKey::new(TenantId([7; 8]), &ChunkId::of(&raw));
-        (key, Frame::encode(&raw, Compression::Lz4).expect("encode"), raw)
+        (
+            key,
+            Frame::encode(&raw, Compression::Lz4).expect("encode"),
+            raw,
+        )
     }
 
     #[tokio::test]
@@ -405,16 +471,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn crash_before_commit_leaves_no_torn_chunk_and_acknowledged_chunks_survive() -> Result<()> {
+    async fn crash_before_commit_leaves_no_torn_chunk_and_acknowledged_chunks_survive() -> Result<()>
+    {
         for fault in [Fault::AfterAppend, Fault::AfterSync] {
             let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
             let acknowledged: Vec<_> = (0..10).map(item).collect();
             let torn: Vec<_> = (10..20).map(item).collect();
             {
                 let (meta, warm) = open(dir.path())?;
-                warm.put(acknowledged.iter().map(|(k, f, _)| (*k, f.clone())).collect()).await?;
+                warm.put(
+                    acknowledged
+                        .iter()
+                        .map(|(k, f, _)| (*k, f.clone()))
+                        .collect(),
+                )
+                .await?;
                 warm.inject_fault(Some(fault));
-                let crashed = warm.put(torn.iter().map(|(k, f, _)| (*k, f.clone())).collect()).await;
+                let crashed = warm
+                    .put(torn.iter().map(|(k, f, _)| (*k, f.clone())).collect())
+                    .await;
                 assert!(crashed.is_err(), "{fault:?}: the injected crash surfaces");
                 crate::blocking::run(move || {
                     meta.close();
@@ -423,22 +498,39 @@ mod tests {
                 .await?;
             }
             let pack = pack_path(&dir.path().join("warm"), 1);
-            let before = std::fs::metadata(&pack).map_err(|e| Error::io("stat", e))?.len();
+            let before = std::fs::metadata(&pack)
+                .map_err(|e| Error::io("stat", e))?
+                .len();
             let (_meta, warm) = open(dir.path())?;
-            let after = std::fs::metadata(&pack).map_err(|e| Error::io("stat", e))?.len();
-            assert!(after < before, "{fault:?}: the torn tail is cut at open ({before} -> {after})");
+            let after = std::fs::metadata(&pack)
+                .map_err(|e| Error::io("stat", e))?
+                .len();
+            assert!(
+                after < before,
+                "{fault:?}: the torn tail is cut at open ({before} -> {after})"
+            );
             for (key, _, raw) in &acknowledged {
                 let frame = warm.get(*key).await?.expect("acknowledged chunk present");
-                assert_eq!(&frame.decode_verified(&key.id(), MAX_CHUNK_LEN)?[..], &raw[..]);
+                assert_eq!(
+                    &frame.decode_verified(&key.id(), MAX_CHUNK_LEN)?[..],
+                    &raw[..]
+                );
             }
             for (key, _, _) in &torn {
-                assert!(!warm.contains(*key).await?, "{fault:?}: no index entry for torn bytes");
+                assert!(
+                    !warm.contains(*key).await?,
+                    "{fault:?}: no index entry for torn bytes"
+                );
             }
             // And the pack keeps working after recovery.
-            warm.put(torn.iter().map(|(k, f, _)| (*k, f.clone())).collect()).await?;
+            warm.put(torn.iter().map(|(k, f, _)| (*k, f.clone())).collect())
+                .await?;
             for (key, _, raw) in &torn {
                 let frame = warm.get(*key).await?.expect("re-put chunk present");
-                assert_eq!(&frame.decode_verified(&key.id(), MAX_CHUNK_LEN)?[..], &raw[..]);
+                assert_eq!(
+                    &frame.decode_verified(&key.id(), MAX_CHUNK_LEN)?[..],
+                    &raw[..]
+                );
             }
         }
         Ok(())
@@ -449,7 +541,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
         let (_meta, warm) = open(dir.path())?;
         for n in 0..400 {
-            let mut x = u64::from(n) * 0x9e37_79b9 + 1;
+            let mut x = (n as u64) * 0x9e37_79b9 + 1;
             let raw: Vec<u8> = (0..8192)
                 .map(|_| {
                     x ^= x << 13;
@@ -459,10 +551,16 @@ mod tests {
                 })
                 .collect();
             let key = ChunkKey::new(TenantId([1; 8]), &ChunkId::of(&raw));
-            warm.put(vec![(key, Frame::encode(&raw, Compression::Raw)?)]).await?;
+            warm.put(vec![(key, Frame::encode(&raw, Compression::Raw)?)])
+                .await?;
         }
-        let packs = std::fs::read_dir(dir.path().join("warm")).map_err(|e| Error::io("ls", e))?.count();
-        assert!(packs >= 3, "400 × 8 KiB raw chunks over 1 MiB packs make several packs, got {packs}");
+        let packs = std::fs::read_dir(dir.path().join("warm"))
+            .map_err(|e| Error::io("ls", e))?
+            .count();
+        assert!(
+            packs >= 3,
+            "400 × 8 KiB raw chunks over 1 MiB packs make several packs, got {packs}"
+        );
         Ok(())
     }
 }

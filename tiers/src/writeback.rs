@@ -1,0 +1,393 @@
+//! Write-behind to the cold tier.
+//!
+//! New chunks and manifests are queued in the LMDB `cold_queue` table in the same transaction
+//! that stores them (see `meta.rs` for the entry layout), so the queue survives restarts and
+//! crashes. One task per store drains it: it groups queued chunks by tenant, compresses them
+//! with the cold codec on low-priority encoder threads (zstd at high levels runs at a few MB/s
+//! per core, so this never happens on a request path), and writes a pack object once
+//! [`crate::StoreConfig::cold_pack_target`] bytes are ready, or a partial one when its oldest
+//! entry has waited [`crate::StoreConfig::cold_flush_after`]. Only after the pack is written
+//! and indexed are its queue entries removed; a failure leaves them queued and is retried with
+//! exponential backoff.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use heed::RwTxn;
+use tokio::sync::oneshot;
+
+use crate::codec::{Compression, Frame, MAX_CHUNK_LEN};
+use crate::error::{Error, Result};
+use crate::ids::{ChunkId, ManifestId};
+use crate::meta::{ChunkInfo, ChunkKey, Tables, le_u64, state_get, state_put, tier_bits};
+use crate::names::TenantId;
+use crate::store::Store;
+use crate::tier::ChunkTier;
+
+/// Something waiting for its cold copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum QueueItem {
+    /// A chunk.
+    Chunk(ChunkKey),
+    /// A manifest.
+    Manifest(TenantId, ManifestId),
+}
+
+const KIND_CHUNK: u8 = 1;
+const KIND_MANIFEST: u8 = 2;
+/// Queue entries read per round.
+const ROUND: usize = 4096;
+
+/// Appends to the queue inside a write transaction.
+pub(crate) fn enqueue_in_txn(t: &Tables, txn: &mut RwTxn<'_>, item: QueueItem) -> Result<()> {
+    let seq = state_get(t, txn, "cold_seq")?;
+    state_put(t, txn, "cold_seq", seq + 1)?;
+    let mut v = [0u8; 49];
+    let (kind, tenant, id) = match item {
+        QueueItem::Chunk(k) => (KIND_CHUNK, k.tenant(), *k.id().as_bytes()),
+        QueueItem::Manifest(t, m) => (KIND_MANIFEST, t, *m.as_bytes()),
+    };
+    v[0] = kind;
+    v[1..9].copy_from_slice(&crate::refs::now_ms().to_le_bytes());
+    v[9..17].copy_from_slice(&tenant.0);
+    v[17..].copy_from_slice(&id);
+    t.cold_queue.put(txn, &seq.to_be_bytes(), &v)?;
+    Ok(())
+}
+
+struct Entry {
+    seq: u64,
+    enqueued_ms: u64,
+    item: QueueItem,
+}
+
+fn decode_entry(k: &[u8], v: &[u8]) -> Result<Entry> {
+    if k.len() != 8 || v.len() != 49 {
+        return Err(Error::Format("cold queue entry".into()));
+    }
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(k);
+    let mut tenant = [0u8; 8];
+    tenant.copy_from_slice(&v[9..17]);
+    let tenant = TenantId(tenant);
+    let mut id = [0u8; 32];
+    id.copy_from_slice(&v[17..]);
+    let item = match v[0] {
+        KIND_CHUNK => QueueItem::Chunk(ChunkKey::new(tenant, &ChunkId::from_bytes(id))),
+        KIND_MANIFEST => QueueItem::Manifest(tenant, ManifestId::from_bytes(id)),
+        other => return Err(Error::Format(format!("cold queue kind {other}"))),
+    };
+    Ok(Entry {
+        seq: u64::from_be_bytes(seq),
+        enqueued_ms: le_u64(&v[1..9]),
+        item,
+    })
+}
+
+/// Encoded chunks kept between rounds so a partial pack is not compressed twice.
+#[derive(Default)]
+pub(crate) struct Pending {
+    encoded: HashMap<u64, (ChunkKey, Frame)>,
+}
+
+/// The uploader's state, shared by the background task and [`Store::flush_cold`].
+pub(crate) type Shared = Arc<tokio::sync::Mutex<Pending>>;
+
+/// Low-priority threads that compress chunks for the cold tier.
+pub(crate) struct Encoder {
+    jobs: std::sync::mpsc::Sender<EncodeJob>,
+}
+
+type EncodeJob = (
+    Vec<(ChunkKey, Frame)>,
+    Compression,
+    oneshot::Sender<Result<Vec<(ChunkKey, Frame)>>>,
+);
+
+impl Encoder {
+    pub(crate) fn start(threads: usize) -> Result<Self> {
+        let (jobs, rx) = std::sync::mpsc::channel::<EncodeJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("scipcache-cold-encoder-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let job = rx
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        let Ok((batch, compression, done)) = job else {
+                            break;
+                        };
+                        let out = batch
+                            .into_iter()
+                            .map(|(k, f)| {
+                                let raw = f.decode_verified(&k.id(), MAX_CHUNK_LEN)?;
+                                Ok((k, f.recode(&raw, compression)?))
+                            })
+                            .collect();
+                        let _ = done.send(out);
+                    }
+                })
+                .map_err(|e| Error::io("starting a cold encoder thread", e))?;
+        }
+        Ok(Self { jobs })
+    }
+
+    async fn encode(
+        &self,
+        batch: Vec<(ChunkKey, Frame)>,
+        compression: Compression,
+    ) -> Result<Vec<(ChunkKey, Frame)>> {
+        let (done, wait) = oneshot::channel();
+        self.jobs
+            .send((batch, compression, done))
+            .map_err(|_| Error::ShuttingDown)?;
+        wait.await.map_err(|_| Error::ShuttingDown)?
+    }
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Encoder")
+    }
+}
+
+/// Nice +10 for the calling thread, so cold compression yields to request handling.
+fn lower_priority() {
+    // SAFETY: `gettid` and `setpriority` are plain syscalls without memory arguments; on Linux
+    // the nice value is per thread, so this only affects the encoder thread calling it.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+    };
+    if rc != 0 {
+        tracing::debug!("could not lower the cold encoder's priority");
+    }
+}
+
+/// The background task: drains the queue when woken, on a timer, and with backoff after
+/// failures, until the store shuts down.
+pub(crate) async fn run(store: Store) {
+    let inner = store.inner();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            () = inner.cancel.cancelled() => break,
+            () = inner.writeback.notified() => {}
+            () = tokio::time::sleep(inner.config.cold_flush_after) => {}
+        }
+        match drain(&store, false).await {
+            Ok(()) => backoff = Duration::from_secs(1),
+            Err(Error::ShuttingDown) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "cold upload failed; entries stay queued");
+                tokio::select! {
+                    () = inner.cancel.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+/// Uploads what is queued: full packs always, partial packs when `force` or when their oldest
+/// entry has waited long enough.
+pub(crate) async fn drain(store: &Store, force: bool) -> Result<()> {
+    let inner = store.inner();
+    let mut pending = inner.pending.lock().await;
+    let mut after = 0u64;
+    loop {
+        let start = after;
+        let entries = inner
+            .meta
+            .read(move |t, txn| {
+                let mut out = Vec::new();
+                let from = start.to_be_bytes();
+                let bounds = (
+                    std::ops::Bound::Included(&from[..]),
+                    std::ops::Bound::Unbounded,
+                );
+                for item in t.cold_queue.range(txn, &bounds)? {
+                    let (k, v) = item?;
+                    out.push(decode_entry(k, v)?);
+                    if out.len() >= ROUND {
+                        break;
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        after = last.seq + 1;
+        let full_round = entries.len() >= ROUND;
+        let mut done_seqs = Vec::new();
+        let mut chunks: BTreeMap<TenantId, Vec<Entry>> = BTreeMap::new();
+        for e in entries {
+            match e.item {
+                QueueItem::Manifest(tenant, id) => {
+                    let mkey = {
+                        let mut k = [0u8; 40];
+                        k[..8].copy_from_slice(&tenant.0);
+                        k[8..].copy_from_slice(id.as_bytes());
+                        k
+                    };
+                    let encoded = inner
+                        .meta
+                        .read(move |t, txn| Ok(t.manifests.get(txn, &mkey)?.map(<[u8]>::to_vec)))
+                        .await?;
+                    if let Some(encoded) = encoded {
+                        inner.cold.put_manifest(tenant, &id, &encoded).await?;
+                    }
+                    done_seqs.push(e.seq);
+                }
+                QueueItem::Chunk(key) => chunks.entry(key.tenant()).or_default().push(e),
+            }
+        }
+        remove(store, std::mem::take(&mut done_seqs)).await?;
+        let now = crate::refs::now_ms();
+        let wait_ms = u64::try_from(inner.config.cold_flush_after.as_millis()).unwrap_or(u64::MAX);
+        for (tenant, group) in chunks {
+            let mut pack: Vec<(ChunkKey, Frame)> = Vec::new();
+            let mut pack_seqs = Vec::new();
+            let mut pack_bytes = 0usize;
+            let mut oldest = u64::MAX;
+            for slice in group.chunks(256) {
+                // Frames to encode: those not encoded in an earlier round.
+                let keys: Vec<(u64, ChunkKey)> = slice
+                    .iter()
+                    .filter_map(|e| match e.item {
+                        QueueItem::Chunk(k) if !pending.encoded.contains_key(&e.seq) => {
+                            Some((e.seq, k))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if !keys.is_empty() {
+                    let local = read_local(store, keys.iter().map(|(_, k)| *k).collect()).await?;
+                    let mut to_encode = Vec::new();
+                    let mut seqs = Vec::new();
+                    for ((seq, key), found) in keys.into_iter().zip(local) {
+                        match found {
+                            Some(frame) => {
+                                to_encode.push((key, frame));
+                                seqs.push(seq);
+                            }
+                            // Gone from hot and warm, or already cold: nothing to upload.
+                            None => done_seqs.push(seq),
+                        }
+                    }
+                    let encoded = inner
+                        .encoder
+                        .encode(to_encode, inner.config.cold_compression)
+                        .await?;
+                    for (seq, item) in seqs.into_iter().zip(encoded) {
+                        pending.encoded.insert(seq, item);
+                    }
+                }
+                for e in slice {
+                    let Some((key, frame)) = pending.encoded.get(&e.seq) else {
+                        continue;
+                    };
+                    pack_bytes += frame.stored_len();
+                    pack.push((*key, frame.clone()));
+                    pack_seqs.push(e.seq);
+                    oldest = oldest.min(e.enqueued_ms);
+                    if pack_bytes >= inner.config.cold_pack_target {
+                        upload(
+                            store,
+                            tenant,
+                            &mut pending,
+                            std::mem::take(&mut pack),
+                            std::mem::take(&mut pack_seqs),
+                        )
+                        .await?;
+                        pack_bytes = 0;
+                        oldest = u64::MAX;
+                    }
+                }
+            }
+            let due = force || now.saturating_sub(oldest) >= wait_ms;
+            if !pack.is_empty() && due {
+                upload(store, tenant, &mut pending, pack, pack_seqs).await?;
+            }
+        }
+        remove(store, done_seqs).await?;
+        if !full_round {
+            return Ok(());
+        }
+    }
+}
+
+async fn upload(
+    store: &Store,
+    tenant: TenantId,
+    pending: &mut Pending,
+    pack: Vec<(ChunkKey, Frame)>,
+    seqs: Vec<u64>,
+) -> Result<()> {
+    let n = pack.len();
+    store.inner().cold.put_pack(tenant, pack).await?;
+    for s in &seqs {
+        pending.encoded.remove(s);
+    }
+    remove(store, seqs).await?;
+    tracing::debug!(chunks = n, "cold pack written");
+    Ok(())
+}
+
+async fn remove(store: &Store, seqs: Vec<u64>) -> Result<()> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    store
+        .inner()
+        .meta
+        .write(move |t, txn| {
+            for s in seqs {
+                t.cold_queue.delete(txn, &s.to_be_bytes())?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Frames of chunks that still need a cold copy, read from hot or warm.
+async fn read_local(store: &Store, keys: Vec<ChunkKey>) -> Result<Vec<Option<Frame>>> {
+    let inner = store.inner();
+    let meta = inner.meta.clone();
+    let lookup = keys.clone();
+    let infos: Vec<Option<ChunkInfo>> = meta
+        .read(move |t, txn| {
+            lookup
+                .iter()
+                .map(|k| {
+                    t.chunks
+                        .get(txn, k.as_bytes())?
+                        .map(ChunkInfo::decode)
+                        .transpose()
+                })
+                .collect()
+        })
+        .await?;
+    let mut out = Vec::with_capacity(keys.len());
+    for (key, info) in keys.into_iter().zip(infos) {
+        let frame = match info {
+            Some(i) if i.tiers & tier_bits::COLD == 0 => match inner.hot.get(key).await? {
+                Some(f) => Some(f),
+                None => inner.warm.get(key).await?,
+            },
+            _ => None,
+        };
+        out.push(frame);
+    }
+    Ok(out)
+}

@@ -96,7 +96,7 @@ impl Default for ChunkerSpec {
 }
 
 /// The default average chunk size.
-pub const DEFAULT_AVG_CHUNK: u32 = 16 * 1024;
+pub const DEFAULT_AVG_CHUNK: u32 = 32 * 1024;
 
 /// Decides where the next chunk ends.
 pub trait Splitter: Send + Sync + std::fmt::Debug {

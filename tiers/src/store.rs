@@ -94,7 +94,7 @@ impl StoreConfig {
             lmdb_map_size: 64 << 30,
             hot_compression: Compression::Lz4,
             warm_compression: Compression::Zstd(3),
-            cold_compression: Compression::Zstd(12),
+            cold_compression: Compression::Zstd(9),
             verify_hot_reads: true,
             warm_pack_limit: 256 << 20,
             cold_pack_target: 8 << 20,

@@ -502,3 +502,35 @@ async fn reopening_a_store_with_100k_chunks_keeps_them_all_and_is_fast() -> Resu
     assert!(store.find_missing(&tenant, ids).await?.is_empty());
     store.shutdown().await
 }
+
+#[tokio::test]
+async fn a_full_lmdb_map_is_reported_as_storage_full_and_loses_nothing_acknowledged() -> Result<()>
+{
+    let dir = tmp()?;
+    let mut c = config(dir.path());
+    c.lmdb_map_size = 4 << 20;
+    let store = Store::open(c).await?;
+    let tenant: Tenant = "acme".parse()?;
+    let mut acknowledged = Vec::new();
+    let mut full = None;
+    for i in 0..200u64 {
+        let raw = data(64 * 1024, i + 100, false);
+        let id = ChunkId::of(&raw);
+        match store
+            .put_chunks(&tenant, vec![(id, Frame::encode(&raw, Compression::Lz4)?)])
+            .await
+        {
+            Ok(_) => acknowledged.push((id, raw)),
+            Err(e) => {
+                full = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(matches!(full, Some(Error::Full(_))), "{full:?}");
+    for (id, raw) in &acknowledged {
+        let frame = store.get_chunk(&tenant, *id).await?;
+        assert_eq!(&frame.decode_verified(id, 1 << 20)?[..], &raw[..]);
+    }
+    store.shutdown().await
+}

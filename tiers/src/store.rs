@@ -220,6 +220,8 @@ const READ_BATCH: usize = 64;
 const READ_AHEAD: usize = 3;
 /// Most manifest entries accepted for one blob (a 40 GB blob at the default chunk size).
 pub const MAX_CHUNKS_PER_BLOB: usize = 4 << 20;
+/// Batches of an ingest being committed at once.
+const INGEST_COMMITS_IN_FLIGHT: usize = 4;
 /// Access times are flushed to LMDB at least this often.
 const ACCESS_FLUSH: Duration = Duration::from_secs(30);
 
@@ -849,20 +851,36 @@ impl Store {
         let mut blob = blake3::Hasher::new();
         let tid = ns.tenant().id();
         let compression = self.inner.config.hot_compression;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<
+        let (tx, rx) = tokio::sync::mpsc::channel::<
             tokio::task::JoinHandle<Result<Vec<(ChunkKey, Frame)>>>,
         >(4);
         let store = self.clone();
         let tenant = ns.tenant().clone();
+        // Batches are stored with a few commits in flight, so the group committer merges them
+        // and ingest does not wait for one fsync per batch.
         let writer = tokio::spawn(async move {
+            let stored = tokio_stream::wrappers::ReceiverStream::new(rx)
+                .map(|job| {
+                    let store = store.clone();
+                    let tenant = tenant.clone();
+                    async move {
+                        let prepared = job.await.map_err(|_| Error::ShuttingDown)??;
+                        let entries: Vec<ManifestEntry> = prepared
+                            .iter()
+                            .map(|(k, f)| ManifestEntry {
+                                id: k.id(),
+                                len: f.raw_len() as u32,
+                            })
+                            .collect();
+                        store.put_prepared(&tenant, prepared).await?;
+                        Ok::<_, Error>(entries)
+                    }
+                })
+                .buffered(INGEST_COMMITS_IN_FLIGHT);
+            futures::pin_mut!(stored);
             let mut entries = Vec::new();
-            while let Some(job) = rx.recv().await {
-                let prepared = job.await.map_err(|_| Error::ShuttingDown)??;
-                entries.extend(prepared.iter().map(|(k, f)| ManifestEntry {
-                    id: k.id(),
-                    len: f.raw_len() as u32,
-                }));
-                store.put_prepared(&tenant, prepared).await?;
+            while let Some(batch) = stored.next().await {
+                entries.extend(batch?);
             }
             Ok::<_, Error>(entries)
         });

@@ -37,7 +37,9 @@ async fn child_writer() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0.. {
         let data = blob(i);
         let key: RefKey = format!("commit/{i}").parse()?;
-        let record = store.write_blob(&ns, &key, &data[..], RefOptions::default()).await?;
+        let record = store
+            .write_blob(&ns, &key, &data[..], RefOptions::default())
+            .await?;
         let manifest = store.manifest(ns.tenant(), record.manifest).await?;
         let ids = manifest.entries().iter().map(|e| e.id).collect();
         store.demote(ns.tenant(), ids, true).await?;
@@ -47,7 +49,8 @@ async fn child_writer() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 #[tokio::test]
-async fn acknowledged_blobs_survive_sigkill_of_the_writer() -> Result<(), Box<dyn std::error::Error>> {
+async fn acknowledged_blobs_survive_sigkill_of_the_writer() -> Result<(), Box<dyn std::error::Error>>
+{
     if std::env::var(CHILD_ENV).is_ok() {
         return Ok(());
     }
@@ -74,12 +77,19 @@ async fn acknowledged_blobs_survive_sigkill_of_the_writer() -> Result<(), Box<dy
         }
     }
     child.wait()?;
-    assert_eq!(acked.len(), 25, "the child acknowledged writes before it was killed");
+    assert_eq!(
+        acked.len(),
+        25,
+        "the child acknowledged writes before it was killed"
+    );
 
     let store = Store::open(StoreConfig::new(dir.path())).await?;
     let ns: Namespace = "acme/web/app".parse()?;
     for (key, id) in acked {
-        let record = store.get_ref(&ns, &key).await?.ok_or("acknowledged ref lost")?;
+        let record = store
+            .get_ref(&ns, &key)
+            .await?
+            .ok_or("acknowledged ref lost")?;
         assert_eq!(record.blob, id);
         let manifest = store.manifest(ns.tenant(), record.manifest).await?;
         let mut out = Vec::new();

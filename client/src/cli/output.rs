@@ -1,0 +1,337 @@
+//! What the commands print: the `--json` objects (the contract's fields and a few more) and
+//! the short human lines.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use indicatif::HumanBytes;
+use scipcache_client::{BlobId, Error, PullReport, PushReport, RefList, RefSummary, Result, Stats};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// RFC 3339 in UTC, e.g. `2026-01-31T12:00:00.123Z`.
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    let utc = t.to_offset(time::UtcOffset::UTC);
+    utc.format(&Rfc3339)
+        .unwrap_or_else(|_| format!("@{}", utc.unix_timestamp()))
+}
+
+/// `ls --json`.
+#[derive(Debug, Serialize)]
+pub(crate) struct LsJson<'a> {
+    ns: &'a str,
+    prefix: &'a str,
+    refs: Vec<RefJson<'a>>,
+    truncated: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct RefJson<'a> {
+    key: &'a str,
+    blob: BlobId,
+    bytes: u64,
+    chunks: u64,
+    created_at: String,
+    expires_at: Option<String>,
+    labels: &'a BTreeMap<String, String>,
+}
+
+impl<'a> RefJson<'a> {
+    fn new(r: &'a RefSummary) -> Self {
+        Self {
+            key: &r.key,
+            blob: r.blob,
+            bytes: r.size,
+            chunks: r.chunks,
+            created_at: rfc3339(r.created_at),
+            expires_at: r.expires_at.map(rfc3339),
+            labels: &r.labels,
+        }
+    }
+}
+
+impl<'a> LsJson<'a> {
+    pub(crate) fn new(ns: &'a str, prefix: &'a str, list: &'a RefList) -> Self {
+        Self {
+            ns,
+            prefix,
+            refs: list.refs.iter().map(RefJson::new).collect(),
+            truncated: list.truncated,
+        }
+    }
+}
+
+/// `rm --json`.
+#[derive(Debug, Serialize)]
+pub(crate) struct RmJson<'a> {
+    pub(crate) ns: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) deleted: bool,
+}
+
+/// `stat --json`.
+#[derive(Debug, Serialize)]
+pub(crate) struct StatJson<'a> {
+    tiers: Vec<TierJson<'a>>,
+    logical_bytes: u64,
+    stored_bytes: u64,
+    refs: u64,
+    cold_queue: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct TierJson<'a> {
+    name: &'a str,
+    chunks: u64,
+    stored_bytes: u64,
+    hits: u64,
+}
+
+impl<'a> StatJson<'a> {
+    pub(crate) fn new(stats: &'a Stats) -> Self {
+        Self {
+            tiers: stats
+                .tiers
+                .iter()
+                .map(|t| TierJson {
+                    name: &t.name,
+                    chunks: t.chunks,
+                    stored_bytes: t.stored_bytes,
+                    hits: t.hits,
+                })
+                .collect(),
+            logical_bytes: stats.logical_bytes,
+            stored_bytes: stats.tiers.iter().map(|t| t.stored_bytes).sum(),
+            refs: stats.refs,
+            cold_queue: stats.cold_queue,
+        }
+    }
+}
+
+/// One line about a push.
+pub(crate) fn push_line(r: &PushReport) -> String {
+    format!(
+        "pushed {} {} blob {} ({}, {} chunks, {} new, {} sent, {:.2}s)",
+        r.ns,
+        r.key,
+        r.blob,
+        HumanBytes(r.bytes),
+        r.chunks,
+        r.new_chunks,
+        HumanBytes(r.bytes_sent),
+        r.seconds
+    )
+}
+
+/// One line about a pull.
+pub(crate) fn pull_line(r: &PullReport, to: &str) -> String {
+    let resolved = if r.resolved_key == r.key.as_str() {
+        String::new()
+    } else {
+        format!(" (resolved to {})", r.resolved_key)
+    };
+    format!(
+        "pulled {} {}{resolved} blob {} ({}, {:.2}s) to {to}",
+        r.ns,
+        r.key,
+        r.blob,
+        HumanBytes(r.bytes),
+        r.seconds
+    )
+}
+
+/// `ls`: one tab-separated line per ref: key, blob, bytes, created, expires (`-` for never).
+pub(crate) fn ls_lines(list: &RefList) -> Vec<String> {
+    list.refs
+        .iter()
+        .map(|r| {
+            format!(
+                "{}\t{}\t{}\t{}\t{}",
+                r.key,
+                r.blob,
+                r.size,
+                rfc3339(r.created_at),
+                r.expires_at.map_or_else(|| "-".to_owned(), rfc3339)
+            )
+        })
+        .collect()
+}
+
+/// `stat`: a small table.
+pub(crate) fn stat_lines(stats: &Stats) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{:<6} {:>12} {:>12} {:>12}",
+        "tier", "chunks", "stored", "hits"
+    )];
+    for t in &stats.tiers {
+        lines.push(format!(
+            "{:<6} {:>12} {:>12} {:>12}",
+            t.name,
+            t.chunks,
+            HumanBytes(t.stored_bytes).to_string(),
+            t.hits
+        ));
+    }
+    lines.push(format!(
+        "logical {} in {} refs; cold queue {} chunks",
+        HumanBytes(stats.logical_bytes),
+        stats.refs,
+        stats.cold_queue
+    ));
+    lines
+}
+
+/// Writes lines to stdout.
+pub(crate) fn print_lines<S: AsRef<str>>(lines: &[S]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        writeln!(out, "{}", line.as_ref()).map_err(|e| Error::io("cannot write to stdout", e))?;
+    }
+    out.flush()
+        .map_err(|e| Error::io("cannot write to stdout", e))
+}
+
+/// Writes one JSON object on one line of stdout.
+pub(crate) fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    let text = serde_json::to_string(value)
+        .map_err(|e| Error::Internal(format!("cannot render JSON: {e}")))?;
+    print_lines(&[text])
+}
+
+/// The contract's error line: `<status in words>: <message>`, on one line and of bounded
+/// length (a FAILED_PRECONDITION may list thousands of chunk ids).
+pub(crate) fn error_line(e: &Error) -> String {
+    const MAX_MESSAGE: usize = 600;
+    let message: String = e
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = match message.char_indices().nth(MAX_MESSAGE) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message,
+    };
+    format!("{}: {message}", e.code_words())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scipcache_client::TierStats;
+
+    fn summary(expires: Option<i64>) -> Result<RefSummary> {
+        let at = |s: i64| {
+            OffsetDateTime::from_unix_timestamp(s).map_err(|e| Error::Internal(e.to_string()))
+        };
+        Ok(RefSummary {
+            namespace: "acme/web/app".into(),
+            key: "commit/abc".into(),
+            blob: BlobId::of(b""),
+            size: 42,
+            chunks: 1,
+            manifest: None,
+            created_at: at(1_700_000_000)?,
+            expires_at: expires.map(at).transpose()?,
+            labels: BTreeMap::new(),
+        })
+    }
+
+    #[test]
+    fn ls_json_has_contract_fields_with_rfc3339_times_and_null_expiry()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let list = RefList {
+            refs: vec![summary(None)?, summary(Some(1_800_000_000))?],
+            truncated: false,
+        };
+        let json = serde_json::to_value(LsJson::new("acme/web/app", "", &list))?;
+        let first = &json["refs"][0];
+        assert_eq!(first["key"], "commit/abc");
+        assert_eq!(first["blob"], BlobId::of(b"").to_string());
+        assert_eq!(first["bytes"], 42);
+        assert_eq!(first["created_at"], "2023-11-14T22:13:20Z");
+        assert!(first["expires_at"].is_null());
+        assert_eq!(json["refs"][1]["expires_at"], "2027-01-15T08:00:00Z");
+        Ok(())
+    }
+
+    #[test]
+    fn stat_json_has_contract_fields() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let stats = Stats {
+            tiers: vec![
+                TierStats {
+                    name: "hot".into(),
+                    chunks: 3,
+                    stored_bytes: 100,
+                    hits: 9,
+                },
+                TierStats {
+                    name: "cold".into(),
+                    chunks: 1,
+                    stored_bytes: 50,
+                    hits: 0,
+                },
+            ],
+            logical_bytes: 1000,
+            refs: 2,
+            cold_queue: 0,
+        };
+        let json = serde_json::to_value(StatJson::new(&stats))?;
+        assert_eq!(json["tiers"][0]["name"], "hot");
+        assert_eq!(json["tiers"][0]["chunks"], 3);
+        assert_eq!(json["tiers"][0]["stored_bytes"], 100);
+        assert_eq!(json["tiers"][0]["hits"], 9);
+        assert_eq!(json["logical_bytes"], 1000);
+        assert_eq!(json["stored_bytes"], 150);
+        assert_eq!(stat_lines(&stats).len(), 4);
+        Ok(())
+    }
+
+    #[test]
+    fn rm_json_has_contract_fields() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let json = serde_json::to_value(RmJson {
+            ns: "acme/web/app",
+            key: "commit/abc",
+            deleted: true,
+        })?;
+        assert_eq!(
+            json,
+            serde_json::json!({"ns": "acme/web/app", "key": "commit/abc", "deleted": true})
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn ls_lines_are_tab_separated_with_a_dash_for_no_expiry() -> Result<()> {
+        let list = RefList {
+            refs: vec![summary(None)?],
+            truncated: false,
+        };
+        let lines = ls_lines(&list);
+        assert_eq!(lines.len(), 1);
+        let fields: Vec<&str> = lines[0].split('\t').collect();
+        assert_eq!(fields.len(), 5);
+        assert_eq!(fields[0], "commit/abc");
+        assert_eq!(fields[4], "-");
+        Ok(())
+    }
+
+    #[test]
+    fn error_lines_are_single_bounded_lines_in_contract_form() {
+        let e = Error::Status(tonic::Status::permission_denied(
+            "token has no read access to acme/web/app",
+        ));
+        assert_eq!(
+            error_line(&e),
+            "permission denied: token has no read access to acme/web/app"
+        );
+        let long = Error::Status(tonic::Status::failed_precondition(format!(
+            "missing chunks:\n{}",
+            "ab".repeat(5000)
+        )));
+        let line = error_line(&long);
+        assert!(!line.contains('\n'));
+        assert!(line.starts_with("failed precondition: missing chunks: abab"));
+        assert!(line.chars().count() < 700);
+    }
+}

@@ -1,0 +1,313 @@
+//! The client's one error type, and how it reads on a terminal.
+//!
+//! Every failure keeps enough to print the contract's one-line cause
+//! (`<status in words>: <message>`, see [`Error::code_words`]) and to pick the CLI's exit code
+//! ([`Error::exit_code`]). A server's answer keeps its gRPC code in [`Error::Status`].
+
+use std::time::Duration;
+
+use scipcache_tiers::ids::{BlobId, ChunkId};
+use tonic::Code;
+
+/// Everything the client can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server answered with a gRPC status (its code is kept).
+    #[error("{}", status_message(.0))]
+    Status(#[from] tonic::Status),
+    /// An argument the client itself refuses: a namespace, key, TTL, label, URL or option mix.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Local file I/O failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, naming the file.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS settings (CA, certificate, key) could not be used.
+    #[error("{context}: {source}")]
+    Tls {
+        /// What was being set up.
+        context: String,
+        /// The transport error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// A chunk received from the server is undecodable or does not hash to its id.
+    #[error("chunk {id} failed verification: {detail}")]
+    ChunkMismatch {
+        /// The id the server sent it under.
+        id: ChunkId,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The bytes received do not hash to the blob id the server announced.
+    #[error("blob {expected} failed verification: the bytes received hash to {actual}")]
+    BlobMismatch {
+        /// The id the server announced.
+        expected: BlobId,
+        /// What the received bytes hash to.
+        actual: BlobId,
+    },
+    /// The server sent fewer or more bytes than it announced.
+    #[error("expected {expected} bytes from the server, received {actual}")]
+    SizeMismatch {
+        /// Bytes announced.
+        expected: u64,
+        /// Bytes received.
+        actual: u64,
+    },
+    /// The server broke the protocol (malformed id, messages out of order).
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    /// A unary call got no answer within the configured timeout.
+    #[error("{call} got no answer within {}", humantime::format_duration(*.timeout))]
+    Timeout {
+        /// The gRPC method.
+        call: &'static str,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The blob is beyond a limit the server advertises.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A bug in the client: a worker task panicked or stopped early.
+    #[error("{0}")]
+    Internal(String),
+    /// The user interrupted the command (Ctrl-C, SIGTERM).
+    #[error("interrupted by a signal")]
+    Interrupted,
+}
+
+/// Result with the client's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The status's message, followed by the innermost cause of a locally made status ("received
+/// fatal alert: CertificateRequired", "Connection refused"), which tonic leaves out of the
+/// message. A status the server sent has no cause.
+pub(crate) fn status_message(status: &tonic::Status) -> String {
+    let message = if status.message().is_empty() {
+        format!("the server answered {}", code_words(status.code()))
+    } else {
+        status.message().to_owned()
+    };
+    let mut root = None;
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        root = Some(cause.to_string());
+        source = cause.source();
+    }
+    match root {
+        Some(cause) if !message.contains(&cause) => format!("{message}: {cause}"),
+        _ => message,
+    }
+}
+
+/// True when the status was made by the client's transport (connection, TLS, HTTP/2), not
+/// sent by the server.
+pub(crate) fn is_local(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some()
+}
+
+/// A gRPC code in the words the contract prints.
+pub fn code_words(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid argument",
+        Code::DeadlineExceeded => "deadline exceeded",
+        Code::NotFound => "not found",
+        Code::AlreadyExists => "already exists",
+        Code::PermissionDenied => "permission denied",
+        Code::ResourceExhausted => "resource exhausted",
+        Code::FailedPrecondition => "failed precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out of range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The gRPC code closest to this error: the server's own for [`Error::Status`].
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Status(s) => s.code(),
+            Self::InvalidArgument(_) | Self::Tls { .. } => Code::InvalidArgument,
+            Self::Io { source, .. } => io_code(source.kind()),
+            Self::ChunkMismatch { .. } | Self::BlobMismatch { .. } | Self::SizeMismatch { .. } => {
+                Code::DataLoss
+            }
+            Self::Protocol(_) | Self::Internal(_) => Code::Internal,
+            Self::Timeout { .. } => Code::DeadlineExceeded,
+            Self::TooLarge(_) => Code::ResourceExhausted,
+            Self::Interrupted => Code::Cancelled,
+        }
+    }
+
+    /// The `<status in words>` of the contract's error line, e.g. `permission denied`.
+    pub fn code_words(&self) -> &str {
+        code_words(self.code())
+    }
+
+    /// The CLI's exit code: 2 for arguments the client refuses, 3 for NOT_FOUND from the
+    /// server, 4 for UNAUTHENTICATED or PERMISSION_DENIED from the server, 1 otherwise.
+    ///
+    /// Only the server's answers map to 3 and 4: a local file that is missing is not a cache
+    /// miss, so CI must not read it as one.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::InvalidArgument(_) | Self::Tls { .. } => 2,
+            Self::Status(s) => match s.code() {
+                Code::NotFound => 3,
+                Code::Unauthenticated | Code::PermissionDenied => 4,
+                _ => 1,
+            },
+            _ => 1,
+        }
+    }
+
+    /// True when a commit failed because the server lacks chunks: pushing again from the start
+    /// uploads them.
+    pub fn is_missing_chunks(&self) -> bool {
+        matches!(self, Self::Status(s) if s.code() == Code::FailedPrecondition)
+    }
+}
+
+impl From<scipcache_tiers::Error> for Error {
+    /// Names parsed from a caller's text (the only engine errors a client meets directly)
+    /// fail as invalid arguments.
+    fn from(e: scipcache_tiers::Error) -> Self {
+        match e {
+            scipcache_tiers::Error::InvalidArgument(msg) => Self::InvalidArgument(msg),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Internal(format!("a worker task of the client failed: {e}"))
+    }
+}
+
+fn io_code(kind: std::io::ErrorKind) -> Code {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::NotFound => Code::NotFound,
+        K::PermissionDenied => Code::PermissionDenied,
+        K::AlreadyExists => Code::AlreadyExists,
+        K::InvalidInput | K::InvalidData | K::IsADirectory | K::NotADirectory => {
+            Code::InvalidArgument
+        }
+        K::StorageFull | K::QuotaExceeded | K::OutOfMemory | K::FileTooLarge => {
+            Code::ResourceExhausted
+        }
+        K::TimedOut => Code::DeadlineExceeded,
+        K::Interrupted => Code::Cancelled,
+        _ => Code::Internal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: Code) -> Error {
+        Error::Status(tonic::Status::new(code, "msg"))
+    }
+
+    #[test]
+    fn server_codes_map_to_contract_exit_codes() {
+        assert_eq!(status(Code::NotFound).exit_code(), 3);
+        assert_eq!(status(Code::Unauthenticated).exit_code(), 4);
+        assert_eq!(status(Code::PermissionDenied).exit_code(), 4);
+        for code in [
+            Code::InvalidArgument,
+            Code::FailedPrecondition,
+            Code::DataLoss,
+            Code::ResourceExhausted,
+            Code::Unavailable,
+            Code::Internal,
+            Code::Unknown,
+        ] {
+            assert_eq!(status(code).exit_code(), 1, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn client_side_refusals_are_bad_usage_and_local_failures_are_one() {
+        assert_eq!(Error::InvalidArgument("bad ns".into()).exit_code(), 2);
+        let missing = Error::io(
+            "cannot open x",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        assert_eq!(missing.exit_code(), 1);
+        assert_eq!(missing.code_words(), "not found");
+        let lost = Error::BlobMismatch {
+            expected: BlobId::of(b"a"),
+            actual: BlobId::of(b"b"),
+        };
+        assert_eq!(lost.exit_code(), 1);
+        assert_eq!(lost.code_words(), "data loss");
+    }
+
+    #[test]
+    fn words_follow_the_contract() {
+        let cases = [
+            (Code::PermissionDenied, "permission denied"),
+            (Code::Unauthenticated, "unauthenticated"),
+            (Code::NotFound, "not found"),
+            (Code::InvalidArgument, "invalid argument"),
+            (Code::FailedPrecondition, "failed precondition"),
+            (Code::DataLoss, "data loss"),
+            (Code::ResourceExhausted, "resource exhausted"),
+            (Code::Unavailable, "unavailable"),
+            (Code::Internal, "internal"),
+            (Code::DeadlineExceeded, "deadline exceeded"),
+            (Code::Cancelled, "cancelled"),
+            (Code::Aborted, "aborted"),
+            (Code::AlreadyExists, "already exists"),
+            (Code::Unknown, "unknown"),
+        ];
+        for (code, words) in cases {
+            assert_eq!(status(code).code_words(), words);
+        }
+    }
+
+    #[test]
+    fn status_displays_only_its_message() {
+        let e = Error::Status(tonic::Status::permission_denied(
+            "token has no read access to acme/web/app",
+        ));
+        assert_eq!(
+            format!("{}: {e}", e.code_words()),
+            "permission denied: token has no read access to acme/web/app"
+        );
+        let empty = Error::Status(tonic::Status::new(Code::Unavailable, ""));
+        assert_eq!(empty.to_string(), "the server answered unavailable");
+    }
+
+    #[test]
+    fn only_failed_precondition_asks_for_a_push_retry() {
+        assert!(status(Code::FailedPrecondition).is_missing_chunks());
+        assert!(!status(Code::InvalidArgument).is_missing_chunks());
+        assert!(!Error::Protocol("x".into()).is_missing_chunks());
+    }
+}

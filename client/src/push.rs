@@ -1,0 +1,671 @@
+//! Push: chunk and hash a blob locally, upload only the chunks the server lacks, then commit
+//! the manifest under a ref.
+//!
+//! # Pipeline
+//!
+//! ```text
+//! reader ─▶ chunk + blob hash ─▶ window ─▶ chunk ids ─▶ FindMissing ─▶ lz4 ─▶ Upload ─┐
+//!           (caller's task)      (≤1024    (blocking    (new ids      (blocking  (≤3    │
+//!                                 chunks,   pool, in     only)         pool)     streams)│
+//!                                 ≤8 MiB)   parallel)                                   ▼
+//!                                                                   all done ─▶ Commit
+//! ```
+//!
+//! Memory is bounded whatever the blob size: a window is at most 8 MiB, one is being filled,
+//! one queued, one looked up and at most three (`UPLOADS_IN_FLIGHT`) compressing or
+//! uploading (a permit is taken *before* the upload task is spawned, so the reader cannot run
+//! ahead). What grows with the blob is 36 bytes per chunk for the manifest plus the set of ids
+//! already handled, so a chunk repeated in the blob is looked up and uploaded once.
+//!
+//! Uploads use a connection of their own (see [`Client`]), so FindMissing answers are never
+//! queued behind megabytes of frames.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use prost::Message;
+use scipcache_proto::ENTRIES_PER_BATCH;
+use scipcache_proto::pb;
+use scipcache_proto::pb::commit_request::Part;
+use scipcache_tiers::chunking::{ChunkReader, FastCdc};
+use scipcache_tiers::codec::{Compression, Frame};
+use scipcache_tiers::ids::{BlobId, ChunkId};
+use scipcache_tiers::manifest::ManifestEntry;
+use scipcache_tiers::names::{Namespace, RefKey};
+use tokio::io::AsyncRead;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::connect::Client;
+use crate::error::{Error, Result};
+use crate::progress::{SharedProgress, report};
+use crate::report::PushReport;
+use crate::retry;
+use crate::window::{
+    UPLOAD_MESSAGE_BYTES, UPLOADS_IN_FLIGHT, WINDOW_MAX_BYTES, WINDOW_MAX_CHUNKS, WindowBuilder,
+    first_sightings, group_by_size, parallelism, split_even,
+};
+
+/// How a push sets its ref.
+#[derive(Clone, Default)]
+pub struct PushOptions {
+    /// The ref expires this long after the push; `None` keeps it until deleted.
+    pub ttl: Option<Duration>,
+    /// Labels stored with the ref.
+    pub labels: Vec<(String, String)>,
+    /// Told about bytes as their window is stored (uploaded or found present).
+    pub progress: Option<SharedProgress>,
+}
+
+impl std::fmt::Debug for PushOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushOptions")
+            .field("ttl", &self.ttl)
+            .field("labels", &self.labels)
+            .field("progress", &self.progress.as_ref().map(|_| "<progress>"))
+            .finish()
+    }
+}
+
+impl PushOptions {
+    /// The header fields checked: a TTL of at least a second, label keys non-empty and unique.
+    fn checked(&self) -> Result<(u64, HashMap<String, String>)> {
+        let ttl_seconds = match self.ttl {
+            None => 0,
+            Some(ttl) if ttl < Duration::from_secs(1) => {
+                return Err(Error::InvalidArgument(format!(
+                    "a TTL must be at least 1s, not {}",
+                    humantime::format_duration(ttl)
+                )));
+            }
+            // Rounded up: 0 would mean "never expires".
+            Some(ttl) => ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0),
+        };
+        let mut labels = HashMap::with_capacity(self.labels.len());
+        for (k, v) in &self.labels {
+            if k.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "label with value {v:?} has an empty key"
+                )));
+            }
+            if labels.insert(k.clone(), v.clone()).is_some() {
+                return Err(Error::InvalidArgument(format!(
+                    "label {k:?} is given more than once"
+                )));
+            }
+        }
+        Ok((ttl_seconds, labels))
+    }
+}
+
+/// What the reader stage learned about the blob.
+#[derive(Debug)]
+struct Chunked {
+    blob: BlobId,
+    bytes: u64,
+    chunks: u64,
+}
+
+/// What the window stage produced.
+#[derive(Debug)]
+struct Planned {
+    entries: Vec<ManifestEntry>,
+    new_chunks: u64,
+    bytes_sent: u64,
+}
+
+/// One window's upload.
+#[derive(Debug)]
+struct Uploaded {
+    chunks: u64,
+    bytes_sent: u64,
+}
+
+impl Client {
+    /// Pushes the blob read from `reader` under `key` in `ns`.
+    ///
+    /// Calls only [`crate::Progress::advance`] on `opts.progress`: the caller knows the total,
+    /// if anyone does. Fails with `FAILED_PRECONDITION` (see [`Error::is_missing_chunks`]) when
+    /// the server lost chunks between the lookup and the commit; pushing again from the start
+    /// fixes that ([`Client::push_file`] does).
+    pub async fn push<R>(
+        &self,
+        ns: &Namespace,
+        key: &RefKey,
+        reader: R,
+        opts: &PushOptions,
+    ) -> Result<PushReport>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        self.push_from(ns, key, reader, opts, "the blob").await
+    }
+
+    /// Pushes the file at `path`, streaming it (memory stays bounded however large it is).
+    /// When the commit fails because the server lost chunks meanwhile, pushes once more from
+    /// the start.
+    pub async fn push_file(
+        &self,
+        ns: &Namespace,
+        key: &RefKey,
+        path: &Path,
+        opts: &PushOptions,
+    ) -> Result<PushReport> {
+        let name = path.display().to_string();
+        let mut retried = false;
+        loop {
+            let file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| Error::io(format!("cannot open {name}"), e))?;
+            let meta = file
+                .metadata()
+                .await
+                .map_err(|e| Error::io(format!("cannot stat {name}"), e))?;
+            if meta.is_dir() {
+                return Err(Error::InvalidArgument(format!("{name} is a directory")));
+            }
+            report(opts.progress.as_ref(), |p| p.start(meta.len()));
+            let result = self.push_from(ns, key, file, opts, &name).await;
+            match result {
+                Err(e) if e.is_missing_chunks() && !retried => {
+                    tracing::info!(error = %e, "the server lost chunks; pushing again");
+                    retried = true;
+                }
+                other => {
+                    report(opts.progress.as_ref(), |p| p.finish());
+                    return other;
+                }
+            }
+        }
+    }
+
+    async fn push_from<R>(
+        &self,
+        ns: &Namespace,
+        key: &RefKey,
+        reader: R,
+        opts: &PushOptions,
+        source: &str,
+    ) -> Result<PushReport>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let started = Instant::now();
+        let (ttl_seconds, labels) = opts.checked()?;
+        let splitter =
+            self.server_info().chunker.splitter().map_err(|e| {
+                Error::Protocol(format!("the server's chunker spec is unusable: {e}"))
+            })?;
+        let (windows_tx, windows_rx) = mpsc::channel(1);
+        let planner = Planner::new(self, ns, opts.progress.clone());
+        // Both stages run in this task: the reader needs no 'static bound, and the planner
+        // only waits on work it hands to other threads.
+        let (chunked, planned) = tokio::try_join!(
+            read_windows(reader, splitter, windows_tx, source),
+            planner.run(windows_rx),
+        )?;
+        let header = pb::CommitHeader {
+            namespace: ns.to_string(),
+            key: key.to_string(),
+            blob: Bytes::copy_from_slice(chunked.blob.as_bytes()),
+            size: chunked.bytes,
+            chunker: Some(self.server_info().chunker.into()),
+            chunk_count: planned.entries.len() as u64,
+            ttl_seconds,
+            labels,
+        };
+        let commit_bytes = self.commit(header, planned.entries).await?;
+        Ok(PushReport {
+            ns: ns.clone(),
+            key: key.clone(),
+            blob: chunked.blob,
+            bytes: chunked.bytes,
+            chunks: chunked.chunks,
+            new_chunks: planned.new_chunks,
+            bytes_sent: planned.bytes_sent + commit_bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// `Blobs/Commit`: the header, then the entries in batches built as the stream is read.
+    /// Returns the bytes sent.
+    async fn commit(&self, header: pb::CommitHeader, entries: Vec<ManifestEntry>) -> Result<u64> {
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&sent);
+        let messages = commit_messages(header, entries).inspect(move |m| {
+            counter.fetch_add(m.encoded_len() as u64, Ordering::Relaxed);
+        });
+        let answer = self.blobs().commit(messages).await?.into_inner();
+        if let Some(info) = answer.r#ref {
+            tracing::debug!(key = %info.key, chunks = info.chunks, "committed");
+        }
+        Ok(sent.load(Ordering::Relaxed))
+    }
+}
+
+/// The commit stream: the header, then the entries in batches of [`ENTRIES_PER_BATCH`],
+/// each built only when the stream is polled.
+fn commit_messages(
+    header: pb::CommitHeader,
+    entries: Vec<ManifestEntry>,
+) -> impl futures::Stream<Item = pb::CommitRequest> + Send + 'static {
+    let batches = entries.len().div_ceil(ENTRIES_PER_BATCH);
+    let entries = Arc::new(entries);
+    let header = pb::CommitRequest {
+        part: Some(Part::Header(header)),
+    };
+    let batches = (0..batches).map(move |i| {
+        let lo = i * ENTRIES_PER_BATCH;
+        let hi = (lo + ENTRIES_PER_BATCH).min(entries.len());
+        pb::CommitRequest {
+            part: Some(Part::Entries(pb::EntryBatch {
+                entries: entries[lo..hi].iter().map(|&e| e.into()).collect(),
+            })),
+        }
+    });
+    futures::stream::iter(std::iter::once(header).chain(batches))
+}
+
+/// The reader stage: cuts chunks with the server's spec, hashes the whole blob, and hands
+/// the chunks on in windows.
+async fn read_windows<R>(
+    reader: R,
+    splitter: FastCdc,
+    windows: mpsc::Sender<Vec<Bytes>>,
+    source: &str,
+) -> Result<Chunked>
+where
+    R: AsyncRead + Unpin + Send,
+{
+    let mut chunks = ChunkReader::new(reader, splitter);
+    let mut hasher = blake3::Hasher::new();
+    let mut window = WindowBuilder::new(WINDOW_MAX_CHUNKS, WINDOW_MAX_BYTES);
+    let mut count = 0u64;
+    let stopped = || Error::Internal("the push's upload stage stopped early".into());
+    while let Some(chunk) = chunks
+        .next_chunk()
+        .await
+        .map_err(|e| Error::io(format!("cannot read {source}"), e))?
+    {
+        hasher.update(&chunk);
+        count += 1;
+        if let Some(full) = window.push(chunk) {
+            windows.send(full).await.map_err(|_| stopped())?;
+        }
+    }
+    if let Some(last) = window.finish() {
+        windows.send(last).await.map_err(|_| stopped())?;
+    }
+    Ok(Chunked {
+        blob: hasher.finalize().into(),
+        bytes: chunks.bytes_read(),
+        chunks: count,
+    })
+}
+
+/// The window stage: ids, lookups, and the spawning of bounded uploads.
+struct Planner {
+    client: Client,
+    namespace: String,
+    progress: Option<SharedProgress>,
+    seen: HashSet<ChunkId>,
+    entries: Vec<ManifestEntry>,
+    uploads: JoinSet<Result<Uploaded>>,
+    permits: Arc<Semaphore>,
+    new_chunks: u64,
+    bytes_sent: u64,
+}
+
+impl Planner {
+    fn new(client: &Client, ns: &Namespace, progress: Option<SharedProgress>) -> Self {
+        Self {
+            client: client.clone(),
+            namespace: ns.to_string(),
+            progress,
+            seen: HashSet::new(),
+            entries: Vec::new(),
+            uploads: JoinSet::new(),
+            permits: Arc::new(Semaphore::new(UPLOADS_IN_FLIGHT)),
+            new_chunks: 0,
+            bytes_sent: 0,
+        }
+    }
+
+    async fn run(mut self, mut windows: mpsc::Receiver<Vec<Bytes>>) -> Result<Planned> {
+        while let Some(window) = windows.recv().await {
+            self.window(window).await?;
+        }
+        while let Some(done) = self.uploads.join_next().await {
+            self.absorb(done?)?;
+        }
+        Ok(Planned {
+            entries: self.entries,
+            new_chunks: self.new_chunks,
+            bytes_sent: self.bytes_sent,
+        })
+    }
+
+    fn absorb(&mut self, done: Result<Uploaded>) -> Result<()> {
+        let done = done?;
+        self.new_chunks += done.chunks;
+        self.bytes_sent += done.bytes_sent;
+        Ok(())
+    }
+
+    async fn window(&mut self, chunks: Vec<Bytes>) -> Result<()> {
+        let window_bytes: usize = chunks.iter().map(Bytes::len).sum();
+        let chunks = Arc::new(chunks);
+        let ids = hash_ids(Arc::clone(&chunks), window_bytes).await?;
+        self.entries
+            .extend(ids.iter().zip(chunks.iter()).map(|(&id, c)| ManifestEntry {
+                id,
+                // Lossless: chunks are at most the spec's max, itself at most 16 MiB.
+                len: c.len() as u32,
+            }));
+        let limit = self.client.server_info().max_chunks_per_blob;
+        if limit > 0 && self.entries.len() as u64 > limit {
+            return Err(Error::TooLarge(format!(
+                "the blob has more than {limit} chunks, the most the server accepts in one blob"
+            )));
+        }
+        let fresh = first_sightings(&ids, &mut self.seen);
+        let fresh_ids: Vec<ChunkId> = fresh.iter().map(|&i| ids[i]).collect();
+        let missing = self.find_missing(&fresh_ids).await?;
+        let to_send: Vec<(ChunkId, Bytes)> = fresh
+            .into_iter()
+            .filter(|&i| missing.contains(&ids[i]))
+            .map(|i| (ids[i], chunks[i].clone()))
+            .collect();
+        drop(chunks);
+        if to_send.is_empty() {
+            report(self.progress.as_ref(), |p| p.advance(window_bytes as u64));
+            return Ok(());
+        }
+        // The permit comes before the spawn: without it the reader would run ahead and fill
+        // memory with windows waiting to upload.
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Internal("the upload limiter was closed".into()))?;
+        while let Some(done) = self.uploads.try_join_next() {
+            self.absorb(done?)?;
+        }
+        let client = self.client.clone();
+        let namespace = self.namespace.clone();
+        let progress = self.progress.clone();
+        self.uploads.spawn(async move {
+            let uploaded = upload_window(&client, namespace, to_send).await?;
+            drop(permit);
+            report(progress.as_ref(), |p| p.advance(window_bytes as u64));
+            Ok(uploaded)
+        });
+        Ok(())
+    }
+
+    /// `Chunks/FindMissing` for `ids`, in batches the server accepts.
+    async fn find_missing(&mut self, ids: &[ChunkId]) -> Result<HashSet<ChunkId>> {
+        let mut missing = HashSet::new();
+        let batch = self.client.server_info().max_ids_per_request.max(1);
+        for ids in ids.chunks(batch) {
+            let req = pb::FindMissingRequest {
+                namespace: self.namespace.clone(),
+                ids: ids
+                    .iter()
+                    .map(|id| Bytes::copy_from_slice(id.as_bytes()))
+                    .collect(),
+            };
+            self.bytes_sent += req.encoded_len() as u64;
+            let answer = self
+                .client
+                .unary(
+                    "Chunks/FindMissing",
+                    |c, r| async move { c.chunks().find_missing(r).await },
+                    req,
+                )
+                .await?;
+            for id in answer.missing {
+                missing.insert(ChunkId::from_slice(&id).map_err(|e| {
+                    Error::Protocol(format!("FindMissing answered a malformed id: {e}"))
+                })?);
+            }
+        }
+        Ok(missing)
+    }
+}
+
+/// Hashes each chunk of a window, on the blocking pool, in parallel when it pays.
+async fn hash_ids(chunks: Arc<Vec<Bytes>>, bytes: usize) -> Result<Vec<ChunkId>> {
+    let parts: Vec<_> = split_even(chunks.len(), parallelism(bytes))
+        .into_iter()
+        .map(|range| {
+            let chunks = Arc::clone(&chunks);
+            tokio::task::spawn_blocking(move || {
+                chunks[range]
+                    .iter()
+                    .map(|c| ChunkId::of(c))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(chunks.len());
+    for part in parts {
+        ids.extend(part.await?);
+    }
+    Ok(ids)
+}
+
+/// lz4-compresses chunks into frames, on the blocking pool, in parallel when it pays.
+async fn compress(chunks: Vec<(ChunkId, Bytes)>) -> Result<Vec<pb::ChunkFrame>> {
+    let bytes = chunks.iter().map(|(_, c)| c.len()).sum();
+    let chunks = Arc::new(chunks);
+    let parts: Vec<_> = split_even(chunks.len(), parallelism(bytes))
+        .into_iter()
+        .map(|range| {
+            let chunks = Arc::clone(&chunks);
+            tokio::task::spawn_blocking(move || {
+                chunks[range]
+                    .iter()
+                    .map(|(id, raw)| {
+                        let frame = Frame::encode(raw, Compression::Lz4).map_err(|e| {
+                            Error::Internal(format!("cannot encode chunk {id}: {e}"))
+                        })?;
+                        Ok(pb::ChunkFrame {
+                            id: Bytes::copy_from_slice(id.as_bytes()),
+                            frame: frame.into_bytes(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+        })
+        .collect();
+    let mut frames = Vec::with_capacity(chunks.len());
+    for part in parts {
+        frames.extend(part.await??);
+    }
+    Ok(frames)
+}
+
+/// Upload messages of about [`UPLOAD_MESSAGE_BYTES`]; the namespace goes in the first.
+fn upload_messages(
+    namespace: String,
+    frames: Vec<pb::ChunkFrame>,
+    max_message_bytes: usize,
+) -> Vec<pb::UploadRequest> {
+    // Room for the namespace and the message's own framing.
+    let budget = UPLOAD_MESSAGE_BYTES.min(max_message_bytes.saturating_sub(64 * 1024).max(1));
+    let frame_size = |f: &pb::ChunkFrame| {
+        let len = f.encoded_len();
+        len + prost::length_delimiter_len(len) + 1
+    };
+    let mut namespace = Some(namespace);
+    group_by_size(frames, frame_size, budget)
+        .into_iter()
+        .map(|chunks| pb::UploadRequest {
+            namespace: namespace.take().unwrap_or_default(),
+            chunks,
+        })
+        .collect()
+}
+
+/// Compresses and uploads one window's missing chunks over one `Chunks/Upload` stream,
+/// retrying on `UNAVAILABLE` (uploads are idempotent: content-addressed).
+async fn upload_window(
+    client: &Client,
+    namespace: String,
+    chunks: Vec<(ChunkId, Bytes)>,
+) -> Result<Uploaded> {
+    let count = chunks.len() as u64;
+    let frames = compress(chunks).await?;
+    let messages = upload_messages(namespace, frames, client.server_info().max_message_bytes);
+    let size: u64 = messages.iter().map(|m| m.encoded_len() as u64).sum();
+    let mut bytes_sent = 0;
+    let mut retry = 0;
+    loop {
+        bytes_sent += size;
+        let stream = futures::stream::iter(messages.clone());
+        match client.bulk_chunks().upload(stream).await {
+            Ok(answer) => {
+                let answer = answer.into_inner();
+                tracing::debug!(
+                    received = answer.received,
+                    stored = answer.stored,
+                    already_present = answer.already_present,
+                    "uploaded a window"
+                );
+                return Ok(Uploaded {
+                    chunks: count,
+                    bytes_sent,
+                });
+            }
+            Err(s) if s.code() == tonic::Code::Unavailable && retry + 1 < retry::ATTEMPTS => {
+                tokio::time::sleep(retry::backoff(retry)).await;
+                retry += 1;
+            }
+            Err(s) => return Err(s.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_rounds_up_and_zero_is_refused() -> Result<()> {
+        let opts = |ttl| PushOptions {
+            ttl,
+            ..PushOptions::default()
+        };
+        assert_eq!(opts(None).checked()?.0, 0);
+        assert_eq!(opts(Some(Duration::from_secs(90))).checked()?.0, 90);
+        assert_eq!(opts(Some(Duration::from_millis(1500))).checked()?.0, 2);
+        assert!(matches!(
+            opts(Some(Duration::from_millis(10))).checked(),
+            Err(Error::InvalidArgument(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn labels_need_unique_non_empty_keys() -> Result<()> {
+        let opts = |labels: &[(&str, &str)]| PushOptions {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..PushOptions::default()
+        };
+        let (_, labels) = opts(&[("ci", "github"), ("lang", "")]).checked()?;
+        assert_eq!(labels.get("ci").map(String::as_str), Some("github"));
+        assert!(opts(&[("", "x")]).checked().is_err());
+        assert!(opts(&[("a", "1"), ("a", "2")]).checked().is_err());
+        Ok(())
+    }
+
+    fn entries(n: usize) -> Vec<ManifestEntry> {
+        (0..n)
+            .map(|i| ManifestEntry {
+                id: ChunkId::of(&i.to_le_bytes()),
+                len: 1,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn commit_stream_is_a_header_then_entries_in_order() {
+        let n = 2 * ENTRIES_PER_BATCH + 5;
+        let messages: Vec<_> = commit_messages(pb::CommitHeader::default(), entries(n))
+            .collect()
+            .await;
+        assert_eq!(messages.len(), 4);
+        assert!(matches!(messages[0].part, Some(Part::Header(_))));
+        let mut got = Vec::new();
+        for m in &messages[1..] {
+            let Some(Part::Entries(batch)) = &m.part else {
+                panic!("expected entries, got {m:?}");
+            };
+            assert!(batch.entries.len() <= ENTRIES_PER_BATCH);
+            got.extend(batch.entries.iter().cloned());
+        }
+        let want: Vec<pb::ManifestEntry> = entries(n).into_iter().map(Into::into).collect();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn empty_blob_commits_a_header_only() {
+        let messages: Vec<_> = commit_messages(pb::CommitHeader::default(), Vec::new())
+            .collect()
+            .await;
+        assert_eq!(messages.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn compressed_frames_decode_to_their_chunks() -> Result<()> {
+        let chunks: Vec<(ChunkId, Bytes)> = (0..40u32)
+            .map(|i| {
+                let raw = Bytes::from(i.to_le_bytes().repeat(2000 + i as usize));
+                (ChunkId::of(&raw), raw)
+            })
+            .collect();
+        let frames = compress(chunks.clone()).await?;
+        assert_eq!(frames.len(), chunks.len());
+        for (frame, (id, raw)) in frames.iter().zip(&chunks) {
+            assert_eq!(&frame.id[..], id.as_bytes());
+            let decoded = Frame::from_bytes(frame.frame.clone())
+                .and_then(|f| f.decode_verified(id, raw.len()))
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            assert_eq!(decoded, raw);
+            assert!(
+                frame.frame.len() < raw.len(),
+                "repetitive data must compress"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn upload_messages_carry_the_namespace_first_and_stay_within_budget() {
+        let frames: Vec<pb::ChunkFrame> = (0..10u8)
+            .map(|i| pb::ChunkFrame {
+                id: Bytes::from(vec![i; 32]),
+                frame: Bytes::from(vec![i; 1024 * 1024]),
+            })
+            .collect();
+        let messages = upload_messages("acme/web/app".into(), frames.clone(), 16 << 20);
+        assert!(messages.len() >= 3);
+        assert_eq!(messages[0].namespace, "acme/web/app");
+        assert!(messages[1..].iter().all(|m| m.namespace.is_empty()));
+        assert!(
+            messages
+                .iter()
+                .all(|m| m.encoded_len() <= UPLOAD_MESSAGE_BYTES + 64)
+        );
+        let all: Vec<pb::ChunkFrame> = messages.into_iter().flat_map(|m| m.chunks).collect();
+        assert_eq!(all, frames);
+    }
+}

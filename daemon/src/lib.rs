@@ -1,1 +1,395 @@
-//! placeholder
+//! # scipcache-daemon: `scipcached`
+//!
+//! The gRPC server in front of the storage engine ([`scipcache_tiers::Store`]). It verifies
+//! tokens, checks every call's namespace against the token's scopes, and hands the work to
+//! the engine; it also serves `grpc.health.v1.Health`, server reflection (v1 and v1alpha,
+//! so `grpcurl` works) and, on a second port, `/metrics` and `/healthz`.
+//!
+//! [`run`] is the whole daemon: it takes an already bound gRPC listener, a metrics listener
+//! and a shutdown future, so tests can bind `127.0.0.1:0` and call the same function as
+//! `main`.
+//!
+//! ## Layout
+//! - `main.rs`: the binary: command line, logging, binding, signals, `token` subcommand.
+//! - [`config`]: every option; flags > environment > TOML file > defaults.
+//! - [`auth`]: the token spec (its docs), the pure [`auth::Verifier`], scopes, keys,
+//!   denylist; [`auth::interceptor`] is the tonic adapter.
+//! - [`service`]: one file per proto service (`info`, `chunks`, `blobs`, `refs`, `admin`);
+//!   thin methods.
+//! - [`status`]: the only mapping of engine errors to gRPC statuses.
+//! - [`metrics`]: Prometheus registry and the per-call tower layer; [`http`]: the HTTP port.
+//! - [`tls`]: TLS and mutual TLS for the gRPC port.
+//! - [`token`]: `scipcached token`.
+//! - [`error`]: the crate's error type.
+//!
+//! ## Lifecycle
+//! Start: HTTP port (so `/healthz` says 503 while starting), data dir, keys, store (which
+//! locks the data dir), gRPC. The log line `scipcached ready grpc=<addr> metrics=<addr>`
+//! marks readiness. On shutdown the gRPC listener closes at once, in-flight calls get
+//! `--shutdown-grace` to finish before they are aborted, then the store shuts down
+//! (persisting its queues).
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod service;
+pub mod status;
+pub mod tls;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use scipcache_proto::MAX_MESSAGE_BYTES;
+use scipcache_proto::pb::admin_server::AdminServer;
+use scipcache_proto::pb::blobs_server::BlobsServer;
+use scipcache_proto::pb::chunks_server::ChunksServer;
+use scipcache_proto::pb::info_server::InfoServer;
+use scipcache_proto::pb::refs_server::RefsServer;
+use scipcache_tiers::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+use auth::interceptor::AuthInterceptor;
+use auth::{Denylist, Verifier, VerifierConfig, keys};
+use metrics::{Metrics, MetricsLayer};
+use service::Shared;
+
+/// How long the store gets to flush and stop.
+const STORE_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the HTTP port gets to close.
+const HTTP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+/// HTTP/2 keepalive ping interval and timeout: dead peers are noticed within a minute.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// TCP keepalive on accepted connections.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Runs the daemon on bound listeners until `shutdown` completes, then stops gracefully.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let cancel = CancellationToken::new();
+    let work = run_until_cancelled(config, listener, metrics_listener, cancel.clone());
+    tokio::pin!(work);
+    tokio::select! {
+        result = &mut work => return result,
+        () = shutdown => {
+            tracing::info!("shutdown requested: no new connections; finishing in-flight calls");
+            cancel.cancel();
+        }
+    }
+    work.await
+}
+
+/// Like [`run`], stopping when `cancel` fires.
+pub async fn run_until_cancelled(
+    config: Config,
+    listener: TcpListener,
+    metrics_listener: TcpListener,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let grpc_addr = listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("gRPC listener has no address: {e}")))?;
+    let metrics_addr = metrics_listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("metrics listener has no address: {e}")))?;
+    let metrics = Arc::new(Metrics::new()?);
+    let ready = Arc::new(AtomicBool::new(false));
+    let store_cell = Arc::new(OnceLock::new());
+
+    // The HTTP port first, so /healthz answers (503) while the store opens.
+    let http_stop = CancellationToken::new();
+    let router = http::router(http::HttpState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        store: store_cell.clone(),
+    });
+    let mut http_task = tokio::spawn(
+        axum::serve(metrics_listener, router)
+            .with_graceful_shutdown(http_stop.clone().cancelled_owned())
+            .into_future(),
+    );
+
+    let result = serve_grpc(GrpcParts {
+        config,
+        listener,
+        grpc_addr,
+        metrics_addr,
+        metrics,
+        ready: ready.clone(),
+        store_cell,
+        cancel: cancel.clone(),
+    })
+    .await;
+    ready.store(false, Ordering::Release);
+    // Whatever ended the gRPC side ends the background tasks too.
+    cancel.cancel();
+    http_stop.cancel();
+    match tokio::time::timeout(HTTP_SHUTDOWN_TIMEOUT, &mut http_task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!("metrics server: {e}"),
+        Ok(Err(e)) => tracing::warn!("metrics server task: {e}"),
+        Err(_) => http_task.abort(),
+    }
+    if result.is_ok() {
+        tracing::info!("scipcached stopped");
+    }
+    result
+}
+
+struct GrpcParts {
+    config: Config,
+    listener: TcpListener,
+    grpc_addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    store_cell: Arc<OnceLock<Store>>,
+    cancel: CancellationToken,
+}
+
+async fn serve_grpc(parts: GrpcParts) -> Result<()> {
+    let GrpcParts {
+        config,
+        listener,
+        grpc_addr,
+        metrics_addr,
+        metrics,
+        ready,
+        store_cell,
+        cancel,
+    } = parts;
+    let data_dir = config.data_dir.clone();
+    blocking({
+        let dir = data_dir.clone();
+        move || {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create data dir", &dir, e))
+        }
+    })
+    .await?;
+    let verifier = Arc::new(load_verifier(&config, &cancel).await?);
+    tracing::debug!(?verifier, "token verification");
+    let tls = blocking({
+        let config = config.clone();
+        move || tls::TlsFiles::read(&config)
+    })
+    .await?;
+    // TLS is checked before the store opens, so a bad certificate fails fast.
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        if tls.is_mutual() {
+            tracing::info!("mutual TLS: clients must present a certificate from --tls-client-ca");
+        }
+        server = tls.apply(server)?;
+    }
+
+    let store = Store::open(config.store_config()).await?;
+    // Set once: this is the only place that opens a store.
+    let _ = store_cell.set(store.clone());
+    if cancel.is_cancelled() {
+        return shutdown_store(&store).await;
+    }
+
+    let shared = Shared {
+        store: store.clone(),
+        metrics: metrics.clone(),
+    };
+    let auth = AuthInterceptor::new(verifier);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, ServingStatus::Serving).await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(scipcache_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Config(format!("server reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(scipcache_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| Error::Config(format!("server reflection: {e}")))?;
+
+    let router = server
+        .concurrency_limit_per_connection(config.max_concurrent_calls)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .layer(MetricsLayer::new(metrics))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(InterceptedService::new(
+            InfoServer::new(service::info::InfoService::new(shared.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            auth.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            ChunksServer::new(service::chunks::ChunksService::new(shared.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            auth.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            BlobsServer::new(service::blobs::BlobsService::new(shared.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            auth.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            RefsServer::new(service::refs::RefsService::new(shared.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            auth.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            AdminServer::new(service::admin::AdminService::new(shared))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            auth,
+        ));
+
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(TCP_KEEPALIVE));
+    let serve = router.serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned());
+    tokio::pin!(serve);
+    ready.store(true, Ordering::Release);
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(
+        "listening on {grpc_addr} ({scheme} gRPC), metrics and health on http://{metrics_addr}"
+    );
+    tracing::info!("scipcached ready grpc={grpc_addr} metrics={metrics_addr}");
+
+    let served = tokio::select! {
+        result = &mut serve => result,
+        () = cancel.cancelled() => {
+            ready.store(false, Ordering::Release);
+            set_health(&health, ServingStatus::NotServing).await;
+            let grace = config.shutdown_grace;
+            match tokio::time::timeout(grace, &mut serve).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(
+                        "in-flight calls still running after {}; aborting them",
+                        humantime::format_duration(grace)
+                    );
+                    Ok(())
+                }
+            }
+        }
+    };
+    ready.store(false, Ordering::Release);
+    let stopped = shutdown_store(&store).await;
+    served?;
+    stopped
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in [
+        "scipcache.v1.Info",
+        "scipcache.v1.Chunks",
+        "scipcache.v1.Blobs",
+        "scipcache.v1.Refs",
+        "scipcache.v1.Admin",
+    ] {
+        health.set_service_status(name, status).await;
+    }
+}
+
+async fn shutdown_store(store: &Store) -> Result<()> {
+    match tokio::time::timeout(STORE_SHUTDOWN_TIMEOUT, store.shutdown()).await {
+        Ok(result) => Ok(result?),
+        Err(_) => {
+            tracing::error!(
+                "the store did not shut down within {STORE_SHUTDOWN_TIMEOUT:?}; exiting anyway \
+                 (its write-ahead state is recovered at the next start)"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Loads the keys and the denylist, creating the local key when none is configured, and
+/// starts the denylist watcher.
+async fn load_verifier(config: &Config, cancel: &CancellationToken) -> Result<Verifier> {
+    let key_file = config.jwt_key_file.clone();
+    let jwks_file = config.jwks.clone();
+    let denylist_file = config.denylist.clone();
+    let data_dir = config.data_dir.clone();
+    let (hs256, jwks, denylist) = blocking(move || {
+        let hs256 = match (&key_file, &jwks_file) {
+            (Some(file), _) => Some(keys::Secret::read(file)?),
+            (None, Some(_)) => None,
+            (None, None) => {
+                let (secret, created) = keys::ensure_local_key(&data_dir)?;
+                log_local_key(&data_dir, created);
+                Some(secret)
+            }
+        };
+        let jwks = match &jwks_file {
+            Some(file) => keys::read_jwks(file)?,
+            None => Default::default(),
+        };
+        let denylist = denylist_file.as_deref().map(Denylist::load).transpose()?;
+        Ok((hs256, jwks, denylist))
+    })
+    .await?;
+    if let Some(list) = &denylist {
+        tracing::info!(entries = list.len(), "denylist loaded");
+        tokio::spawn(list.clone().watch(cancel.clone()));
+    }
+    Verifier::new(VerifierConfig {
+        hs256,
+        jwks,
+        issuer: config.jwt_issuer.clone(),
+        audience: config.jwt_audience.clone(),
+        leeway: config.jwt_leeway,
+        denylist,
+    })
+}
+
+fn log_local_key(data_dir: &Path, created: bool) {
+    let path = keys::local_key_path(data_dir);
+    let how = format!(
+        "scipcached token --data-dir {} --tenant T --scope '*:write'",
+        data_dir.display()
+    );
+    if created {
+        tracing::info!(
+            "created the token signing key {}; mint a token with: {how}",
+            path.display()
+        );
+    } else {
+        tracing::info!(
+            "token signing key {}; mint a token with: {how}",
+            path.display()
+        );
+    }
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}

@@ -1,0 +1,458 @@
+//! Prometheus metrics: per-RPC counts (by method and status code), latency and bytes, counted
+//! by a tower layer around every gRPC service; chunk counters from the services; and the
+//! engine's per-tier figures, read from `Store::stats` at scrape time.
+//!
+//! A call is counted when its response ends: at the status trailer, or when the response is
+//! dropped early (the client left: `CANCELLED`). Latency covers the whole call, streaming
+//! included.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body::{Body, Frame, SizeHint};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use scipcache_tiers::store::Stats;
+
+use crate::error::Result;
+
+/// Every RPC the daemon serves, as `package.Service/Method`; anything else counts as `other`
+/// so that label values stay bounded whatever clients send.
+const METHODS: &[&str] = &[
+    "scipcache.v1.Info/GetServerInfo",
+    "scipcache.v1.Chunks/FindMissing",
+    "scipcache.v1.Chunks/Upload",
+    "scipcache.v1.Chunks/Read",
+    "scipcache.v1.Blobs/Commit",
+    "scipcache.v1.Blobs/Read",
+    "scipcache.v1.Blobs/Stat",
+    "scipcache.v1.Refs/Get",
+    "scipcache.v1.Refs/List",
+    "scipcache.v1.Refs/Delete",
+    "scipcache.v1.Admin/Stats",
+    "grpc.health.v1.Health/Check",
+    "grpc.health.v1.Health/Watch",
+    "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// gRPC status names, indexed by code.
+const CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+fn method_label(path: &str) -> &'static str {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    METHODS
+        .iter()
+        .find(|m| **m == path)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn code_label(value: Option<&http::HeaderValue>) -> Option<&'static str> {
+    let code: usize = value?.to_str().ok()?.parse().ok()?;
+    Some(CODES.get(code).copied().unwrap_or("UNKNOWN"))
+}
+
+/// All of the daemon's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    received_bytes: IntCounterVec,
+    sent_bytes: IntCounterVec,
+    /// Chunk frames received by `Chunks/Upload`.
+    pub chunks_received: IntCounter,
+    /// Chunks newly stored by uploads.
+    pub chunks_stored: IntCounter,
+    /// Uploaded chunks the tenant already had.
+    pub chunks_already_present: IntCounter,
+    tier_chunks: IntGaugeVec,
+    tier_stored_bytes: IntGaugeVec,
+    tier_hits: IntGaugeVec,
+    logical_bytes: IntGauge,
+    refs: IntGauge,
+    cold_queue: IntGauge,
+    stats_errors: IntCounter,
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Result<Self> {
+        let registry = Registry::new_custom(Some("scipcache".into()), None)?;
+        let requests = IntCounterVec::new(
+            Opts::new("rpc_requests_total", "gRPC calls by method and status code"),
+            &["method", "code"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "rpc_duration_seconds",
+                "gRPC call latency, streams included",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0,
+            ]),
+            &["method"],
+        )?;
+        let received_bytes = IntCounterVec::new(
+            Opts::new(
+                "rpc_received_bytes_total",
+                "gRPC request body bytes received",
+            ),
+            &["method"],
+        )?;
+        let sent_bytes = IntCounterVec::new(
+            Opts::new("rpc_sent_bytes_total", "gRPC response body bytes sent"),
+            &["method"],
+        )?;
+        let chunks_received = IntCounter::new(
+            "upload_chunks_received_total",
+            "chunk frames received by Chunks/Upload",
+        )?;
+        let chunks_stored = IntCounter::new(
+            "upload_chunks_stored_total",
+            "chunks newly stored by uploads",
+        )?;
+        let chunks_already_present = IntCounter::new(
+            "upload_chunks_already_present_total",
+            "uploaded chunks the tenant already had",
+        )?;
+        let tier_chunks =
+            IntGaugeVec::new(Opts::new("tier_chunks", "chunks held per tier"), &["tier"])?;
+        let tier_stored_bytes = IntGaugeVec::new(
+            Opts::new("tier_stored_bytes", "bytes held per tier, as stored"),
+            &["tier"],
+        )?;
+        let tier_hits = IntGaugeVec::new(
+            Opts::new("tier_hits", "reads served per tier since start"),
+            &["tier"],
+        )?;
+        let logical_bytes =
+            IntGauge::new("logical_bytes", "sum of the sizes of all live refs' blobs")?;
+        let refs = IntGauge::new("refs", "live refs")?;
+        let cold_queue = IntGauge::new("cold_queue", "chunks waiting for their cold copy")?;
+        let stats_errors = IntCounter::new(
+            "stats_errors_total",
+            "scrapes whose engine figures could not be read",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(received_bytes.clone()))?;
+        registry.register(Box::new(sent_bytes.clone()))?;
+        registry.register(Box::new(chunks_received.clone()))?;
+        registry.register(Box::new(chunks_stored.clone()))?;
+        registry.register(Box::new(chunks_already_present.clone()))?;
+        registry.register(Box::new(tier_chunks.clone()))?;
+        registry.register(Box::new(tier_stored_bytes.clone()))?;
+        registry.register(Box::new(tier_hits.clone()))?;
+        registry.register(Box::new(logical_bytes.clone()))?;
+        registry.register(Box::new(refs.clone()))?;
+        registry.register(Box::new(cold_queue.clone()))?;
+        registry.register(Box::new(stats_errors.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            duration,
+            received_bytes,
+            sent_bytes,
+            chunks_received,
+            chunks_stored,
+            chunks_already_present,
+            tier_chunks,
+            tier_stored_bytes,
+            tier_hits,
+            logical_bytes,
+            refs,
+            cold_queue,
+            stats_errors,
+        })
+    }
+
+    /// Sets the engine gauges from a stats snapshot.
+    pub fn set_store_stats(&self, stats: &Stats) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (tier, figures) in &stats.tiers {
+            let label = [tier.as_str()];
+            self.tier_chunks
+                .with_label_values(&label)
+                .set(gauge(figures.chunks));
+            self.tier_stored_bytes
+                .with_label_values(&label)
+                .set(gauge(figures.stored_bytes));
+            self.tier_hits
+                .with_label_values(&label)
+                .set(gauge(figures.hits));
+        }
+        self.logical_bytes.set(gauge(stats.logical_bytes));
+        self.refs.set(gauge(stats.refs));
+        self.cold_queue.set(gauge(stats.cold_queue));
+    }
+
+    /// Counts a scrape whose engine figures failed.
+    pub fn stats_failed(&self) {
+        self.stats_errors.inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String> {
+        Ok(TextEncoder::new().encode_to_string(&self.registry.gather())?)
+    }
+
+    fn finish(&self, method: &'static str, code: &'static str, started: Instant) {
+        self.requests.with_label_values(&[method, code]).inc();
+        self.duration
+            .with_label_values(&[method])
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// The tower layer that meters every gRPC call.
+#[derive(Clone, Debug)]
+pub struct MetricsLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl MetricsLayer {
+    /// A layer recording into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> tower::Layer<S> for MetricsLayer {
+    type Service = MetricsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        MetricsService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// See [`MetricsLayer`].
+#[derive(Clone, Debug)]
+pub struct MetricsService<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, ResBody> tower::Service<http::Request<tonic::body::Body>> for MetricsService<S>
+where
+    S: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Body<Data = Bytes> + Unpin + Send + 'static,
+{
+    type Response = http::Response<MeteredBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let started = Instant::now();
+        let method = method_label(req.uri().path());
+        let metrics = self.metrics.clone();
+        let received = metrics.received_bytes.with_label_values(&[method]);
+        let req = req.map(|body| {
+            tonic::body::Body::new(CountingBody {
+                inner: body,
+                counter: received,
+            })
+        });
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let response = future.await?;
+            let code = code_label(response.headers().get("grpc-status"));
+            let sent = metrics.sent_bytes.with_label_values(&[method]);
+            Ok(response.map(|inner| MeteredBody {
+                inner,
+                metrics,
+                method,
+                started,
+                code,
+                sent,
+                done: false,
+            }))
+        })
+    }
+}
+
+/// A request body that counts the bytes it yields.
+struct CountingBody {
+    inner: tonic::body::Body,
+    counter: IntCounter,
+}
+
+impl Body for CountingBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.counter.inc_by(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that counts its bytes and records the call when it ends.
+#[derive(Debug)]
+pub struct MeteredBody<B> {
+    inner: B,
+    metrics: Arc<Metrics>,
+    method: &'static str,
+    started: Instant,
+    code: Option<&'static str>,
+    sent: IntCounter,
+    done: bool,
+}
+
+impl<B> MeteredBody<B> {
+    fn finish(&mut self, fallback: &'static str) {
+        if !self.done {
+            self.done = true;
+            self.metrics
+                .finish(self.method, self.code.unwrap_or(fallback), self.started);
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for MeteredBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.sent.inc_by(data.len() as u64);
+                } else if let Some(trailers) = frame.trailers_ref()
+                    && let Some(code) = code_label(trailers.get("grpc-status"))
+                {
+                    self.code = Some(code);
+                    self.finish("OK");
+                }
+            }
+            Poll::Ready(Some(Err(_))) => self.finish("INTERNAL"),
+            Poll::Ready(None) => self.finish("OK"),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for MeteredBody<B> {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away.
+        self.finish("CANCELLED");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use scipcache_tiers::store::{TierName, TierStats};
+
+    use super::*;
+
+    #[test]
+    fn unknown_paths_share_one_label() {
+        assert_eq!(
+            method_label("/scipcache.v1.Chunks/Upload"),
+            "scipcache.v1.Chunks/Upload"
+        );
+        assert_eq!(method_label("/scipcache.v1.Chunks/Nope"), "other");
+        assert_eq!(method_label("/x"), "other");
+    }
+
+    #[test]
+    fn status_codes_get_their_grpc_names() {
+        let v = http::HeaderValue::from_static("7");
+        assert_eq!(code_label(Some(&v)), Some("PERMISSION_DENIED"));
+        let v = http::HeaderValue::from_static("99");
+        assert_eq!(code_label(Some(&v)), Some("UNKNOWN"));
+        assert_eq!(code_label(None), None);
+    }
+
+    #[test]
+    fn render_includes_tier_gauges_and_call_counts() -> Result<()> {
+        let m = Metrics::new()?;
+        m.set_store_stats(&Stats {
+            tiers: vec![(
+                TierName::Hot,
+                TierStats {
+                    chunks: 3,
+                    stored_bytes: 300,
+                    hits: 1,
+                },
+            )],
+            logical_bytes: 1000,
+            refs: 2,
+            cold_queue: 0,
+        });
+        m.finish("scipcache.v1.Refs/Get", "NOT_FOUND", Instant::now());
+        let text = m.render()?;
+        assert!(
+            text.contains("scipcache_tier_chunks{tier=\"hot\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("scipcache_logical_bytes 1000"));
+        assert!(text.contains(
+            "scipcache_rpc_requests_total{code=\"NOT_FOUND\",method=\"scipcache.v1.Refs/Get\"} 1"
+        ));
+        assert!(text.contains("scipcache_rpc_duration_seconds_bucket"));
+        Ok(())
+    }
+}

@@ -1,0 +1,215 @@
+//! `scipcache.v1.Blobs`: committing manifests under refs, and streaming blobs out.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use scipcache_proto::pb::blobs_server::Blobs;
+use scipcache_proto::pb::{commit_request, read_blob_response};
+use scipcache_proto::{convert, pb};
+use scipcache_tiers::chunking::ChunkerSpec;
+use scipcache_tiers::manifest::{Manifest, ManifestEntry};
+use scipcache_tiers::refs::RefOptions;
+use scipcache_tiers::store::BlobPart;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{
+    MAX_CHUNKS_PER_BLOB, STREAM_BUFFER, Shared, no_ref, parse_key, parse_namespace, parse_prefixes,
+    ref_info,
+};
+use crate::auth::Right;
+use crate::auth::interceptor;
+use crate::status;
+
+/// Entries allocated up front for a commit; more grow as they arrive, so a header alone
+/// cannot make the server allocate for millions of entries.
+const INITIAL_ENTRIES: usize = 64 * 1024;
+
+/// The Blobs service.
+#[derive(Clone, Debug)]
+pub struct BlobsService {
+    shared: Shared,
+}
+
+impl BlobsService {
+    /// A service over `shared`.
+    pub fn new(shared: Shared) -> Self {
+        Self { shared }
+    }
+}
+
+#[tonic::async_trait]
+impl Blobs for BlobsService {
+    async fn commit(
+        &self,
+        req: Request<Streaming<pb::CommitRequest>>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
+        let claims = interceptor::claims(&req)?;
+        let mut stream = req.into_inner();
+        let header = match stream.message().await? {
+            Some(pb::CommitRequest {
+                part: Some(commit_request::Part::Header(h)),
+            }) => h,
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "the first commit message must be the header",
+                ));
+            }
+            None => {
+                return Err(Status::invalid_argument(
+                    "empty commit: send a header first",
+                ));
+            }
+        };
+        let ns = parse_namespace(&header.namespace)?;
+        interceptor::check(&claims, &ns, Right::Write)?;
+        let key = parse_key(&header.key)?;
+        let blob = convert::blob_id(&header.blob).map_err(status::from_store)?;
+        let chunker = match header.chunker {
+            Some(spec) => ChunkerSpec::try_from(spec).map_err(status::from_store)?,
+            None => self.shared.store.chunker(),
+        };
+        let count = header.chunk_count;
+        if count > MAX_CHUNKS_PER_BLOB {
+            return Err(Status::invalid_argument(format!(
+                "blob of {count} chunks; this server accepts at most {MAX_CHUNKS_PER_BLOB}"
+            )));
+        }
+        if count > header.size || header.size > count.saturating_mul(u64::from(chunker.max)) {
+            return Err(Status::invalid_argument(format!(
+                "{count} chunks of at most {} bytes cannot make a blob of {} bytes",
+                chunker.max, header.size
+            )));
+        }
+        // Lossless: count <= MAX_CHUNKS_PER_BLOB.
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        let mut labels: Vec<(String, String)> = header.labels.into_iter().collect();
+        labels.sort();
+        let opts = RefOptions {
+            ttl: (header.ttl_seconds > 0).then(|| Duration::from_secs(header.ttl_seconds)),
+            labels,
+        };
+        opts.validate().map_err(status::from_store)?;
+
+        let mut entries: Vec<ManifestEntry> = Vec::with_capacity(count.min(INITIAL_ENTRIES));
+        while let Some(message) = stream.message().await? {
+            let batch = match message.part {
+                Some(commit_request::Part::Entries(batch)) => batch,
+                Some(commit_request::Part::Header(_)) => {
+                    return Err(Status::invalid_argument(
+                        "a commit has exactly one header, in its first message",
+                    ));
+                }
+                None => continue,
+            };
+            if entries.len() + batch.entries.len() > count {
+                return Err(Status::invalid_argument(format!(
+                    "more manifest entries than the {count} chunks the header declares"
+                )));
+            }
+            for entry in &batch.entries {
+                entries.push(ManifestEntry::try_from(entry).map_err(status::from_store)?);
+            }
+        }
+        if entries.len() != count {
+            return Err(Status::invalid_argument(format!(
+                "the header declares {count} chunks but {} manifest entries arrived",
+                entries.len()
+            )));
+        }
+        let manifest =
+            Manifest::new(chunker, blob, header.size, entries).map_err(status::from_store)?;
+        let record = self
+            .shared
+            .store
+            .commit(&ns, &key, manifest, opts)
+            .await
+            .map_err(status::from_store)?;
+        Ok(Response::new(pb::CommitResponse {
+            manifest: bytes::Bytes::copy_from_slice(record.manifest.as_bytes()),
+            r#ref: Some(ref_info(&ns, &key, &record)),
+        }))
+    }
+
+    type ReadStream = ReceiverStream<Result<pb::ReadBlobResponse, Status>>;
+
+    async fn read(
+        &self,
+        req: Request<pb::ReadBlobRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
+        let ns = parse_namespace(&req.get_ref().namespace)?;
+        interceptor::require(&req, &ns, Right::Read)?;
+        let r = req.into_inner();
+        let key = parse_key(&r.key)?;
+        let fallbacks = parse_prefixes(&r.fallback_prefixes)?;
+        let store = &self.shared.store;
+        let (resolved, record) = store
+            .resolve(&ns, &key, &fallbacks)
+            .await
+            .map_err(status::from_store)?
+            .ok_or_else(|| no_ref(&ns, &key, &fallbacks))?;
+        if r.offset > record.size {
+            return Err(Status::out_of_range(format!(
+                "offset {} is past the end of the {}-byte blob",
+                r.offset, record.size
+            )));
+        }
+        let manifest = store
+            .manifest(ns.tenant(), record.manifest)
+            .await
+            .map_err(status::from_store)?;
+        let length = (r.length > 0).then_some(r.length);
+        let mut parts = store.read_blob(ns.tenant(), manifest, r.offset, length, r.accept_frames);
+        let head = pb::ReadBlobResponse {
+            part: Some(read_blob_response::Part::Ref(ref_info(
+                &ns, &resolved, &record,
+            ))),
+        };
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(async move {
+            // A failed send means the client left: stop reading.
+            if tx.send(Ok(head)).await.is_err() {
+                return;
+            }
+            while let Some(part) = parts.next().await {
+                let item = part
+                    .map(|part| pb::ReadBlobResponse {
+                        part: Some(match part {
+                            BlobPart::Frame(id, frame) => {
+                                read_blob_response::Part::Frame(pb::ChunkFrame {
+                                    id: bytes::Bytes::copy_from_slice(id.as_bytes()),
+                                    frame: frame.into_bytes(),
+                                })
+                            }
+                            BlobPart::Data(data) => read_blob_response::Part::Data(data),
+                        }),
+                    })
+                    .map_err(status::from_store);
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn stat(
+        &self,
+        req: Request<pb::StatBlobRequest>,
+    ) -> Result<Response<pb::RefInfo>, Status> {
+        let ns = parse_namespace(&req.get_ref().namespace)?;
+        interceptor::require(&req, &ns, Right::Read)?;
+        let key = parse_key(&req.get_ref().key)?;
+        let fallbacks = parse_prefixes(&req.get_ref().fallback_prefixes)?;
+        let (resolved, record) = self
+            .shared
+            .store
+            .resolve(&ns, &key, &fallbacks)
+            .await
+            .map_err(status::from_store)?
+            .ok_or_else(|| no_ref(&ns, &key, &fallbacks))?;
+        Ok(Response::new(ref_info(&ns, &resolved, &record)))
+    }
+}

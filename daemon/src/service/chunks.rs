@@ -1,0 +1,247 @@
+//! `scipcache.v1.Chunks`: which chunks are missing, uploading them, reading them by id.
+
+use std::collections::HashSet;
+
+use scipcache_proto::pb;
+use scipcache_proto::pb::chunks_server::Chunks;
+use scipcache_proto::{MAX_IDS_PER_REQUEST, convert};
+use scipcache_tiers::codec::{FRAME_HEADER_LEN, Frame};
+use scipcache_tiers::ids::ChunkId;
+use scipcache_tiers::names::Tenant;
+use scipcache_tiers::store::PutSummary;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{STREAM_BUFFER, Shared, no_ref, parse_ids, parse_key, parse_namespace};
+use crate::auth::Right;
+use crate::auth::interceptor;
+use crate::status;
+
+/// An upload batch is handed to the store once it holds this many bytes…
+pub const BATCH_BYTES: usize = 4 << 20;
+/// …or this many chunks: one durable commit (one fsync) per batch.
+pub const BATCH_CHUNKS: usize = 512;
+
+/// The Chunks service.
+#[derive(Clone, Debug)]
+pub struct ChunksService {
+    shared: Shared,
+}
+
+impl ChunksService {
+    /// A service over `shared`.
+    pub fn new(shared: Shared) -> Self {
+        Self { shared }
+    }
+
+    /// Checks one uploaded chunk: a 32-byte id and a frame whose header is valid and whose
+    /// declared length fits the server's chunker. The bytes are verified by the store.
+    fn parse_chunk(&self, chunk: pb::ChunkFrame) -> Result<(ChunkId, Frame), Status> {
+        let id = convert::chunk_id(&chunk.id).map_err(status::from_upload)?;
+        let max = self.shared.store.chunker().max as usize;
+        if chunk.frame.len() > FRAME_HEADER_LEN + max {
+            return Err(Status::invalid_argument(format!(
+                "chunk {id}: frame of {} bytes is larger than the biggest chunk this server \
+                 accepts ({max} bytes plus a {FRAME_HEADER_LEN}-byte header); cut chunks with \
+                 the chunker from Info/GetServerInfo",
+                chunk.frame.len()
+            )));
+        }
+        let frame = Frame::from_bytes(chunk.frame).map_err(status::from_upload)?;
+        let raw = frame.raw_len();
+        if raw == 0 || raw > max {
+            return Err(Status::invalid_argument(format!(
+                "chunk {id}: declares {raw} bytes; chunks must hold 1 to {max} bytes"
+            )));
+        }
+        Ok((id, frame))
+    }
+}
+
+/// Stores batches one at a time in the background, so that receiving the next batch
+/// overlaps with the previous batch's verification and fsync. At most one batch is in the
+/// store and one being filled, which bounds memory per upload.
+struct Pipeline {
+    shared: Shared,
+    tenant: Tenant,
+    batch: Vec<(ChunkId, Frame)>,
+    batch_bytes: usize,
+    in_flight: Option<JoinHandle<scipcache_tiers::Result<PutSummary>>>,
+    totals: PutSummary,
+}
+
+impl Pipeline {
+    async fn push(&mut self, id: ChunkId, frame: Frame) -> Result<(), Status> {
+        self.batch_bytes += frame.stored_len();
+        self.batch.push((id, frame));
+        if self.batch.len() >= BATCH_CHUNKS || self.batch_bytes >= BATCH_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the batch in the store, then hands it the current one.
+    async fn flush(&mut self) -> Result<(), Status> {
+        self.wait().await?;
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let store = self.shared.store.clone();
+        let tenant = self.tenant.clone();
+        // A spawned put finishes even if the client leaves: its chunks are complete and
+        // verified, so storing them is harmless, and no ref changes.
+        self.in_flight = Some(tokio::spawn(async move {
+            store.put_chunks(&tenant, batch).await
+        }));
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> Result<(), Status> {
+        if let Some(handle) = self.in_flight.take() {
+            let summary = handle
+                .await
+                .map_err(|e| status::internal(&e))?
+                .map_err(status::from_upload)?;
+            self.totals.stored += summary.stored;
+            self.totals.already_present += summary.already_present;
+            self.shared.metrics.chunks_stored.inc_by(summary.stored);
+            self.shared
+                .metrics
+                .chunks_already_present
+                .inc_by(summary.already_present);
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl Chunks for ChunksService {
+    async fn find_missing(
+        &self,
+        req: Request<pb::FindMissingRequest>,
+    ) -> Result<Response<pb::FindMissingResponse>, Status> {
+        let ns = parse_namespace(&req.get_ref().namespace)?;
+        interceptor::require(&req, &ns, Right::Write)?;
+        let ids = parse_ids(&req.get_ref().ids, MAX_IDS_PER_REQUEST, convert::chunk_id)?;
+        let missing = self
+            .shared
+            .store
+            .find_missing(ns.tenant(), ids)
+            .await
+            .map_err(status::from_store)?;
+        Ok(Response::new(pb::FindMissingResponse {
+            missing: missing
+                .iter()
+                .map(|id| bytes::Bytes::copy_from_slice(id.as_bytes()))
+                .collect(),
+        }))
+    }
+
+    async fn upload(
+        &self,
+        req: Request<Streaming<pb::UploadRequest>>,
+    ) -> Result<Response<pb::UploadResponse>, Status> {
+        let claims = interceptor::claims(&req)?;
+        let mut stream = req.into_inner();
+        let Some(first) = stream.message().await? else {
+            return Err(Status::invalid_argument(
+                "empty upload: the first message must name the namespace",
+            ));
+        };
+        let ns = parse_namespace(&first.namespace)?;
+        interceptor::check(&claims, &ns, Right::Write)?;
+        let mut pipeline = Pipeline {
+            shared: self.shared.clone(),
+            tenant: ns.tenant().clone(),
+            batch: Vec::new(),
+            batch_bytes: 0,
+            in_flight: None,
+            totals: PutSummary::default(),
+        };
+        let mut received: u64 = 0;
+        let mut next = Some(first);
+        loop {
+            let message = match next.take() {
+                Some(m) => m,
+                None => match stream.message().await? {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            for chunk in message.chunks {
+                received += 1;
+                self.shared.metrics.chunks_received.inc();
+                let (id, frame) = self.parse_chunk(chunk)?;
+                pipeline.push(id, frame).await?;
+            }
+        }
+        pipeline.flush().await?;
+        pipeline.wait().await?;
+        Ok(Response::new(pb::UploadResponse {
+            received,
+            stored: pipeline.totals.stored,
+            already_present: pipeline.totals.already_present,
+        }))
+    }
+
+    type ReadStream = ReceiverStream<Result<pb::ChunkFrame, Status>>;
+
+    async fn read(
+        &self,
+        req: Request<pb::ReadChunksRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
+        let ns = parse_namespace(&req.get_ref().namespace)?;
+        interceptor::require(&req, &ns, Right::Read)?;
+        let key = parse_key(&req.get_ref().key)?;
+        let ids = parse_ids(&req.get_ref().ids, MAX_IDS_PER_REQUEST, convert::chunk_id)?;
+        let store = &self.shared.store;
+        let record = store
+            .get_ref(&ns, &key)
+            .await
+            .map_err(status::from_store)?
+            .ok_or_else(|| no_ref(&ns, &key, &[]))?;
+        let manifest = store
+            .manifest(ns.tenant(), record.manifest)
+            .await
+            .map_err(status::from_store)?;
+        // Every id must belong to this blob: reading a chunk needs read access to a blob
+        // that holds it, whoever else stored the same bytes.
+        let mut unseen: HashSet<ChunkId> = ids.iter().copied().collect();
+        for entry in manifest.entries() {
+            if unseen.is_empty() {
+                break;
+            }
+            unseen.remove(&entry.id);
+        }
+        if let Some(id) = ids.iter().find(|id| unseen.contains(id)) {
+            return Err(Status::not_found(format!(
+                "chunk {id} is not part of the blob under {key} in {ns}"
+            )));
+        }
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let store = store.clone();
+        let tenant = ns.tenant().clone();
+        tokio::spawn(async move {
+            for id in ids {
+                let item = store
+                    .get_chunk(&tenant, id)
+                    .await
+                    .map(|frame| pb::ChunkFrame {
+                        id: bytes::Bytes::copy_from_slice(id.as_bytes()),
+                        frame: frame.into_bytes(),
+                    })
+                    .map_err(status::from_store);
+                let failed = item.is_err();
+                // A failed send means the client left.
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

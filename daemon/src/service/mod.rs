@@ -1,0 +1,113 @@
+//! The gRPC services, one file per proto service. Each method is thin: take the verified
+//! claims, parse and check what the caller sent (namespace first, then the permission,
+//! before anything is looked up), call the [`Store`], and map errors with
+//! [`crate::status`].
+
+pub mod admin;
+pub mod blobs;
+pub mod chunks;
+pub mod info;
+pub mod refs;
+
+use std::sync::Arc;
+
+use scipcache_proto::pb;
+use scipcache_tiers::Store;
+use scipcache_tiers::names::{KeyPrefix, Namespace, RefKey};
+use scipcache_tiers::refs::RefRecord;
+use tonic::Status;
+
+use crate::metrics::Metrics;
+
+/// Most manifest entries accepted in one commit (4 Mi chunks: a 64 GiB blob at the default
+/// 16 KiB average).
+pub const MAX_CHUNKS_PER_BLOB: u64 = 4 << 20;
+/// Refs listed when the request says 0.
+pub const DEFAULT_LIST_LIMIT: usize = 1000;
+/// Most refs listed in one response.
+pub const MAX_LIST_LIMIT: usize = 10_000;
+/// Most fallback prefixes in one request.
+pub const MAX_FALLBACKS: usize = 16;
+/// Messages buffered ahead of a slow reader in server streams.
+pub const STREAM_BUFFER: usize = 16;
+
+/// What every service holds.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    /// The engine.
+    pub store: Store,
+    /// Metrics the services update directly.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Parses a namespace sent by a caller.
+pub fn parse_namespace(s: &str) -> Result<Namespace, Status> {
+    if s.is_empty() {
+        return Err(Status::invalid_argument(
+            "namespace is required (tenant/team/project)",
+        ));
+    }
+    s.parse().map_err(crate::status::from_store)
+}
+
+/// Parses a ref key sent by a caller.
+pub fn parse_key(s: &str) -> Result<RefKey, Status> {
+    s.parse().map_err(crate::status::from_store)
+}
+
+/// Parses fallback key prefixes.
+pub fn parse_prefixes(prefixes: &[String]) -> Result<Vec<KeyPrefix>, Status> {
+    if prefixes.len() > MAX_FALLBACKS {
+        return Err(Status::invalid_argument(format!(
+            "{} fallback prefixes given, at most {MAX_FALLBACKS} allowed",
+            prefixes.len()
+        )));
+    }
+    prefixes
+        .iter()
+        .map(|p| p.parse().map_err(crate::status::from_store))
+        .collect()
+}
+
+/// Parses a list of 32-byte ids, at most `max`.
+pub fn parse_ids<T>(
+    ids: &[bytes::Bytes],
+    max: usize,
+    parse: impl Fn(&[u8]) -> scipcache_tiers::Result<T>,
+) -> Result<Vec<T>, Status> {
+    if ids.len() > max {
+        return Err(Status::invalid_argument(format!(
+            "{} ids in one request, at most {max} allowed; split the request",
+            ids.len()
+        )));
+    }
+    ids.iter()
+        .map(|id| parse(id).map_err(crate::status::from_store))
+        .collect()
+}
+
+/// The wire form of a ref.
+pub fn ref_info(ns: &Namespace, key: &RefKey, rec: &RefRecord) -> pb::RefInfo {
+    pb::RefInfo {
+        namespace: ns.as_str().to_owned(),
+        key: key.as_str().to_owned(),
+        blob: bytes::Bytes::copy_from_slice(rec.blob.as_bytes()),
+        size: rec.size,
+        chunks: rec.chunks,
+        manifest: bytes::Bytes::copy_from_slice(rec.manifest.as_bytes()),
+        created_at_ms: rec.created_at_ms,
+        expires_at_ms: rec.expires_at_ms.unwrap_or(0),
+        labels: rec.labels.iter().cloned().collect(),
+    }
+}
+
+/// `NOT_FOUND` for a ref the caller may read but that does not exist (or expired).
+pub fn no_ref(ns: &Namespace, key: &RefKey, fallbacks: &[KeyPrefix]) -> Status {
+    if fallbacks.is_empty() {
+        Status::not_found(format!("no ref {key} in {ns}"))
+    } else {
+        Status::not_found(format!(
+            "no ref {key} in {ns}, and none under the fallback prefixes"
+        ))
+    }
+}

@@ -1,0 +1,180 @@
+//! The one place where engine errors become gRPC statuses.
+//!
+//! Messages say what happened and what to do. Internal failures (LMDB, object store, local
+//! I/O, on-disk format, locking) become `INTERNAL` with a generic message; their detail goes
+//! to the log with `tracing::error!`, never to the caller.
+
+use scipcache_tiers::Error;
+use scipcache_tiers::ids::ChunkId;
+use tonic::Status;
+
+/// Most missing chunk ids listed in a `FAILED_PRECONDITION` message.
+pub const MAX_LISTED_MISSING: usize = 64;
+
+/// Maps an engine error of any call.
+pub fn from_store(err: Error) -> Status {
+    match err {
+        Error::InvalidArgument(msg) => Status::invalid_argument(msg),
+        Error::NotFound(msg) => Status::not_found(msg),
+        Error::Corrupt { id, actual } => {
+            // Outside uploads, a corrupt chunk reaching here means every copy failed.
+            tracing::error!(chunk = %id, actual = %actual, "corrupt chunk reached a caller");
+            Status::data_loss(format!(
+                "chunk {id} failed verification; the server cannot serve it. Push the blob \
+                 again to repair it"
+            ))
+        }
+        Error::DataLoss { id, detail } => {
+            tracing::error!(chunk = %id, detail = %detail, "data loss");
+            Status::data_loss(format!(
+                "chunk {id} failed verification in every tier that holds it; push the blob \
+                 again to repair it"
+            ))
+        }
+        Error::MissingChunks(ids) => missing_chunks(&ids),
+        Error::Conflict(msg) => Status::aborted(format!("{msg}; retry")),
+        Error::Full(msg) => {
+            tracing::error!(detail = %msg, "storage full");
+            Status::resource_exhausted(format!(
+                "the server's storage is full ({msg}); ask its operator to free space, or retry \
+                 later"
+            ))
+        }
+        Error::Unavailable(msg) => Status::unavailable(format!("{msg}; retry later")),
+        Error::ShuttingDown => {
+            Status::unavailable("the server is shutting down; retry against it once it is back")
+        }
+        other => internal(&other),
+    }
+}
+
+/// Maps an engine error of `Chunks/Upload`: a frame whose bytes do not match its id is the
+/// caller's mistake there.
+pub fn from_upload(err: Error) -> Status {
+    match err {
+        Error::Corrupt { id, .. } => Status::invalid_argument(format!(
+            "chunk {id} does not match its bytes (their BLAKE3 differs); nothing of that \
+             batch was stored. Re-read the file and upload again"
+        )),
+        Error::Format(msg) => Status::invalid_argument(format!("bad chunk frame: {msg}")),
+        other => from_store(other),
+    }
+}
+
+/// `FAILED_PRECONDITION` listing the first [`MAX_LISTED_MISSING`] ids and the total.
+pub fn missing_chunks(ids: &[ChunkId]) -> Status {
+    let listed: Vec<String> = ids
+        .iter()
+        .take(MAX_LISTED_MISSING)
+        .map(ChunkId::to_hex)
+        .collect();
+    let more = if ids.len() > listed.len() {
+        format!(" (first {} listed)", listed.len())
+    } else {
+        String::new()
+    };
+    let (noun, verb) = if ids.len() == 1 {
+        ("chunk", "is")
+    } else {
+        ("chunks", "are")
+    };
+    Status::failed_precondition(format!(
+        "{} {noun} {verb} missing{more}; upload them with Chunks/Upload and commit again: {}",
+        ids.len(),
+        listed.join(",")
+    ))
+}
+
+/// `INTERNAL` with a generic message; the detail is logged.
+pub fn internal(err: &dyn std::error::Error) -> Status {
+    tracing::error!(error = %err, source = ?err.source().map(ToString::to_string), "internal error");
+    Status::internal("internal server error; the server log has the details")
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn each_semantic_error_gets_its_code() {
+        let id = ChunkId::of(b"x");
+        let cases: Vec<(Error, Code)> = vec![
+            (Error::InvalidArgument("bad".into()), Code::InvalidArgument),
+            (Error::NotFound("gone".into()), Code::NotFound),
+            (
+                Error::DataLoss {
+                    id,
+                    detail: "all".into(),
+                },
+                Code::DataLoss,
+            ),
+            (Error::MissingChunks(vec![id]), Code::FailedPrecondition),
+            (Error::Full("disk".into()), Code::ResourceExhausted),
+            (Error::Unavailable("s3 down".into()), Code::Unavailable),
+            (Error::ShuttingDown, Code::Unavailable),
+            (Error::Locked { path: "/d".into() }, Code::Internal),
+            (Error::Format("bad record".into()), Code::Internal),
+            (
+                Error::io("read pack", std::io::Error::other("EIO")),
+                Code::Internal,
+            ),
+        ];
+        for (err, code) in cases {
+            let text = err.to_string();
+            assert_eq!(from_store(err).code(), code, "{text}");
+        }
+    }
+
+    #[test]
+    fn internal_details_do_not_reach_the_caller() {
+        let status = from_store(Error::io(
+            "open /secret/path/pack-7",
+            std::io::Error::other("EIO"),
+        ));
+        assert!(!status.message().contains("/secret"));
+        assert!(status.message().contains("server log"));
+    }
+
+    #[test]
+    fn a_corrupt_upload_is_invalid_argument_naming_the_chunk() {
+        let id = ChunkId::of(b"x");
+        let status = from_upload(Error::Corrupt {
+            id,
+            actual: ChunkId::of(b"y").to_hex(),
+        });
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status
+                .message()
+                .contains(&format!("chunk {id} does not match its bytes"))
+        );
+        // Elsewhere corruption is data loss.
+        let status = from_store(Error::Corrupt {
+            id,
+            actual: String::new(),
+        });
+        assert_eq!(status.code(), Code::DataLoss);
+    }
+
+    #[test]
+    fn missing_chunks_lists_at_most_64_ids_and_the_total() {
+        let ids: Vec<ChunkId> = (0..100u32).map(|i| ChunkId::of(&i.to_le_bytes())).collect();
+        let status = missing_chunks(&ids);
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let msg = status.message();
+        assert!(
+            msg.starts_with("100 chunks are missing (first 64 listed)"),
+            "{msg}"
+        );
+        assert!(msg.contains(&ids[63].to_hex()));
+        assert!(!msg.contains(&ids[64].to_hex()));
+        let one = missing_chunks(&ids[..1]);
+        assert!(
+            one.message().starts_with("1 chunk is missing;"),
+            "{}",
+            one.message()
+        );
+    }
+}

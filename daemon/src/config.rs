@@ -35,10 +35,6 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7741";
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:7742";
 /// Default leeway on `exp` and `nbf`.
 pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(1);
-/// Default hot tier budget.
-pub const DEFAULT_HOT_BYTES: u64 = 1 << 30;
-/// Default warm tier budget.
-pub const DEFAULT_WARM_BYTES: u64 = 10 << 30;
 /// Default concurrent calls per client connection.
 pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 256;
 /// Default time in-flight calls get to finish at shutdown.
@@ -113,12 +109,6 @@ pub struct ServeArgs {
     /// Flush a partial cold pack after this long. [default: engine default]
     #[arg(long, value_name = "DURATION", env = "SCIPCACHE_COLD_FLUSH_AFTER", value_parser = parse_duration)]
     pub cold_flush_after: Option<Duration>,
-    /// Hot tier byte budget (plain bytes or 4GiB-style). [default: 1GiB]
-    #[arg(long, value_name = "SIZE", env = "SCIPCACHE_HOT_BYTES")]
-    pub hot_bytes: Option<ByteSize>,
-    /// Warm tier byte budget. [default: 10GiB]
-    #[arg(long, value_name = "SIZE", env = "SCIPCACHE_WARM_BYTES")]
-    pub warm_bytes: Option<ByteSize>,
     /// LMDB map size: the most the hot tier and metadata can ever hold. [default: 64GiB]
     #[arg(long, value_name = "SIZE", env = "SCIPCACHE_LMDB_MAP_SIZE")]
     pub lmdb_map_size: Option<ByteSize>,
@@ -195,10 +185,6 @@ pub struct FileConfig {
     /// See `--cold-flush-after`.
     #[serde(default, with = "humantime_opt")]
     pub cold_flush_after: Option<Duration>,
-    /// See `--hot-bytes`.
-    pub hot_bytes: Option<ByteSize>,
-    /// See `--warm-bytes`.
-    pub warm_bytes: Option<ByteSize>,
     /// See `--lmdb-map-size`.
     pub lmdb_map_size: Option<ByteSize>,
     /// See `--tls-cert`.
@@ -260,10 +246,6 @@ pub struct Config {
     pub cold_concurrency: Option<usize>,
     /// Partial cold pack flush delay; `None` = engine default.
     pub cold_flush_after: Option<Duration>,
-    /// Hot tier budget in bytes.
-    pub hot_bytes: u64,
-    /// Warm tier budget in bytes.
-    pub warm_bytes: u64,
     /// LMDB map size; `None` = engine default.
     pub lmdb_map_size: Option<u64>,
     /// TLS certificate chain.
@@ -302,8 +284,6 @@ impl Default for Config {
             cold_options: BTreeMap::new(),
             cold_concurrency: None,
             cold_flush_after: None,
-            hot_bytes: DEFAULT_HOT_BYTES,
-            warm_bytes: DEFAULT_WARM_BYTES,
             lmdb_map_size: None,
             tls_cert: None,
             tls_key: None,
@@ -359,14 +339,6 @@ impl Config {
             cold_options,
             cold_concurrency: args.cold_concurrency.or(file.cold_concurrency),
             cold_flush_after: args.cold_flush_after.or(file.cold_flush_after),
-            hot_bytes: args
-                .hot_bytes
-                .or(file.hot_bytes)
-                .map_or(d.hot_bytes, |b| b.0),
-            warm_bytes: args
-                .warm_bytes
-                .or(file.warm_bytes)
-                .map_or(d.warm_bytes, |b| b.0),
             lmdb_map_size: args.lmdb_map_size.or(file.lmdb_map_size).map(|b| b.0),
             tls_cert: args.tls_cert.clone().or(file.tls_cert),
             tls_key: args.tls_key.clone().or(file.tls_key),
@@ -464,8 +436,6 @@ impl Config {
             cold_options: Some(self.cold_options.clone()),
             cold_concurrency: self.cold_concurrency,
             cold_flush_after: self.cold_flush_after,
-            hot_bytes: Some(ByteSize(self.hot_bytes)),
-            warm_bytes: Some(ByteSize(self.warm_bytes)),
             lmdb_map_size: self.lmdb_map_size.map(ByteSize),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
@@ -600,8 +570,6 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.metrics_listen.to_string(), DEFAULT_METRICS_LISTEN);
         assert_eq!(c.jwt_leeway, Duration::from_secs(1));
-        assert_eq!(c.hot_bytes, 1 << 30);
-        assert_eq!(c.warm_bytes, 10 << 30);
         let store = c.store_config();
         assert_eq!(store.cold_url, "file://./scipcache-data/cold");
     }
@@ -613,7 +581,7 @@ mod tests {
             data_dir = "/from/file"
             listen = "127.0.0.1:9000"
             jwt_leeway = "3s"
-            hot_bytes = "2GiB"
+            cold_concurrency = 3
             "#,
             "test",
         )?;
@@ -630,7 +598,7 @@ mod tests {
             "file wins over default"
         );
         assert_eq!(c.jwt_leeway, Duration::from_secs(3));
-        assert_eq!(c.hot_bytes, 2 << 30);
+        assert_eq!(c.cold_concurrency, Some(3));
         assert_eq!(c.metrics_listen.to_string(), DEFAULT_METRICS_LISTEN);
         Ok(())
     }
@@ -671,7 +639,7 @@ mod tests {
             toml::from_str(&full.to_toml()?).map_err(|e| Error::Config(e.to_string()))?;
         assert_eq!(
             printed.len(),
-            22,
+            20,
             "a key was added: document it in config.example.toml"
         );
         for key in printed.keys() {

@@ -228,6 +228,9 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
 
     let router = server
         .concurrency_limit_per_connection(config.max_concurrent_calls)
+        // The 64 KiB HTTP/2 defaults throttle multi-MiB upload and read streams.
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(16 << 20)
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .layer(MetricsLayer::new(metrics))

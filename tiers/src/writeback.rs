@@ -261,6 +261,10 @@ pub(crate) async fn drain(store: &Store, force: bool) -> Result<()> {
             let mut pack_bytes = 0usize;
             let mut oldest = u64::MAX;
             for slice in group.chunks(256) {
+                // At shutdown, stop between slices: what is not uploaded stays queued.
+                if inner.cancel.is_cancelled() && !force {
+                    return Err(Error::ShuttingDown);
+                }
                 // Frames to encode: those not encoded in an earlier round.
                 let keys: Vec<(u64, ChunkKey)> = slice
                     .iter()

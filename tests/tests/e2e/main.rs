@@ -1,0 +1,20 @@
+//! End-to-end tests: the real `scipcached` and `scipcache` binaries, checked against
+//! `shared/CONTRACT.md`. One test binary, so that the binaries are built and the shared data
+//! decompressed once, and the tests (each with its own daemon on kernel-picked ports) run in
+//! parallel.
+//!
+//! - [`push_pull`]: series A through the CLI: byte-identical round trips, dedup, refs.
+//! - [`auth_matrix`]: every refusal case × every RPC-backed command.
+//! - [`bad_input`]: malformed names (CLI) and crafted gRPC requests.
+//! - [`large_blob`]: a 2 GiB blob with bounded memory on both sides.
+//! - [`lifecycle`]: SIGTERM, kill -9, the data dir lock, `/healthz`, `/metrics`, keys.
+//! - [`data_dir_files`]: chunks live in few files, not one file per chunk.
+
+mod common;
+
+mod auth_matrix;
+mod bad_input;
+mod data_dir_files;
+mod large_blob;
+mod lifecycle;
+mod push_pull;

@@ -317,6 +317,10 @@ async fn endpoint(config: &ClientConfig) -> Result<Endpoint> {
                     "{url} uses TLS: pass the CA that signed its certificate with --ca FILE"
                 )));
             };
+            // Both rustls backends can be linked into one binary (ring through tonic,
+            // aws-lc-rs through object_store elsewhere in a workspace build), and rustls then
+            // cannot choose: pick ring, the one tonic is built with. Installing twice is fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let mut tls = ClientTlsConfig::new()
                 .ca_certificate(Certificate::from_pem(read_pem(ca, "CA certificate").await?));
             if let (Some(cert), Some(key)) = (cert, key) {

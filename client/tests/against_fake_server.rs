@@ -363,16 +363,8 @@ impl tokio::io::AsyncRead for Generated {
     }
 }
 
-/// Peak resident memory of this process in bytes, from /proc (None elsewhere).
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_push_much_larger_than_its_windows_keeps_memory_bounded() -> TestResult {
+async fn a_push_much_larger_than_its_windows_uploads_every_chunk_once() -> TestResult {
     const SIZE: u64 = 512 << 20;
     let fake = fake::start().await?;
     fake.state.forget_bytes.store(true, Ordering::SeqCst);
@@ -387,10 +379,8 @@ async fn a_push_much_larger_than_its_windows_keeps_memory_bounded() -> TestResul
         .await?;
     assert_eq!(report.bytes, SIZE);
     assert_eq!(report.new_chunks, report.chunks);
-    if let Some(peak) = peak_rss() {
-        // Windows of 8 MiB, a handful in flight: far below the blob's size.
-        assert!(peak < SIZE / 2, "peak RSS {} MiB", peak >> 20);
-    }
+    // Bounded memory is proven with real processes (tests/, large_blob): this process also
+    // runs other tests at the same time, so its peak RSS says little about one push.
     Ok(())
 }
 

@@ -159,7 +159,9 @@ async fn pull_to_file(
         progress: progress("pull", json),
     };
     let report = client.pull(ns, key, fallbacks, &mut file, &opts).await?;
-    file.sync_all()
+    // Flush, not fsync: the rename keeps FILE intact if the pull fails, and a restored cache
+    // need not survive a power cut (an fsync of a 100 MB file costs more than the pull).
+    file.flush()
         .await
         .map_err(|e| Error::io(format!("cannot write {shown}"), e))?;
     drop(file);

@@ -73,12 +73,31 @@ pub enum Error {
 }
 
 impl Error {
-    /// Wraps an I/O error with what was being done.
+    /// Wraps an I/O error with what was being done; a full disk becomes [`Error::Full`].
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::StorageFull {
+            return Self::Full(format!("{}: the disk is full", context.into()));
+        }
         Self::Io {
             context: context.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_reported_as_storage_full() {
+        let e = Error::io(
+            "appending to a warm pack",
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        );
+        assert!(matches!(e, Error::Full(_)), "{e:?}");
+        let e = Error::io("reading", std::io::Error::other("EIO"));
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
     }
 }
 

@@ -154,7 +154,9 @@ async fn pull_to_file(
         .as_file()
         .try_clone()
         .map_err(|e| Error::io(format!("cannot open a temporary file for {shown}"), e))?;
-    let mut file = tokio::fs::File::from_std(std_file);
+    // Large writes: tokio's File hands every write to the blocking pool.
+    let mut file =
+        tokio::io::BufWriter::with_capacity(4 << 20, tokio::fs::File::from_std(std_file));
     let opts = PullOptions {
         progress: progress("pull", json),
     };

@@ -224,6 +224,28 @@ enum Message {
     Stop,
 }
 
+type Done = oneshot::Receiver<Result<Box<dyn Any + Send>>>;
+
+/// Wraps a typed closure as a writer job.
+fn job<T, F>(f: F) -> (Job, Done)
+where
+    F: FnOnce(&Tables, &mut RwTxn<'_>) -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (done, wait) = oneshot::channel();
+    let apply: Apply =
+        Box::new(move |t, txn| f(t, txn).map(|v| Box::new(v) as Box<dyn Any + Send>));
+    (Job { apply, done }, wait)
+}
+
+/// Recovers the typed result of a job.
+fn unbox<T: 'static>(result: Result<Box<dyn Any + Send>>) -> Result<T> {
+    result?
+        .downcast::<T>()
+        .map(|b| *b)
+        .map_err(|_| Error::Format("writer returned an unexpected type".into()))
+}
+
 /// Most jobs merged into one commit.
 const MAX_JOBS_PER_COMMIT: usize = 256;
 
@@ -350,17 +372,12 @@ impl Meta {
         F: FnOnce(&Tables, &mut RwTxn<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let (done, wait) = oneshot::channel();
-        let apply: Apply =
-            Box::new(move |t, txn| f(t, txn).map(|v| Box::new(v) as Box<dyn Any + Send>));
+        let (job, wait) = job(f);
         self.writer
-            .send(Message::Job(Job { apply, done }))
+            .send(Message::Job(job))
             .await
             .map_err(|_| Error::ShuttingDown)?;
-        let any = wait.await.map_err(|_| Error::ShuttingDown)??;
-        any.downcast::<T>()
-            .map(|b| *b)
-            .map_err(|_| Error::Format("writer returned an unexpected type".into()))
+        unbox(wait.await.map_err(|_| Error::ShuttingDown)?)
     }
 
     /// [`Meta::write`] for code on the blocking pool.
@@ -369,16 +386,11 @@ impl Meta {
         F: FnOnce(&Tables, &mut RwTxn<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let (done, wait) = oneshot::channel();
-        let apply: Apply =
-            Box::new(move |t, txn| f(t, txn).map(|v| Box::new(v) as Box<dyn Any + Send>));
+        let (job, wait) = job(f);
         self.writer
-            .blocking_send(Message::Job(Job { apply, done }))
+            .blocking_send(Message::Job(job))
             .map_err(|_| Error::ShuttingDown)?;
-        let any = wait.blocking_recv().map_err(|_| Error::ShuttingDown)??;
-        any.downcast::<T>()
-            .map(|b| *b)
-            .map_err(|_| Error::Format("writer returned an unexpected type".into()))
+        unbox(wait.blocking_recv().map_err(|_| Error::ShuttingDown)?)
     }
 
     /// Flushes LMDB buffers to disk.

@@ -85,22 +85,6 @@ impl Error {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_disk_is_reported_as_storage_full() {
-        let e = Error::io(
-            "appending to a warm pack",
-            std::io::Error::from(std::io::ErrorKind::StorageFull),
-        );
-        assert!(matches!(e, Error::Full(_)), "{e:?}");
-        let e = Error::io("reading", std::io::Error::other("EIO"));
-        assert!(matches!(e, Error::Io { .. }), "{e:?}");
-    }
-}
-
 #[cfg(feature = "backends")]
 impl From<heed::Error> for Error {
     fn from(e: heed::Error) -> Self {
@@ -130,3 +114,19 @@ impl From<object_store::Error> for Error {
 
 /// Result with the engine's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_reported_as_storage_full() {
+        let e = Error::io(
+            "appending to a warm pack",
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        );
+        assert!(matches!(e, Error::Full(_)), "{e:?}");
+        let e = Error::io("reading", std::io::Error::other("EIO"));
+        assert!(matches!(e, Error::Io { .. }), "{e:?}");
+    }
+}

@@ -501,6 +501,9 @@ pub async fn start() -> std::io::Result<Fake> {
 pub async fn start_tls() -> std::io::Result<Fake> {
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
     let read = |name: &str| std::fs::read(format!("{data}/{name}"));
+    // A workspace build links both rustls backends (object_store brings aws-lc-rs): pick ring,
+    // as the client library does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let tls = tonic::transport::ServerTlsConfig::new()
         .identity(tonic::transport::Identity::from_pem(
             read("server.pem")?,

@@ -112,6 +112,10 @@ pub struct ServeArgs {
     /// LMDB map size: the most the hot tier and metadata can ever hold. [default: 64GiB]
     #[arg(long, value_name = "SIZE", env = "SCIPCACHE_LMDB_MAP_SIZE")]
     pub lmdb_map_size: Option<ByteSize>,
+    /// Decode and re-hash chunks read from the hot tier too (warm and cold reads always are).
+    /// [default: true]
+    #[arg(long, value_name = "BOOL", env = "SCIPCACHE_VERIFY_HOT_READS")]
+    pub verify_hot_reads: Option<bool>,
 
     /// TLS certificate chain (PEM); serves https with --tls-key.
     #[arg(long, value_name = "FILE", env = "SCIPCACHE_TLS_CERT")]
@@ -187,6 +191,8 @@ pub struct FileConfig {
     pub cold_flush_after: Option<Duration>,
     /// See `--lmdb-map-size`.
     pub lmdb_map_size: Option<ByteSize>,
+    /// See `--verify-hot-reads`.
+    pub verify_hot_reads: Option<bool>,
     /// See `--tls-cert`.
     pub tls_cert: Option<PathBuf>,
     /// See `--tls-key`.
@@ -248,6 +254,8 @@ pub struct Config {
     pub cold_flush_after: Option<Duration>,
     /// LMDB map size; `None` = engine default.
     pub lmdb_map_size: Option<u64>,
+    /// Verify hot-tier reads; `None` = engine default (on).
+    pub verify_hot_reads: Option<bool>,
     /// TLS certificate chain.
     pub tls_cert: Option<PathBuf>,
     /// TLS key.
@@ -285,6 +293,7 @@ impl Default for Config {
             cold_concurrency: None,
             cold_flush_after: None,
             lmdb_map_size: None,
+            verify_hot_reads: None,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -340,6 +349,7 @@ impl Config {
             cold_concurrency: args.cold_concurrency.or(file.cold_concurrency),
             cold_flush_after: args.cold_flush_after.or(file.cold_flush_after),
             lmdb_map_size: args.lmdb_map_size.or(file.lmdb_map_size).map(|b| b.0),
+            verify_hot_reads: args.verify_hot_reads.or(file.verify_hot_reads),
             tls_cert: args.tls_cert.clone().or(file.tls_cert),
             tls_key: args.tls_key.clone().or(file.tls_key),
             tls_client_ca: args.tls_client_ca.clone().or(file.tls_client_ca),
@@ -419,6 +429,9 @@ impl Config {
         if let Some(size) = self.lmdb_map_size {
             store.lmdb_map_size = size;
         }
+        if let Some(verify) = self.verify_hot_reads {
+            store.verify_hot_reads = verify;
+        }
         store
     }
 
@@ -437,6 +450,7 @@ impl Config {
             cold_concurrency: self.cold_concurrency,
             cold_flush_after: self.cold_flush_after,
             lmdb_map_size: self.lmdb_map_size.map(ByteSize),
+            verify_hot_reads: self.verify_hot_reads,
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             tls_client_ca: self.tls_client_ca.clone(),
@@ -624,6 +638,7 @@ mod tests {
             cold_concurrency: Some(1),
             cold_flush_after: Some(Duration::from_secs(1)),
             lmdb_map_size: Some(1),
+            verify_hot_reads: Some(true),
             tls_cert: Some("c".into()),
             tls_key: Some("k".into()),
             tls_client_ca: Some("ca".into()),
@@ -639,7 +654,7 @@ mod tests {
             toml::from_str(&full.to_toml()?).map_err(|e| Error::Config(e.to_string()))?;
         assert_eq!(
             printed.len(),
-            20,
+            21,
             "a key was added: document it in config.example.toml"
         );
         for key in printed.keys() {
@@ -664,6 +679,20 @@ mod tests {
         // The printed cold_url is the resolved default.
         c.cold_url = Some("file://./scipcache-data/cold".into());
         assert_eq!(back, c);
+        Ok(())
+    }
+
+    #[test]
+    fn engine_options_reach_the_store_config() -> Result<()> {
+        let file = FileConfig::parse("verify_hot_reads = false\nlmdb_map_size = \"2GiB\"", "x")?;
+        let store = Config::layered(&ServeArgs::default(), file).store_config();
+        assert!(!store.verify_hot_reads);
+        assert_eq!(store.lmdb_map_size, 2 << 30);
+        let defaults = Config::layered(&ServeArgs::default(), FileConfig::default()).store_config();
+        assert!(
+            defaults.verify_hot_reads,
+            "hot reads are verified unless configured off"
+        );
         Ok(())
     }
 

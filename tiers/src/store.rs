@@ -1021,19 +1021,21 @@ impl Store {
         let hot = self.inner.hot.clone();
         let lookup_keys = keys.clone();
         // One read transaction for the batch; decode and verify on the same blocking thread.
-        let found: Vec<Option<(Frame, Bytes)>> = crate::blocking::run(move || {
+        // Verified chunks carry their raw bytes; with verification off, whole chunks sent as
+        // frames are not decoded here at all (the reader decodes and verifies them).
+        let found: Vec<Option<(Frame, Option<Bytes>)>> = crate::blocking::run(move || {
             let frames = hot.get_many_now(&lookup_keys)?;
             Ok(frames
                 .into_iter()
                 .zip(&lookup_keys)
                 .map(|(f, k)| {
                     let f = f?;
-                    let raw = if verify {
-                        f.decode_verified(&k.id(), MAX_CHUNK_LEN)
-                    } else {
-                        f.decode(MAX_CHUNK_LEN)
-                    };
-                    raw.ok().map(|raw| (f, raw))
+                    if !verify {
+                        return Some((f, None));
+                    }
+                    f.decode_verified(&k.id(), MAX_CHUNK_LEN)
+                        .ok()
+                        .map(|raw| (f, Some(raw)))
                 })
                 .collect())
         })
@@ -1050,21 +1052,31 @@ impl Store {
         for ((i, key), hit) in range.zip(keys).zip(found) {
             let (frame, raw) = match hit {
                 Some(x) => x,
-                None => self.fetch(key).await?,
+                None => {
+                    let (frame, raw) = self.fetch(key).await?;
+                    (frame, Some(raw))
+                }
             };
             let chunk_start = manifest.offset_of(i);
-            let chunk_end = chunk_start + raw.len() as u64;
+            let chunk_end = chunk_start + frame.raw_len() as u64;
             if frames && chunk_start >= start && chunk_end <= end {
                 parts.push(BlobPart::Frame(key.id(), frame));
-            } else {
-                let from = usize::try_from(start.saturating_sub(chunk_start))
-                    .unwrap_or(usize::MAX)
-                    .min(raw.len());
-                let to = usize::try_from(end.min(chunk_end) - chunk_start)
-                    .unwrap_or(usize::MAX)
-                    .min(raw.len());
-                parts.push(BlobPart::Data(raw.slice(from..to)));
+                continue;
             }
+            let raw = match raw {
+                Some(raw) => raw,
+                None => match frame.decode(MAX_CHUNK_LEN) {
+                    Ok(raw) => raw,
+                    Err(_) => self.fetch(key).await?.1,
+                },
+            };
+            let from = usize::try_from(start.saturating_sub(chunk_start))
+                .unwrap_or(usize::MAX)
+                .min(raw.len());
+            let to = usize::try_from(end.min(chunk_end) - chunk_start)
+                .unwrap_or(usize::MAX)
+                .min(raw.len());
+            parts.push(BlobPart::Data(raw.slice(from..to)));
         }
         Ok(parts)
     }

@@ -50,6 +50,19 @@ pub enum Error {
     /// A stored record could not be decoded: on-disk corruption or an unknown format version.
     #[error("stored record is unreadable: {0}")]
     Format(String),
+    /// A data dir or pack was written in a format newer than this build reads.
+    #[error(
+        "{what} was written by a newer scipcached (format {found}; this build reads up to \
+         format {supported}): upgrade scipcached to open it"
+    )]
+    NewerFormat {
+        /// What was being opened (the data dir or pack, with its path).
+        what: String,
+        /// The format version found.
+        found: u64,
+        /// The newest format version this build reads.
+        supported: u64,
+    },
     /// The engine is shutting down.
     #[error("the store is shutting down")]
     ShuttingDown,

@@ -15,6 +15,7 @@
 //! - [`codec`]: the chunk frame (codec id, raw length, payload): the format spec.
 //! - [`manifest`]: the manifest and its versioned encoding.
 //! - `meta`: the LMDB environment: every table's key and value layout.
+//! - `version`: the data dir's format version and the rule for changing formats.
 //! - `tier`: the `ChunkTier` trait every tier implements, and its conformance suite.
 //! - `hot`, `warm`, `cold`: LMDB chunks (lz4), append-only pack files (zstd low),
 //!   object-store packs (zstd high, written behind).
@@ -41,6 +42,8 @@ pub mod refs;
 pub mod store;
 #[cfg(feature = "backends")]
 pub mod tier;
+#[cfg(feature = "backends")]
+mod version;
 #[cfg(feature = "backends")]
 mod warm;
 #[cfg(feature = "backends")]

@@ -17,7 +17,12 @@
 //! | `refs` | namespace, `0x00`, key | the ref record (`refs.rs`) |
 //! | `tenants` | tenant id (8) | tenant name (UTF-8) |
 //! | `counters` | tenant id (8) + tier `u8` | chunks `u64`, stored bytes `u64` |
-//! | `state` | name (UTF-8) | `u64` (next queue sequence, next pack number, hit counts) |
+//! | `state` | name (UTF-8) | `u64` (`format`, next queue sequence, next pack number, hit counts) |
+//!
+//! # Format version
+//!
+//! The `state` key `format` holds the data dir's format version, checked and stamped at open;
+//! `version.rs` documents the rule and the history.
 //!
 //! # Writes
 //!
@@ -315,6 +320,7 @@ impl Meta {
             counters,
             state,
         ] = tables;
+        crate::version::check_data_dir(&env, state, &tables, dir)?;
         let tables = Tables {
             chunks,
             hot,
@@ -475,3 +481,7 @@ fn write_loop(env: Env<WithoutTls>, tables: Tables, mut jobs: mpsc::Receiver<Mes
         }
     }
 }
+
+#[cfg(test)]
+#[path = "meta_tests.rs"]
+mod tests;

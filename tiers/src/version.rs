@@ -1,0 +1,106 @@
+//! The data dir's format version.
+//!
+//! The LMDB `state` key `format` holds it, a `u64` little-endian. It covers the LMDB tables
+//! (`meta.rs`) and the arrangement of the data dir; pack files, chunk frames, manifests and
+//! ref records carry versions of their own (`warm.rs`, `cold.rs`, `codec.rs`, `manifest.rs`,
+//! `refs.rs`).
+//!
+//! # Rule
+//!
+//! - A new data dir is stamped with [`DATA_DIR_FORMAT`], the newest format this build reads
+//!   and writes.
+//! - A data dir with data but no `format` key was made before the key existed: it is format
+//!   1 and opens as it is.
+//! - A data dir of a newer format is refused with [`Error::NewerFormat`] before anything is
+//!   written, so an older build never half-understands a newer layout.
+//! - A data dir of an older format is stamped with this build's format when it opens. That is
+//!   only allowed while every older format is readable as it is; a change that needs a
+//!   migration must run it here, in the same transaction as the stamp.
+//! - A change that an older build could misread bumps [`DATA_DIR_FORMAT`] and adds a row
+//!   below.
+//!
+//! # History
+//!
+//! | format | change |
+//! | --- | --- |
+//! | 1 | the tables in `meta.rs` (data dirs made before the key existed are format 1 too) |
+
+use std::path::Path;
+
+use heed::types::Bytes as RawBytes;
+use heed::{Database, Env, RoTxn, WithoutTls};
+
+use crate::error::{Error, Result};
+
+/// Newest data dir format this build reads and writes.
+pub(crate) const DATA_DIR_FORMAT: u64 = 1;
+/// The format of a data dir that has data but no [`FORMAT_KEY`].
+pub(crate) const UNSTAMPED_FORMAT: u64 = 1;
+/// The `state` key of the data dir format.
+pub(crate) const FORMAT_KEY: &str = "format";
+
+type RawTable = Database<'static, RawBytes, RawBytes>;
+
+/// Refuses a data dir of a newer format and stamps a new or older one with
+/// [`DATA_DIR_FORMAT`]. `state` is the `state` table, `all` every table of the environment in
+/// `dir` (the `meta` folder of the data dir).
+pub(crate) fn check_data_dir(
+    env: &Env<WithoutTls>,
+    state: RawTable,
+    all: &[RawTable],
+    dir: &Path,
+) -> Result<()> {
+    let mut txn = env.write_txn()?;
+    let stored = match state.get(&txn, FORMAT_KEY.as_bytes())? {
+        Some(v) => Some(u64::from_le_bytes(v.try_into().map_err(|_| {
+            Error::Format(format!(
+                "the data dir format in {} is {} bytes long, not 8",
+                dir.display(),
+                v.len()
+            ))
+        })?)),
+        None => None,
+    };
+    let found = match stored {
+        Some(v) => v,
+        None if has_data(all, &txn)? => UNSTAMPED_FORMAT,
+        None => DATA_DIR_FORMAT,
+    };
+    if found > DATA_DIR_FORMAT {
+        return Err(Error::NewerFormat {
+            what: format!("data dir {}", dir.parent().unwrap_or(dir).display()),
+            found,
+            supported: DATA_DIR_FORMAT,
+        });
+    }
+    if found == 0 {
+        return Err(Error::Format(format!(
+            "the data dir format in {} is 0, which no build writes",
+            dir.display()
+        )));
+    }
+    if stored != Some(DATA_DIR_FORMAT) {
+        tracing::info!(
+            found,
+            recorded = DATA_DIR_FORMAT,
+            "recording the data dir format"
+        );
+        state.put(
+            &mut txn,
+            FORMAT_KEY.as_bytes(),
+            &DATA_DIR_FORMAT.to_le_bytes(),
+        )?;
+        txn.commit()?;
+    }
+    Ok(())
+}
+
+/// Whether any table holds an entry.
+fn has_data(all: &[RawTable], txn: &RoTxn<'_, WithoutTls>) -> Result<bool> {
+    for table in all {
+        if !table.is_empty(txn)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}

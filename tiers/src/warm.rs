@@ -1,8 +1,18 @@
 //! Warm tier: append-only pack files on local disk (zstd at a low level by default).
 //!
-//! # Pack file layout
+//! # Pack file layout, format 2
 //!
-//! `warm/pack-NNNNNNNN.pack` is a sequence of records, each:
+//! `warm/pack-NNNNNNNN.pack` starts with a 16-byte header, then a sequence of records.
+//!
+//! Header:
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 8 | magic `SCPWPACK` |
+//! | 8 | 4 | pack format `u32` LE, `2` |
+//! | 12 | 4 | reserved, zero |
+//!
+//! Record:
 //!
 //! | size | field |
 //! | --- | --- |
@@ -14,18 +24,38 @@
 //! The record header makes a pack self-describing (an index can be rebuilt from packs alone);
 //! the LMDB `warm` table maps a chunk key to (pack, frame offset, frame length).
 //!
+//! # Format versions
+//!
+//! | format | layout |
+//! | --- | --- |
+//! | 1 | records from byte 0, no header (packs written before the header existed) |
+//! | 2 | the header above, then records |
+//!
+//! A pack whose first 8 bytes are not the magic is format 1: its first 8 bytes are a tenant
+//! id, a BLAKE3-derived value that equals the magic with probability 2⁻⁶⁴. Format 1 packs
+//! stay readable, and the active pack keeps its format when appended to (records are the same
+//! in both), so a data dir needs no migration. A pack of a format newer than
+//! [`WARM_PACK_FORMAT`] is refused with [`Error::NewerFormat`] when it is opened for reading
+//! or appending. The header is written by the first put into a pack, with its records, so it
+//! is covered by the durable length like any record.
+//!
 //! # Crash safety
 //!
-//! A put appends its records, fsyncs the pack, and only then commits the index entries together
-//! with the pack's new *durable length* (table `warm_packs`). At open, every pack is truncated to
-//! its durable length, so bytes of a put that crashed before its commit (a torn tail) vanish,
-//! and no index entry can point at bytes that were not fsync'd. A pack is sealed once it
-//! reaches the size limit and a new one is started. Deleting a chunk only drops its index entry
-//! and counts its bytes as dead; compaction reclaims them (lifecycle issue).
+//! A put writes its records at the pack's *durable length* with positioned writes (the file is
+//! not opened `O_APPEND`), fsyncs the pack, and only then commits the index entries together
+//! with the pack's new durable length (table `warm_packs`). The in-memory length is advanced
+//! only after that commit, so it never runs ahead of what is durable and indexed. A put that
+//! fails anywhere (a short write on ENOSPC, an fsync error, a failed commit) leaves the
+//! durable length unchanged: its bytes are cut off at once where possible, and the next put
+//! overwrites them in any case, so they can never shift a later put's offsets.
+//! At open, every pack is truncated to its durable length, so bytes of a put that crashed
+//! before its commit (a torn tail) vanish, and no index entry can point at bytes that were not
+//! fsync'd. Once a pack reaches the size limit, the next put starts a new one. Deleting a
+//! chunk only drops its index entry and counts its bytes as dead; compaction reclaims them
+//! (lifecycle issue).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -41,6 +71,54 @@ use crate::store::TierName;
 use crate::tier::ChunkTier;
 
 const RECORD_HEADER: usize = 44;
+/// Newest pack format this build reads and writes.
+pub(crate) const WARM_PACK_FORMAT: u32 = 2;
+/// The format of a pack without a header.
+const HEADERLESS_FORMAT: u32 = 1;
+const PACK_MAGIC: [u8; 8] = *b"SCPWPACK";
+const PACK_HEADER_LEN: usize = 16;
+
+/// The header every new pack starts with.
+fn pack_header() -> [u8; PACK_HEADER_LEN] {
+    let mut h = [0u8; PACK_HEADER_LEN];
+    h[..8].copy_from_slice(&PACK_MAGIC);
+    h[8..12].copy_from_slice(&WARM_PACK_FORMAT.to_le_bytes());
+    h
+}
+
+/// A pack's format, from its first bytes (fewer than a header's: an empty or headerless pack).
+fn pack_format(head: &[u8], path: &Path) -> Result<u32> {
+    if head.len() < PACK_HEADER_LEN || head[..8] != PACK_MAGIC {
+        return Ok(HEADERLESS_FORMAT);
+    }
+    match le_u32(&head[8..12]) {
+        v if v > WARM_PACK_FORMAT => Err(Error::NewerFormat {
+            what: format!("warm pack {}", path.display()),
+            found: u64::from(v),
+            supported: u64::from(WARM_PACK_FORMAT),
+        }),
+        v if v <= HEADERLESS_FORMAT => Err(Error::Format(format!(
+            "warm pack {} has a header claiming format {v}, which has no header",
+            path.display()
+        ))),
+        v => Ok(v),
+    }
+}
+
+/// Reads a pack file's header and checks that this build reads its format.
+fn check_pack_format(file: &File, path: &Path) -> Result<u32> {
+    let mut head = [0u8; PACK_HEADER_LEN];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read_at(&mut head[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+    pack_format(&head[..got], path)
+}
 
 /// Where a frame lives in a pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +148,9 @@ impl Location {
     }
 }
 
+/// What a put indexes for one chunk: its key, location and raw length.
+type IndexEntry = (ChunkKey, Location, u32);
+
 /// `warm_packs` row.
 #[derive(Clone, Copy, Debug, Default)]
 struct PackRow {
@@ -98,20 +179,27 @@ impl PackRow {
     }
 }
 
+/// The pack puts go to.
 struct Active {
     id: u32,
     file: File,
+    /// The durable length: what `warm_packs` records for this pack, and where the next put
+    /// writes. Advanced only after a put's index commit.
     len: u64,
 }
 
-/// Where a simulated crash stops a put (tests only).
+/// An injected failure of a put (tests only).
 #[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {
-    /// Records appended, not fsync'd, index not committed.
+    /// A crash: records written, not fsync'd, index not committed, no cleanup.
     AfterAppend,
-    /// Records fsync'd, index not committed.
+    /// A crash: records fsync'd, index not committed, no cleanup.
     AfterSync,
+    /// The write stops after half of the records with ENOSPC; the process carries on.
+    WriteFailsMidway,
+    /// The fsync fails with EIO after a complete write; the process carries on.
+    SyncFails,
 }
 
 /// The warm tier.
@@ -209,7 +297,12 @@ impl WarmTier {
             Some(&(id, _)) => (id + 1, 0),
             None => (1, 0),
         };
-        let file = open_append(&pack_path(dir, id))?;
+        let path = pack_path(dir, id);
+        let file = open_pack(&path)?;
+        if len > 0 {
+            // Appending keeps a pack's format, so it must be one this build writes.
+            check_pack_format(&file, &path)?;
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
@@ -235,9 +328,10 @@ impl WarmTier {
             return Ok(f.clone());
         }
         let path = pack_path(&self.inner.dir, pack);
-        let f = Arc::new(
-            File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?,
-        );
+        let f =
+            File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        check_pack_format(&f, &path)?;
+        let f = Arc::new(f);
         readers.insert(pack, f.clone());
         Ok(f)
     }
@@ -262,10 +356,19 @@ impl WarmTier {
         Frame::from_bytes(Bytes::from(buf)).map(Some)
     }
 
-    /// Appends, fsyncs, then indexes (blocking). Returns how many chunks were new.
+    /// Writes at the durable length, fsyncs, then indexes (blocking). Returns how many chunks
+    /// were new.
     pub(crate) fn put_now(&self, batch: Vec<(ChunkKey, Frame)>) -> Result<u64> {
         let inner = &self.inner;
         let mut active = lock(&inner.active);
+        if active.len >= inner.pack_limit {
+            let id = active.id + 1;
+            *active = Active {
+                id,
+                file: open_pack(&pack_path(&inner.dir, id))?,
+                len: 0,
+            };
+        }
         // Skip what is already here.
         let fresh: Vec<(ChunkKey, Frame)> = inner.meta.read_now(|t, txn| {
             let mut fresh = Vec::new();
@@ -280,13 +383,54 @@ impl WarmTier {
         if fresh.is_empty() {
             return Ok(0);
         }
+        let (buf, entries) = self.records(&active, &fresh)?;
+        let new_len = active.len + buf.len() as u64;
+        let pack = active.id;
+        let n = entries.len() as u64;
+        self.write_and_sync(&active, &buf)?;
+        let committed = inner.meta.write_blocking(move |t, txn| {
+            let pack_key = pack.to_be_bytes();
+            let mut row = match t.warm_packs.get(txn, &pack_key)? {
+                Some(v) => PackRow::decode(v)?,
+                None => PackRow::default(),
+            };
+            for (key, loc, raw_len) in &entries {
+                t.warm.put(txn, key.as_bytes(), &loc.encode())?;
+                set_tier_bit(t, txn, *key, tier_bits::WARM, *raw_len)?;
+                bump_counter(t, txn, key.tenant(), tier_bits::WARM, 1, i64::from(loc.len))?;
+                row.live_bytes += u64::from(loc.len);
+            }
+            row.durable_len = new_len;
+            t.warm_packs.put(txn, &pack_key, &row.encode())?;
+            Ok(())
+        });
+        if let Err(e) = committed {
+            // Nothing points at the written bytes.
+            discard_tail(&active, &pack_path(&inner.dir, pack));
+            return Err(e);
+        }
+        active.len = new_len;
+        Ok(n)
+    }
+
+    /// The bytes of a put into the active pack (its header first if the pack is empty), and
+    /// each chunk's index entry and raw length.
+    fn records(
+        &self,
+        active: &Active,
+        fresh: &[(ChunkKey, Frame)],
+    ) -> Result<(Vec<u8>, Vec<IndexEntry>)> {
+        let compression = self.inner.compression;
         let mut buf = Vec::new();
+        if active.len == 0 {
+            buf.extend_from_slice(&pack_header());
+        }
         let mut entries = Vec::with_capacity(fresh.len());
-        for (key, frame) in &fresh {
-            let frame = if frame.codec() == inner.compression.codec() {
+        for (key, frame) in fresh {
+            let frame = if frame.codec() == compression.codec() {
                 frame.clone()
             } else {
-                frame.recode(&frame.decode(MAX_CHUNK_LEN)?, inner.compression)?
+                frame.recode(&frame.decode(MAX_CHUNK_LEN)?, compression)?
             };
             let len = u32::try_from(frame.stored_len())
                 .map_err(|_| Error::InvalidArgument("frame too large".into()))?;
@@ -305,56 +449,57 @@ impl WarmTier {
             ));
         }
         debug_assert!(buf.len() >= RECORD_HEADER);
-        let path = pack_path(&inner.dir, active.id);
-        active
-            .file
-            .write_all(&buf)
-            .map_err(|e| Error::io(format!("appending to {}", path.display()), e))?;
+        Ok((buf, entries))
+    }
+
+    /// Writes `buf` at the durable length and fsyncs it. On failure the bytes past the durable
+    /// length are cut off (best effort: the next put overwrites them anyway).
+    fn write_and_sync(&self, active: &Active, buf: &[u8]) -> Result<()> {
+        let path = pack_path(&self.inner.dir, active.id);
+        if let Err(e) = self.write_at(&active.file, buf, active.len) {
+            discard_tail(active, &path);
+            return Err(Error::io(format!("writing to {}", path.display()), e));
+        }
         #[cfg(test)]
-        if *lock(&inner.fault) == Some(Fault::AfterAppend) {
+        if self.fault() == Some(Fault::AfterAppend) {
             return Err(Error::Unavailable("injected crash after append".into()));
         }
-        active
-            .file
-            .sync_data()
-            .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+        let mut synced = self.sync(&active.file);
+        if synced.is_ok() && active.len == 0 {
+            // A new pack's directory entry must be as durable as its bytes.
+            synced = File::open(&self.inner.dir).and_then(|d| d.sync_all());
+        }
+        if let Err(e) = synced {
+            discard_tail(active, &path);
+            return Err(Error::io(format!("syncing {}", path.display()), e));
+        }
         #[cfg(test)]
-        if *lock(&inner.fault) == Some(Fault::AfterSync) {
+        if self.fault() == Some(Fault::AfterSync) {
             return Err(Error::Unavailable("injected crash after sync".into()));
         }
-        let old_len = active.len;
-        let new_len = old_len + buf.len() as u64;
-        let pack = active.id;
-        let n = entries.len() as u64;
-        let committed = inner.meta.write_blocking(move |t, txn| {
-            let pack_key = pack.to_be_bytes();
-            let mut row = match t.warm_packs.get(txn, &pack_key)? {
-                Some(v) => PackRow::decode(v)?,
-                None => PackRow::default(),
-            };
-            for (key, loc, raw_len) in &entries {
-                t.warm.put(txn, key.as_bytes(), &loc.encode())?;
-                set_tier_bit(t, txn, *key, tier_bits::WARM, *raw_len)?;
-                bump_counter(t, txn, key.tenant(), tier_bits::WARM, 1, i64::from(loc.len))?;
-                row.live_bytes += u64::from(loc.len);
-            }
-            row.durable_len = new_len;
-            t.warm_packs.put(txn, &pack_key, &row.encode())?;
-            Ok(())
-        });
-        if let Err(e) = committed {
-            // Nothing points at the appended bytes; drop them so the next put appends cleanly.
-            let _ = active.file.set_len(old_len);
-            return Err(e);
+        Ok(())
+    }
+
+    fn write_at(&self, file: &File, buf: &[u8], at: u64) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.fault() == Some(Fault::WriteFailsMidway) {
+            file.write_all_at(&buf[..buf.len() / 2], at)?;
+            return Err(std::io::ErrorKind::StorageFull.into());
         }
-        active.len = new_len;
-        if active.len >= inner.pack_limit {
-            let id = active.id + 1;
-            active.file = open_append(&pack_path(&inner.dir, id))?;
-            active.id = id;
-            active.len = 0;
+        file.write_all_at(buf, at)
+    }
+
+    fn sync(&self, file: &File) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self.fault() == Some(Fault::SyncFails) {
+            return Err(std::io::Error::other("injected EIO"));
         }
-        Ok(n)
+        file.sync_data()
+    }
+
+    #[cfg(test)]
+    fn fault(&self) -> Option<Fault> {
+        *lock(&self.inner.fault)
     }
 
     /// Drops index entries (blocking).
@@ -394,12 +539,23 @@ impl WarmTier {
     }
 }
 
-fn open_append(path: &Path) -> Result<File> {
+/// Opens a pack for positioned writes (not `O_APPEND`: offsets come from the durable length).
+fn open_pack(path: &Path) -> Result<File> {
     OpenOptions::new()
         .create(true)
-        .append(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
         .open(path)
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))
+}
+
+/// Cuts a failed put's bytes off the active pack. Best effort: if this fails too, the bytes
+/// stay past the durable length, where the next put overwrites them and open truncates them.
+fn discard_tail(active: &Active, path: &Path) {
+    if let Err(e) = active.file.set_len(active.len) {
+        tracing::warn!(pack = %path.display(), error = %e, "could not cut a failed put off a warm pack");
+    }
 }
 
 impl ChunkTier for WarmTier {
@@ -436,131 +592,5 @@ impl ChunkTier for WarmTier {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ids::ChunkId;
-
-    fn open(dir: &Path) -> Result<(Meta, WarmTier)> {
-        let meta = Meta::open(&dir.join("meta"), 1 << 30)?;
-        let warm = WarmTier::open(
-            &dir.join("warm"),
-            meta.clone(),
-            Compression::Zstd(3),
-            1 << 20,
-        )?;
-        Ok((meta, warm))
-    }
-
-    fn item(n: u32) -> (ChunkKey, Frame, Vec<u8>) {
-        let raw = format!("warm chunk {n} ")
-            .repeat(500 + n as usize)
-            .into_bytes();
-        let key = ChunkKey::new(TenantId([7; 8]), &ChunkId::of(&raw));
-        (
-            key,
-            Frame::encode(&raw, Compression::Lz4).expect("encode"),
-            raw,
-        )
-    }
-
-    #[tokio::test]
-    async fn warm_tier_passes_the_conformance_suite() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        let (_meta, warm) = open(dir.path())?;
-        crate::tier::conformance::put_get_contains_delete_list(&warm).await
-    }
-
-    #[tokio::test]
-    async fn crash_before_commit_leaves_no_torn_chunk_and_acknowledged_chunks_survive() -> Result<()>
-    {
-        for fault in [Fault::AfterAppend, Fault::AfterSync] {
-            let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-            let acknowledged: Vec<_> = (0..10).map(item).collect();
-            let torn: Vec<_> = (10..20).map(item).collect();
-            {
-                let (meta, warm) = open(dir.path())?;
-                warm.put(
-                    acknowledged
-                        .iter()
-                        .map(|(k, f, _)| (*k, f.clone()))
-                        .collect(),
-                )
-                .await?;
-                warm.inject_fault(Some(fault));
-                let crashed = warm
-                    .put(torn.iter().map(|(k, f, _)| (*k, f.clone())).collect())
-                    .await;
-                assert!(crashed.is_err(), "{fault:?}: the injected crash surfaces");
-                crate::blocking::run(move || {
-                    meta.close();
-                    Ok(())
-                })
-                .await?;
-            }
-            let pack = pack_path(&dir.path().join("warm"), 1);
-            let before = std::fs::metadata(&pack)
-                .map_err(|e| Error::io("stat", e))?
-                .len();
-            let (_meta, warm) = open(dir.path())?;
-            let after = std::fs::metadata(&pack)
-                .map_err(|e| Error::io("stat", e))?
-                .len();
-            assert!(
-                after < before,
-                "{fault:?}: the torn tail is cut at open ({before} -> {after})"
-            );
-            for (key, _, raw) in &acknowledged {
-                let frame = warm.get(*key).await?.expect("acknowledged chunk present");
-                assert_eq!(
-                    &frame.decode_verified(&key.id(), MAX_CHUNK_LEN)?[..],
-                    &raw[..]
-                );
-            }
-            for (key, _, _) in &torn {
-                assert!(
-                    !warm.contains(*key).await?,
-                    "{fault:?}: no index entry for torn bytes"
-                );
-            }
-            // And the pack keeps working after recovery.
-            warm.put(torn.iter().map(|(k, f, _)| (*k, f.clone())).collect())
-                .await?;
-            for (key, _, raw) in &torn {
-                let frame = warm.get(*key).await?.expect("re-put chunk present");
-                assert_eq!(
-                    &frame.decode_verified(&key.id(), MAX_CHUNK_LEN)?[..],
-                    &raw[..]
-                );
-            }
-        }
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn packs_are_sealed_at_the_size_limit() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        let (_meta, warm) = open(dir.path())?;
-        for n in 0..400 {
-            let mut x = (n as u64) * 0x9e37_79b9 + 1;
-            let raw: Vec<u8> = (0..8192)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 32) as u8
-                })
-                .collect();
-            let key = ChunkKey::new(TenantId([1; 8]), &ChunkId::of(&raw));
-            warm.put(vec![(key, Frame::encode(&raw, Compression::Raw)?)])
-                .await?;
-        }
-        let packs = std::fs::read_dir(dir.path().join("warm"))
-            .map_err(|e| Error::io("ls", e))?
-            .count();
-        assert!(
-            packs >= 3,
-            "400 × 8 KiB raw chunks over 1 MiB packs make several packs, got {packs}"
-        );
-        Ok(())
-    }
-}
+#[path = "warm_tests.rs"]
+mod tests;

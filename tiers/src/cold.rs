@@ -9,24 +9,47 @@
 //! - `manifests/<tenant id hex>/<manifest id hex>`: a manifest's encoding (`manifest.rs`),
 //!   zstd-compressed.
 //!
-//! Pack footer (little-endian), so the bucket alone can rebuild the index:
+//! # Pack object, format 1
+//!
+//! Chunk frames (`codec.rs`) back to back from byte 0, then a footer (little-endian), so the
+//! bucket alone can rebuild the index:
 //!
 //! | size | field |
 //! | --- | --- |
 //! | 48 × n | per chunk: chunk id (32), frame offset `u64`, frame length `u32`, raw length `u32` |
 //! | 8 | tenant id |
 //! | 4 | n, `u32` |
-//! | 4 | magic `SCP` and format byte `1` |
+//! | 3 | magic `SCP` |
+//! | 1 | pack format, `1` |
+//!
+//! The last 16 bytes (tenant, n, magic, format) are the *trailer*; a reader finds everything
+//! from it. The version sits at the end rather than in a header because a pack object is
+//! written whole, and the footer is what a rebuild reads first.
+//!
+//! # Format versions
+//!
+//! | format | layout |
+//! | --- | --- |
+//! | 1 | the layout above (every pack written so far) |
+//!
+//! The first read of a pack in a process fetches its trailer (a 16-byte suffix GET, issued
+//! beside the frame's own GET) and checks it: a pack of a format newer than
+//! [`COLD_PACK_FORMAT`] is refused with [`Error::NewerFormat`], one whose trailer is not ours
+//! or names another tenant with [`Error::Format`]. Checked pack ids are remembered, so later
+//! reads of the pack are one ranged GET each.
 //!
 //! The LMDB `cold` table maps a chunk key to (pack id, offset, length); a read is one ranged
 //! GET. All requests pass through a [`LimitStore`] that caps concurrency.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use object_store::limit::LimitStore;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
 
 use crate::codec::Frame;
 use crate::error::{Error, Result};
@@ -37,8 +60,64 @@ use crate::names::TenantId;
 use crate::store::TierName;
 use crate::tier::ChunkTier;
 
-const FOOTER_MAGIC: [u8; 4] = *b"SCP\x01";
+/// Newest pack format this build reads and writes (the trailer's last byte).
+pub(crate) const COLD_PACK_FORMAT: u8 = 1;
+const TRAILER_MAGIC: [u8; 3] = *b"SCP";
+const TRAILER_LEN: usize = 16;
 const FOOTER_ENTRY: usize = 48;
+/// Checked pack ids remembered before the set starts over (32 bytes each).
+const CHECKED_PACKS: usize = 1 << 16;
+
+/// What a pack's trailer says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Trailer {
+    tenant: TenantId,
+    chunks: u32,
+    format: u8,
+}
+
+impl Trailer {
+    fn encode(&self) -> [u8; TRAILER_LEN] {
+        let mut b = [0u8; TRAILER_LEN];
+        b[..8].copy_from_slice(&self.tenant.0);
+        b[8..12].copy_from_slice(&self.chunks.to_le_bytes());
+        b[12..15].copy_from_slice(&TRAILER_MAGIC);
+        b[15] = self.format;
+        b
+    }
+
+    /// Parses and checks the last [`TRAILER_LEN`] bytes of the pack at `path`, `size` bytes.
+    fn decode(b: &[u8], size: u64, path: &Path) -> Result<Self> {
+        if b.len() != TRAILER_LEN || b[12..15] != TRAILER_MAGIC {
+            return Err(Error::Format(format!(
+                "cold pack {path} does not end in a scipcache pack trailer"
+            )));
+        }
+        let format = b[15];
+        if format > COLD_PACK_FORMAT {
+            return Err(Error::NewerFormat {
+                what: format!("cold pack {path}"),
+                found: u64::from(format),
+                supported: u64::from(COLD_PACK_FORMAT),
+            });
+        }
+        let mut tenant = [0u8; 8];
+        tenant.copy_from_slice(&b[..8]);
+        let chunks = le_u32(&b[8..12]);
+        let footer = u64::from(chunks) * FOOTER_ENTRY as u64 + TRAILER_LEN as u64;
+        if format == 0 || footer > size {
+            return Err(Error::Format(format!(
+                "cold pack {path} has a damaged trailer (format {format}, {chunks} chunks in \
+                 {size} bytes)"
+            )));
+        }
+        Ok(Self {
+            tenant: TenantId(tenant),
+            chunks,
+            format,
+        })
+    }
+}
 
 /// Where a frame lives in the cold tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +156,8 @@ pub(crate) struct ColdTier {
     prefix: Path,
     meta: Meta,
     url: String,
+    /// Packs whose trailer this process has checked.
+    checked: Arc<Mutex<HashSet<[u8; 32]>>>,
 }
 
 impl std::fmt::Debug for ColdTier {
@@ -115,6 +196,7 @@ impl ColdTier {
             prefix,
             meta,
             url: url.to_owned(),
+            checked: Arc::default(),
         })
     }
 
@@ -161,9 +243,13 @@ impl ColdTier {
             buf.put_u32_le(*len);
             buf.put_u32_le(*raw_len);
         }
-        buf.put_slice(&tenant.0);
-        buf.put_u32_le(entries.len() as u32);
-        buf.put_slice(&FOOTER_MAGIC);
+        let trailer = Trailer {
+            tenant,
+            chunks: u32::try_from(entries.len())
+                .map_err(|_| Error::InvalidArgument("too many chunks for one pack".into()))?,
+            format: COLD_PACK_FORMAT,
+        };
+        buf.put_slice(&trailer.encode());
         let bytes = buf.freeze();
         let pack = *blake3::hash(&bytes).as_bytes();
         let path = self.pack_path(tenant, &pack);
@@ -225,6 +311,51 @@ impl ColdTier {
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks the trailer of a pack once per process (see the module docs): its format must
+    /// be one this build reads, and it must belong to `tenant`.
+    pub(crate) async fn check_pack(&self, tenant: TenantId, pack: &[u8; 32]) -> Result<()> {
+        if lock(&self.checked).contains(pack) {
+            return Ok(());
+        }
+        let path = self.pack_path(tenant, pack);
+        let opts = GetOptions {
+            range: Some(GetRange::Suffix(TRAILER_LEN as u64)),
+            ..GetOptions::default()
+        };
+        let got = match self.store.get_opts(&path, opts).await {
+            Ok(got) => got,
+            Err(e) => return Err(self.read_error(&path, e)),
+        };
+        let size = got.meta.size;
+        let bytes = got.bytes().await.map_err(|e| self.read_error(&path, e))?;
+        let trailer = Trailer::decode(&bytes, size, &path)?;
+        if trailer.tenant != tenant {
+            return Err(Error::Format(format!(
+                "cold pack {path} belongs to tenant {}, not to the tenant whose folder holds it",
+                hex::encode(trailer.tenant.0)
+            )));
+        }
+        let mut checked = lock(&self.checked);
+        if checked.len() >= CHECKED_PACKS {
+            checked.clear();
+        }
+        checked.insert(*pack);
+        Ok(())
+    }
+
+    /// What a failed read of a pack object means to a caller.
+    fn read_error(&self, path: &Path, e: object_store::Error) -> Error {
+        match e {
+            object_store::Error::NotFound { .. } => {
+                Error::Format(format!("cold pack {path} is missing from the bucket"))
+            }
+            e => Error::Unavailable(format!(
+                "the cold tier ({}) cannot be read: {e}; check that the object store is reachable",
+                self.url
+            )),
         }
     }
 
@@ -307,20 +438,13 @@ impl ChunkTier for ColdTier {
         let Some(loc) = loc else { return Ok(None) };
         let path = self.pack_path(key.tenant(), &loc.pack);
         let range = loc.offset..loc.offset + u64::from(loc.len);
-        let bytes = match self.store.get_range(&path, range).await {
-            Ok(b) => b,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::Format(format!(
-                    "cold pack {path} is missing from the bucket"
-                )));
-            }
-            Err(e) => {
-                return Err(Error::Unavailable(format!(
-                    "the cold tier ({}) cannot be read: {e}; check that the object store is reachable",
-                    self.url
-                )));
-            }
+        let frame = async {
+            self.store
+                .get_range(&path, range)
+                .await
+                .map_err(|e| self.read_error(&path, e))
         };
+        let (bytes, ()) = futures::try_join!(frame, self.check_pack(key.tenant(), &loc.pack))?;
         Frame::from_bytes(bytes).map(Some)
     }
 
@@ -375,44 +499,11 @@ impl ChunkTier for ColdTier {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn cold_tier_on_a_local_folder_passes_the_conformance_suite() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        let meta = Meta::open(&dir.path().join("meta"), 1 << 30)?;
-        let url = format!("file://{}", dir.path().join("cold").display());
-        let cold = ColdTier::open(&url, &[], 4, meta)?;
-        crate::tier::conformance::put_get_contains_delete_list(&cold).await
-    }
-
-    #[tokio::test]
-    async fn cold_tier_in_memory_passes_the_conformance_suite() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        let meta = Meta::open(&dir.path().join("meta"), 1 << 30)?;
-        let cold = ColdTier::open("memory://", &[], 4, meta)?;
-        crate::tier::conformance::put_get_contains_delete_list(&cold).await
-    }
-
-    #[tokio::test]
-    async fn manifests_round_trip_through_the_bucket() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        let meta = Meta::open(&dir.path().join("meta"), 1 << 30)?;
-        let cold = ColdTier::open("memory://", &[], 4, meta)?;
-        let id = ManifestId::of(b"m");
-        let body = b"manifest bytes".repeat(100);
-        cold.put_manifest(TenantId([3; 8]), &id, &body).await?;
-        cold.put_manifest(TenantId([3; 8]), &id, &body).await?;
-        assert_eq!(
-            cold.get_manifest(TenantId([3; 8]), &id, 1 << 20).await?,
-            Some(body)
-        );
-        assert_eq!(
-            cold.get_manifest(TenantId([4; 8]), &id, 1 << 20).await?,
-            None
-        );
-        Ok(())
-    }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The set of checked packs is valid after any panic (at worst a pack is checked again).
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+#[path = "cold_tests.rs"]
+mod tests;

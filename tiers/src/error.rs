@@ -47,7 +47,8 @@ pub enum Error {
         /// The data directory.
         path: String,
     },
-    /// A stored record could not be decoded: on-disk corruption or an unknown format version.
+    /// A stored record could not be decoded: on-disk corruption, or a version no build writes
+    /// (a newer version is [`Error::NewerFormat`]).
     #[error("stored record is unreadable: {0}")]
     Format(String),
     /// A data dir or pack was written in a format newer than this build reads.

@@ -419,7 +419,7 @@ mod tests {
                 },
                 Span {
                     id: ChunkId::of(b"cccccc"),
-                    offset: 12,
+                    offset: 10,
                     len: 6
                 },
             ]

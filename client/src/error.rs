@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+pub use scipcache_proto::convert::MissingChunkList;
+use scipcache_proto::convert::decode_missing_chunks;
 use scipcache_tiers::ids::{BlobId, ChunkId};
 use tonic::Code;
 
@@ -75,6 +77,15 @@ pub enum Error {
     /// The blob is beyond a limit the server advertises.
     #[error("{0}")]
     TooLarge(String),
+    /// A commit still lacked chunks, and the client could not or would no longer upload
+    /// them again (the blob came from a stream, the file changed, or retries ran out).
+    #[error("the server lacks {} of the blob: {why}", chunks(*.missing))]
+    CommitIncomplete {
+        /// How many chunks the last commit was refused for.
+        missing: u64,
+        /// Why the push gave up, and what to do.
+        why: String,
+    },
     /// A bug in the client: a worker task panicked or stopped early.
     #[error("{0}")]
     Internal(String),
@@ -104,6 +115,15 @@ pub(crate) fn status_message(status: &tonic::Status) -> String {
     match root {
         Some(cause) if !message.contains(&cause) => format!("{message}: {cause}"),
         _ => message,
+    }
+}
+
+/// `1 chunk`, `2 chunks`.
+fn chunks(n: u64) -> String {
+    if n == 1 {
+        "1 chunk".to_owned()
+    } else {
+        format!("{n} chunks")
     }
 }
 
@@ -157,6 +177,7 @@ impl Error {
             Self::Protocol(_) | Self::Internal(_) => Code::Internal,
             Self::Timeout { .. } => Code::DeadlineExceeded,
             Self::TooLarge(_) => Code::ResourceExhausted,
+            Self::CommitIncomplete { .. } => Code::FailedPrecondition,
             Self::Interrupted => Code::Cancelled,
         }
     }
@@ -186,7 +207,36 @@ impl Error {
     /// True when a commit failed because the server lacks chunks: pushing again from the start
     /// uploads them.
     pub fn is_missing_chunks(&self) -> bool {
-        matches!(self, Self::Status(s) if s.code() == Code::FailedPrecondition)
+        match self {
+            Self::Status(s) => s.code() == Code::FailedPrecondition,
+            Self::CommitIncomplete { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// The machine-readable list of missing chunks a commit's `FAILED_PRECONDITION` carries
+    /// (metadata [`scipcache_proto::MISSING_CHUNKS_METADATA`]). `Ok(None)` for any other
+    /// error, and for a server that sends no list; a list that does not decode is a protocol
+    /// error.
+    pub fn missing_chunks(&self) -> Result<Option<MissingChunkList>> {
+        let Self::Status(status) = self else {
+            return Ok(None);
+        };
+        if status.code() != Code::FailedPrecondition {
+            return Ok(None);
+        }
+        let Some(value) = status
+            .metadata()
+            .get_bin(scipcache_proto::MISSING_CHUNKS_METADATA)
+        else {
+            return Ok(None);
+        };
+        let bytes = value.to_bytes().map_err(|e| {
+            Error::Protocol(format!("the missing-chunks metadata is not base64: {e}"))
+        })?;
+        decode_missing_chunks(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Protocol(e.to_string()))
     }
 }
 
@@ -227,6 +277,8 @@ fn io_code(kind: std::io::ErrorKind) -> Code {
 
 #[cfg(test)]
 mod tests {
+    use scipcache_proto::convert::encode_missing_chunks;
+
     use super::*;
 
     fn status(code: Code) -> Error {
@@ -302,6 +354,79 @@ mod tests {
         );
         let empty = Error::Status(tonic::Status::new(Code::Unavailable, ""));
         assert_eq!(empty.to_string(), "the server answered unavailable");
+    }
+
+    fn missing_status(code: Code, value: Option<&[u8]>) -> Error {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        if let Some(value) = value {
+            metadata.insert_bin(
+                scipcache_proto::MISSING_CHUNKS_METADATA,
+                tonic::metadata::MetadataValue::from_bytes(value),
+            );
+        }
+        Error::Status(tonic::Status::with_metadata(
+            code,
+            "3 chunks are missing",
+            metadata,
+        ))
+    }
+
+    #[test]
+    fn the_missing_chunk_list_is_read_from_the_status_metadata() -> Result<()> {
+        let ids: Vec<ChunkId> = (0..3u8).map(|i| ChunkId::of(&[i])).collect();
+        let encoded = encode_missing_chunks(&ids);
+        let list = missing_status(Code::FailedPrecondition, Some(&encoded))
+            .missing_chunks()?
+            .ok_or(Error::Internal("no list".into()))?;
+        assert_eq!(list.listed, ids);
+        assert_eq!(list.total, 3);
+        assert!(list.is_complete());
+        Ok(())
+    }
+
+    #[test]
+    fn a_cut_missing_chunk_list_keeps_the_total() -> Result<()> {
+        let ids: Vec<ChunkId> = (0..200u32).map(|i| ChunkId::of(&i.to_le_bytes())).collect();
+        let encoded = encode_missing_chunks(&ids);
+        let list = missing_status(Code::FailedPrecondition, Some(&encoded))
+            .missing_chunks()?
+            .ok_or(Error::Internal("no list".into()))?;
+        assert_eq!(list.listed, ids[..scipcache_proto::MAX_LISTED_MISSING]);
+        assert_eq!(list.total, 200);
+        assert!(!list.is_complete());
+        Ok(())
+    }
+
+    #[test]
+    fn no_list_without_metadata_or_for_other_codes_and_garbage_is_a_protocol_error() -> Result<()> {
+        let encoded = encode_missing_chunks(&[ChunkId::of(b"x")]);
+        assert_eq!(
+            missing_status(Code::FailedPrecondition, None).missing_chunks()?,
+            None
+        );
+        assert_eq!(
+            missing_status(Code::InvalidArgument, Some(&encoded)).missing_chunks()?,
+            None
+        );
+        assert_eq!(Error::Protocol("x".into()).missing_chunks()?, None);
+        let garbage = missing_status(Code::FailedPrecondition, Some(&[0xff, 0x01]));
+        assert!(matches!(garbage.missing_chunks(), Err(Error::Protocol(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn an_incomplete_commit_is_a_failed_precondition_exiting_one() {
+        let e = Error::CommitIncomplete {
+            missing: 2,
+            why: "the blob came from a stream".into(),
+        };
+        assert!(e.is_missing_chunks());
+        assert_eq!(e.code_words(), "failed precondition");
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(
+            e.to_string(),
+            "the server lacks 2 chunks of the blob: the blob came from a stream"
+        );
     }
 
     #[test]

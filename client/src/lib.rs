@@ -36,6 +36,8 @@
 //! - `retry`: deadlines for unary calls, retries with backoff on `UNAVAILABLE` for
 //!   idempotent ones.
 //! - [`push`]: the push pipeline ([`Client::push`], [`Client::push_file`]).
+//! - `commit`: its last step, the commit, and the bounded retry that uploads what the server
+//!   lacks at commit time.
 //! - `window`: the pure parts of that pipeline (windows, dedup, batching).
 //! - [`pull`]: [`Client::pull`], [`Client::open_blob`] / [`BlobStream`],
 //!   [`Client::read_range`], [`Client::read_chunks`].
@@ -47,6 +49,7 @@
 //!
 //! The `scipcache` binary (`src/main.rs`, `src/cli/`) is a thin shell over this library.
 
+mod commit;
 pub mod connect;
 pub mod error;
 pub mod progress;
@@ -58,7 +61,7 @@ mod retry;
 mod window;
 
 pub use connect::{Client, ClientConfig, DEFAULT_SERVER, DEFAULT_TIMEOUT, ServerInfo};
-pub use error::{Error, Result};
+pub use error::{Error, MissingChunkList, Result};
 pub use progress::{Progress, SharedProgress};
 pub use pull::{BlobStream, PullOptions};
 pub use push::PushOptions;

@@ -11,6 +11,9 @@
 //!                                                                   all done ─▶ Commit
 //! ```
 //!
+//! The commit and its bounded retry (upload what the server lacks at commit time, commit
+//! again) are in [`crate::commit`].
+//!
 //! Memory is bounded whatever the blob size: a window is at most 8 MiB, one is being filled,
 //! one queued, one looked up and at most three (`UPLOADS_IN_FLIGHT`) compressing or
 //! uploading (a permit is taken *before* the upload task is spawned, so the reader cannot run
@@ -23,15 +26,11 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use prost::Message;
-use scipcache_proto::ENTRIES_PER_BATCH;
 use scipcache_proto::pb;
-use scipcache_proto::pb::commit_request::Part;
 use scipcache_tiers::chunking::{ChunkReader, FastCdc};
 use scipcache_tiers::codec::{Compression, Frame};
 use scipcache_tiers::ids::{BlobId, ChunkId};
@@ -41,6 +40,7 @@ use tokio::io::AsyncRead;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use crate::commit::{self, Reread, Sent};
 use crate::connect::Client;
 use crate::error::{Error, Result};
 use crate::progress::{SharedProgress, report};
@@ -130,9 +130,10 @@ impl Client {
     /// Pushes the blob read from `reader` under `key` in `ns`.
     ///
     /// Calls only [`crate::Progress::advance`] on `opts.progress`: the caller knows the total,
-    /// if anyone does. Fails with `FAILED_PRECONDITION` (see [`Error::is_missing_chunks`]) when
-    /// the server lost chunks between the lookup and the commit; pushing again from the start
-    /// fixes that ([`Client::push_file`] does).
+    /// if anyone does. A reader cannot be read again, so when the server lost chunks between
+    /// the lookup and the commit this fails with [`Error::CommitIncomplete`] (see
+    /// [`Error::is_missing_chunks`]); pushing again from the start fixes that.
+    /// [`Client::push_file`] instead uploads the lost chunks from the file and commits again.
     pub async fn push<R>(
         &self,
         ns: &Namespace,
@@ -143,12 +144,15 @@ impl Client {
     where
         R: AsyncRead + Unpin + Send,
     {
-        self.push_from(ns, key, reader, opts, "the blob").await
+        let source = Reread::Stream { name: "the blob" };
+        self.push_from(ns, key, reader, opts, source).await
     }
 
     /// Pushes the file at `path`, streaming it (memory stays bounded however large it is).
-    /// When the commit fails because the server lost chunks meanwhile, pushes once more from
-    /// the start.
+    /// When the commit fails because the server lost chunks meanwhile, reads exactly those
+    /// back from the file, uploads them and commits again (a bounded number of times; see
+    /// [`crate::commit`]). A path that is not a regular file (a FIFO, `/dev/stdin`) is read
+    /// as a stream, as [`Client::push`] reads.
     pub async fn push_file(
         &self,
         ns: &Namespace,
@@ -157,31 +161,25 @@ impl Client {
         opts: &PushOptions,
     ) -> Result<PushReport> {
         let name = path.display().to_string();
-        let mut retried = false;
-        loop {
-            let file = tokio::fs::File::open(path)
-                .await
-                .map_err(|e| Error::io(format!("cannot open {name}"), e))?;
-            let meta = file
-                .metadata()
-                .await
-                .map_err(|e| Error::io(format!("cannot stat {name}"), e))?;
-            if meta.is_dir() {
-                return Err(Error::InvalidArgument(format!("{name} is a directory")));
-            }
-            report(opts.progress.as_ref(), |p| p.start(meta.len()));
-            let result = self.push_from(ns, key, file, opts, &name).await;
-            match result {
-                Err(e) if e.is_missing_chunks() && !retried => {
-                    tracing::info!(error = %e, "the server lost chunks; pushing again");
-                    retried = true;
-                }
-                other => {
-                    report(opts.progress.as_ref(), |p| p.finish());
-                    return other;
-                }
-            }
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| Error::io(format!("cannot open {name}"), e))?;
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| Error::io(format!("cannot stat {name}"), e))?;
+        if meta.is_dir() {
+            return Err(Error::InvalidArgument(format!("{name} is a directory")));
         }
+        report(opts.progress.as_ref(), |p| p.start(meta.len()));
+        let source = if meta.is_file() {
+            Reread::File { path, name: &name }
+        } else {
+            Reread::Stream { name: &name }
+        };
+        let result = self.push_from(ns, key, file, opts, source).await;
+        report(opts.progress.as_ref(), |p| p.finish());
+        result
     }
 
     async fn push_from<R>(
@@ -190,7 +188,7 @@ impl Client {
         key: &RefKey,
         reader: R,
         opts: &PushOptions,
-        source: &str,
+        source: Reread<'_>,
     ) -> Result<PushReport>
     where
         R: AsyncRead + Unpin + Send,
@@ -206,7 +204,7 @@ impl Client {
         // Both stages run in this task: the reader needs no 'static bound, and the planner
         // only waits on work it hands to other threads.
         let (chunked, planned) = tokio::try_join!(
-            read_windows(reader, splitter, windows_tx, source),
+            read_windows(reader, splitter, windows_tx, source.name()),
             planner.run(windows_rx),
         )?;
         let header = pb::CommitHeader {
@@ -219,56 +217,32 @@ impl Client {
             ttl_seconds,
             labels,
         };
-        let commit_bytes = self.commit(header, planned.entries).await?;
+        // Chunks the commit finds missing go up the way the pipeline's do.
+        let namespace = ns.to_string();
+        let reupload = |chunks| {
+            let namespace = namespace.clone();
+            async move {
+                let done = upload_window(self, namespace, chunks).await?;
+                Ok(Sent {
+                    chunks: done.chunks,
+                    bytes: done.bytes_sent,
+                })
+            }
+        };
+        let committed = self
+            .commit_with_retry(header, planned.entries, source, reupload)
+            .await?;
         Ok(PushReport {
             ns: ns.clone(),
             key: key.clone(),
             blob: chunked.blob,
             bytes: chunked.bytes,
             chunks: chunked.chunks,
-            new_chunks: planned.new_chunks,
-            bytes_sent: planned.bytes_sent + commit_bytes,
+            new_chunks: planned.new_chunks + committed.reuploaded,
+            bytes_sent: planned.bytes_sent + committed.bytes_sent,
             seconds: started.elapsed().as_secs_f64(),
         })
     }
-
-    /// `Blobs/Commit`: the header, then the entries in batches built as the stream is read.
-    /// Returns the bytes sent.
-    async fn commit(&self, header: pb::CommitHeader, entries: Vec<ManifestEntry>) -> Result<u64> {
-        let sent = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&sent);
-        let messages = commit_messages(header, entries).inspect(move |m| {
-            counter.fetch_add(m.encoded_len() as u64, Ordering::Relaxed);
-        });
-        let answer = self.blobs().commit(messages).await?.into_inner();
-        if let Some(info) = answer.r#ref {
-            tracing::debug!(key = %info.key, chunks = info.chunks, "committed");
-        }
-        Ok(sent.load(Ordering::Relaxed))
-    }
-}
-
-/// The commit stream: the header, then the entries in batches of [`ENTRIES_PER_BATCH`],
-/// each built only when the stream is polled.
-fn commit_messages(
-    header: pb::CommitHeader,
-    entries: Vec<ManifestEntry>,
-) -> impl futures::Stream<Item = pb::CommitRequest> + Send + 'static {
-    let batches = entries.len().div_ceil(ENTRIES_PER_BATCH);
-    let entries = Arc::new(entries);
-    let header = pb::CommitRequest {
-        part: Some(Part::Header(header)),
-    };
-    let batches = (0..batches).map(move |i| {
-        let lo = i * ENTRIES_PER_BATCH;
-        let hi = (lo + ENTRIES_PER_BATCH).min(entries.len());
-        pb::CommitRequest {
-            part: Some(Part::Entries(pb::EntryBatch {
-                entries: entries[lo..hi].iter().map(|&e| e.into()).collect(),
-            })),
-        }
-    });
-    futures::stream::iter(std::iter::once(header).chain(batches))
 }
 
 /// The reader stage: cuts chunks with the server's spec, hashes the whole blob, and hands
@@ -409,31 +383,8 @@ impl Planner {
 
     /// `Chunks/FindMissing` for `ids`, in batches the server accepts.
     async fn find_missing(&mut self, ids: &[ChunkId]) -> Result<HashSet<ChunkId>> {
-        let mut missing = HashSet::new();
-        let batch = self.client.server_info().max_ids_per_request.max(1);
-        for ids in ids.chunks(batch) {
-            let req = pb::FindMissingRequest {
-                namespace: self.namespace.clone(),
-                ids: ids
-                    .iter()
-                    .map(|id| Bytes::copy_from_slice(id.as_bytes()))
-                    .collect(),
-            };
-            self.bytes_sent += req.encoded_len() as u64;
-            let answer = self
-                .client
-                .unary(
-                    "Chunks/FindMissing",
-                    |c, r| async move { c.chunks().find_missing(r).await },
-                    req,
-                )
-                .await?;
-            for id in answer.missing {
-                missing.insert(ChunkId::from_slice(&id).map_err(|e| {
-                    Error::Protocol(format!("FindMissing answered a malformed id: {e}"))
-                })?);
-            }
-        }
+        let (missing, sent) = commit::find_missing(&self.client, &self.namespace, ids).await?;
+        self.bytes_sent += sent;
         Ok(missing)
     }
 }
@@ -585,43 +536,6 @@ mod tests {
         assert!(opts(&[("", "x")]).checked().is_err());
         assert!(opts(&[("a", "1"), ("a", "2")]).checked().is_err());
         Ok(())
-    }
-
-    fn entries(n: usize) -> Vec<ManifestEntry> {
-        (0..n)
-            .map(|i| ManifestEntry {
-                id: ChunkId::of(&i.to_le_bytes()),
-                len: 1,
-            })
-            .collect()
-    }
-
-    #[tokio::test]
-    async fn commit_stream_is_a_header_then_entries_in_order() {
-        let n = 2 * ENTRIES_PER_BATCH + 5;
-        let messages: Vec<_> = commit_messages(pb::CommitHeader::default(), entries(n))
-            .collect()
-            .await;
-        assert_eq!(messages.len(), 4);
-        assert!(matches!(messages[0].part, Some(Part::Header(_))));
-        let mut got = Vec::new();
-        for m in &messages[1..] {
-            let Some(Part::Entries(batch)) = &m.part else {
-                panic!("expected entries, got {m:?}");
-            };
-            assert!(batch.entries.len() <= ENTRIES_PER_BATCH);
-            got.extend(batch.entries.iter().cloned());
-        }
-        let want: Vec<pb::ManifestEntry> = entries(n).into_iter().map(Into::into).collect();
-        assert_eq!(got, want);
-    }
-
-    #[tokio::test]
-    async fn empty_blob_commits_a_header_only() {
-        let messages: Vec<_> = commit_messages(pb::CommitHeader::default(), Vec::new())
-            .collect()
-            .await;
-        assert_eq!(messages.len(), 1);
     }
 
     #[tokio::test]

@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use scipcache_client::{
-    BlobId, Client, ClientConfig, Error, KeyPrefix, Namespace, PullOptions, PushOptions, RefKey,
+    BlobId, ChunkId, Client, ClientConfig, Error, KeyPrefix, Namespace, PullOptions, PushOptions,
+    RefKey,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -205,14 +206,145 @@ async fn corrupt_frames_and_wrong_blob_ids_are_data_loss() -> TestResult {
     Ok(())
 }
 
+/// `len` pseudo-random bytes: nothing repeats, nothing compresses.
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A file in a temp dir holding `data(len, seed)`.
+fn blob_file(len: usize, seed: u64) -> Result<(tempfile::TempDir, std::path::PathBuf), Error> {
+    let dir = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
+    let path = dir.path().join("index.scip");
+    std::fs::write(&path, data(len, seed)).map_err(|e| Error::io("write", e))?;
+    Ok((dir, path))
+}
+
+/// The fake's next `commits` commits each forget `count` chunks of their manifest.
+fn forget(fake: &fake::Fake, count: usize, commits: u64) {
+    fake.state.forget_per_commit.store(count, Ordering::SeqCst);
+    fake.state
+        .forgetful_commits
+        .store(commits, Ordering::SeqCst);
+}
+
+fn sorted(mut ids: Vec<ChunkId>) -> Vec<ChunkId> {
+    ids.sort();
+    ids
+}
+
+async fn pulls_back(client: &Client, key: &RefKey, want: &[u8]) -> TestResult {
+    let mut out = Vec::new();
+    client
+        .pull(&names("x")?.0, key, &[], &mut out, &PullOptions::default())
+        .await?;
+    assert!(out == want, "the pulled blob differs from the pushed one");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn push_file_retries_once_when_the_server_lost_chunks() -> TestResult {
+async fn a_commit_missing_chunks_uploads_exactly_those_and_commits_again() -> TestResult {
     let fake = fake::start().await?;
     let client = Client::connect(config(&fake)).await?;
     let (ns, key) = names("commit/retry")?;
+    let (_dir, path) = blob_file(3_000_000, 5)?;
+    forget(&fake, 3, 1);
+    let report = client
+        .push_file(&ns, &key, &path, &PushOptions::default())
+        .await?;
+    assert_eq!(fake.state.commits.load(Ordering::Relaxed), 2);
+    let forgotten = fake
+        .state
+        .forgotten
+        .lock()
+        .map(|f| f.clone())
+        .unwrap_or_default();
+    assert_eq!(forgotten.len(), 3);
+    let again = fake.state.uploaded_after_commit(1);
+    assert_eq!(
+        sorted(again),
+        sorted(forgotten),
+        "exactly the missing chunks go up again"
+    );
+    let first_pass = fake.state.uploaded_after_commit(0).len() as u64;
+    assert_eq!(report.new_chunks, first_pass + 3);
+    assert_eq!(report.blob, BlobId::of(&data(3_000_000, 5)));
+    pulls_back(&client, &key, &data(3_000_000, 5)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_missing_chunks_than_listed_are_found_with_find_missing() -> TestResult {
+    let fake = fake::start().await?;
+    let client = Client::connect(config(&fake)).await?;
+    let (ns, key) = names("commit/many")?;
+    // Random bytes: every chunk distinct.
+    let blob = random_bytes(6_000_000, 11);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("index.scip");
-    std::fs::write(&path, data(600_000, 5))?;
+    std::fs::write(&path, &blob)?;
+    let wanted = scipcache_proto::MAX_LISTED_MISSING + 20;
+    forget(&fake, wanted, 1);
+    client
+        .push_file(&ns, &key, &path, &PushOptions::default())
+        .await?;
+    let forgotten = fake
+        .state
+        .forgotten
+        .lock()
+        .map(|f| f.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        forgotten.len(),
+        wanted,
+        "the blob must have enough distinct chunks"
+    );
+    assert_eq!(fake.state.commits.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        sorted(fake.state.uploaded_after_commit(1)),
+        sorted(forgotten)
+    );
+    pulls_back(&client, &key, &blob).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_lists_no_missing_chunks_still_gets_them() -> TestResult {
+    let fake = fake::start().await?;
+    fake.state.unlisted_missing.store(true, Ordering::SeqCst);
+    let client = Client::connect(config(&fake)).await?;
+    let (ns, key) = names("commit/unlisted")?;
+    let (_dir, path) = blob_file(2_000_000, 6)?;
+    forget(&fake, 4, 1);
+    client
+        .push_file(&ns, &key, &path, &PushOptions::default())
+        .await?;
+    let forgotten = fake
+        .state
+        .forgotten
+        .lock()
+        .map(|f| f.clone())
+        .unwrap_or_default();
+    assert_eq!(fake.state.commits.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        sorted(fake.state.uploaded_after_commit(1)),
+        sorted(forgotten)
+    );
+    pulls_back(&client, &key, &data(2_000_000, 6)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_file_uploads_everything_again_when_the_server_lost_every_chunk() -> TestResult {
+    let fake = fake::start().await?;
+    let client = Client::connect(config(&fake)).await?;
+    let (ns, key) = names("commit/lost")?;
+    let (_dir, path) = blob_file(600_000, 5)?;
     fake.state
         .lose_chunks_at_next_commit
         .store(true, Ordering::SeqCst);
@@ -220,9 +352,70 @@ async fn push_file_retries_once_when_the_server_lost_chunks() -> TestResult {
         .push_file(&ns, &key, &path, &PushOptions::default())
         .await?;
     assert_eq!(fake.state.commits.load(Ordering::Relaxed), 2);
-    assert!(report.new_chunks > 0);
+    assert_eq!(
+        sorted(fake.state.uploaded_after_commit(1)),
+        sorted(fake.state.uploaded_after_commit(0))
+    );
     assert_eq!(report.blob, BlobId::of(&data(600_000, 5)));
+    pulls_back(&client, &key, &data(600_000, 5)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_gives_up_after_the_bounded_commit_retries() -> TestResult {
+    let fake = fake::start().await?;
+    let client = Client::connect(config(&fake)).await?;
+    let (ns, key) = names("commit/hopeless")?;
+    let (_dir, path) = blob_file(1_000_000, 7)?;
+    forget(&fake, 2, u64::MAX);
+    let err = client
+        .push_file(&ns, &key, &path, &PushOptions::default())
+        .await
+        .err()
+        .ok_or("the push succeeded")?;
+    assert_eq!(fake.state.commits.load(Ordering::Relaxed), 4);
+    for n in 1..4 {
+        assert_eq!(
+            fake.state.uploaded_after_commit(n).len(),
+            2,
+            "after commit {n}"
+        );
+    }
+    assert!(
+        matches!(err, Error::CommitIncomplete { missing: 2, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.code_words(), "failed precondition");
+    assert_eq!(err.exit_code(), 1);
+    assert!(err.to_string().contains("after 4 commits"), "{err}");
+    let mut out = Vec::new();
+    let gone = client
+        .pull(&ns, &key, &[], &mut out, &PullOptions::default())
+        .await
+        .err();
+    assert_eq!(gone.map(|e| e.exit_code()), Some(3), "no ref may be set");
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_stream_cannot_be_read_again_and_says_so() -> TestResult {
+    let fake = fake::start().await?;
+    let client = Client::connect(config(&fake)).await?;
+    let (ns, key) = names("commit/stream")?;
+    let blob = data(1_000_000, 8);
+    forget(&fake, 2, 1);
+    let err = client
+        .push(&ns, &key, &blob[..], &PushOptions::default())
+        .await
+        .err()
+        .ok_or("the push succeeded")?;
+    assert_eq!(fake.state.commits.load(Ordering::Relaxed), 1);
+    assert!(err.is_missing_chunks());
+    assert!(err.to_string().contains("cannot be read again"), "{err}");
+    // Pushing again from the start is the fix.
+    client
+        .push(&ns, &key, &blob[..], &PushOptions::default())
+        .await?;
+    pulls_back(&client, &key, &blob).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,6 +731,20 @@ async fn cli_errors_are_one_line_with_contract_exit_codes() -> TestResult {
     let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
     assert_eq!(out.status.code(), Some(4));
     assert!(stderr_line(&out).starts_with("unauthenticated: "));
+
+    // A server that keeps losing chunks at commit: exit 1 once the retries run out.
+    forget(&fake, 1, u64::MAX);
+    let file = dir.path().join("blob");
+    std::fs::write(&file, data(200_000, 4))?;
+    let file = file.to_string_lossy().into_owned();
+    let out = cli(&fake, &["push", "acme/web/app", "commit/lossy", &file]).await?;
+    assert_eq!(out.status.code(), Some(1));
+    let line = stderr_line(&out);
+    assert!(
+        line.starts_with("failed precondition: the server lacks 1 chunk of the blob"),
+        "{line}"
+    );
+    assert_eq!(line.lines().count(), 1, "{line}");
     Ok(())
 }
 

@@ -4,12 +4,12 @@
 //! I/O, on-disk format, locking) become `INTERNAL` with a generic message; their detail goes
 //! to the log with `tracing::error!`, never to the caller.
 
+use scipcache_proto::convert::encode_missing_chunks;
 use scipcache_tiers::Error;
 use scipcache_tiers::ids::ChunkId;
 use tonic::Status;
 
-/// Most missing chunk ids listed in a `FAILED_PRECONDITION` message.
-pub const MAX_LISTED_MISSING: usize = 64;
+pub use scipcache_proto::MAX_LISTED_MISSING;
 
 /// Maps an engine error of any call.
 pub fn from_store(err: Error) -> Status {
@@ -61,7 +61,9 @@ pub fn from_upload(err: Error) -> Status {
     }
 }
 
-/// `FAILED_PRECONDITION` listing the first [`MAX_LISTED_MISSING`] ids and the total.
+/// `FAILED_PRECONDITION` listing the first [`MAX_LISTED_MISSING`] ids and the total: in hex
+/// in the message, for people, and as an encoded `MissingChunks` in the binary metadata entry
+/// [`scipcache_proto::MISSING_CHUNKS_METADATA`], for clients to upload them and commit again.
 pub fn missing_chunks(ids: &[ChunkId]) -> Status {
     let listed: Vec<String> = ids
         .iter()
@@ -78,11 +80,20 @@ pub fn missing_chunks(ids: &[ChunkId]) -> Status {
     } else {
         ("chunks", "are")
     };
-    Status::failed_precondition(format!(
-        "{} {noun} {verb} missing{more}; upload them with Chunks/Upload and commit again: {}",
-        ids.len(),
-        listed.join(",")
-    ))
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert_bin(
+        scipcache_proto::MISSING_CHUNKS_METADATA,
+        tonic::metadata::MetadataValue::from_bytes(&encode_missing_chunks(ids)),
+    );
+    Status::with_metadata(
+        tonic::Code::FailedPrecondition,
+        format!(
+            "{} {noun} {verb} missing{more}; upload them with Chunks/Upload and commit again: {}",
+            ids.len(),
+            listed.join(",")
+        ),
+        metadata,
+    )
 }
 
 /// `INTERNAL` with a generic message; the detail is logged.
@@ -159,7 +170,8 @@ mod tests {
     }
 
     #[test]
-    fn missing_chunks_lists_at_most_64_ids_and_the_total() {
+    fn missing_chunks_lists_at_most_64_ids_and_the_total_in_message_and_metadata()
+    -> Result<(), Box<dyn std::error::Error>> {
         let ids: Vec<ChunkId> = (0..100u32).map(|i| ChunkId::of(&i.to_le_bytes())).collect();
         let status = missing_chunks(&ids);
         assert_eq!(status.code(), Code::FailedPrecondition);
@@ -170,11 +182,20 @@ mod tests {
         );
         assert!(msg.contains(&ids[63].to_hex()));
         assert!(!msg.contains(&ids[64].to_hex()));
+        let listed = status
+            .metadata()
+            .get_bin(scipcache_proto::MISSING_CHUNKS_METADATA)
+            .ok_or("no missing-chunks metadata")?
+            .to_bytes()?;
+        let listed = scipcache_proto::convert::decode_missing_chunks(&listed)?;
+        assert_eq!(listed.listed, ids[..MAX_LISTED_MISSING]);
+        assert_eq!(listed.total, 100);
         let one = missing_chunks(&ids[..1]);
         assert!(
             one.message().starts_with("1 chunk is missing;"),
             "{}",
             one.message()
         );
+        Ok(())
     }
 }

@@ -269,9 +269,7 @@ fn first_start_creates_the_key_serves_and_stops_on_sigterm() -> TestResult {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let mut daemon = Daemon::start(&data, &dir.path().join("log"))?;
-    let ready = daemon.wait_for(|log| {
-        log.contains("scipcached ready") || log.contains("engine under construction")
-    })?;
+    let ready = daemon.wait_for(|log| log.contains("scipcached ready"))?;
     let log = daemon.log();
     assert!(ready, "no ready line:\n{log}");
     assert!(log.contains("mint a token with"), "{log}");
@@ -289,12 +287,8 @@ fn first_start_creates_the_key_serves_and_stops_on_sigterm() -> TestResult {
         .args(["--tenant", "acme", "--scope", "*:write"]))?;
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    let Some((_grpc, metrics)) = ready_addrs(&log) else {
-        // The engine does not open yet (tiers under construction): the start-up path up to
-        // the store is covered; the rest once it opens.
-        assert!(!daemon.child.wait()?.success());
-        return Ok(());
-    };
+    let (_grpc, metrics) =
+        ready_addrs(&log).ok_or_else(|| format!("the ready line names no addresses:\n{log}"))?;
     let health = http_get(metrics, "/healthz")?;
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     let scrape = http_get(metrics, "/metrics")?;

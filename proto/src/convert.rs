@@ -72,6 +72,60 @@ impl TryFrom<&pb::ManifestEntry> for ManifestEntry {
     }
 }
 
+/// The chunks a commit's `FAILED_PRECONDITION` says the tenant lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingChunkList {
+    /// The ids listed: at most [`crate::MAX_LISTED_MISSING`].
+    pub listed: Vec<ChunkId>,
+    /// How many chunks are missing in all.
+    pub total: u64,
+}
+
+impl MissingChunkList {
+    /// Whether every missing chunk is listed.
+    pub fn is_complete(&self) -> bool {
+        self.listed.len() as u64 >= self.total
+    }
+}
+
+/// Encodes the first [`crate::MAX_LISTED_MISSING`] of `missing` and their count, for the
+/// [`crate::MISSING_CHUNKS_METADATA`] entry.
+pub fn encode_missing_chunks(missing: &[ChunkId]) -> Vec<u8> {
+    use prost::Message;
+    pb::MissingChunks {
+        ids: missing
+            .iter()
+            .take(crate::MAX_LISTED_MISSING)
+            .map(|id| id.as_bytes().to_vec().into())
+            .collect(),
+        total: missing.len() as u64,
+    }
+    .encode_to_vec()
+}
+
+/// Decodes a [`crate::MISSING_CHUNKS_METADATA`] entry.
+pub fn decode_missing_chunks(bytes: &[u8]) -> Result<MissingChunkList> {
+    use prost::Message;
+    let wire = pb::MissingChunks::decode(bytes)
+        .map_err(|e| Error::InvalidArgument(format!("malformed missing-chunks list: {e}")))?;
+    let listed = wire
+        .ids
+        .iter()
+        .map(|id| chunk_id(id))
+        .collect::<Result<Vec<_>>>()?;
+    if (listed.len() as u64) > wire.total {
+        return Err(Error::InvalidArgument(format!(
+            "missing-chunks list names {} ids but counts {}",
+            listed.len(),
+            wire.total
+        )));
+    }
+    Ok(MissingChunkList {
+        listed,
+        total: wire.total,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +148,35 @@ mod tests {
         assert!(chunk_id(&[0u8; 31]).is_err());
         assert!(blob_id(&[0u8; 33]).is_err());
         assert!(chunk_id(&[0u8; 32]).is_ok());
+    }
+
+    #[test]
+    fn missing_chunk_lists_round_trip_and_keep_the_total_when_cut() -> Result<()> {
+        let ids: Vec<ChunkId> = (0..100u32).map(|i| ChunkId::of(&i.to_le_bytes())).collect();
+        let few = decode_missing_chunks(&encode_missing_chunks(&ids[..3]))?;
+        assert_eq!(few.listed, ids[..3]);
+        assert_eq!(few.total, 3);
+        assert!(few.is_complete());
+        let cut = decode_missing_chunks(&encode_missing_chunks(&ids))?;
+        assert_eq!(cut.listed, ids[..crate::MAX_LISTED_MISSING]);
+        assert_eq!(cut.total, 100);
+        assert!(!cut.is_complete());
+        Ok(())
+    }
+
+    #[test]
+    fn malformed_missing_chunk_lists_are_refused() {
+        use prost::Message;
+        assert!(decode_missing_chunks(&[0xff, 0xff, 0xff]).is_err());
+        let short_id = pb::MissingChunks {
+            ids: vec![vec![1u8; 31].into()],
+            total: 1,
+        };
+        assert!(decode_missing_chunks(&short_id.encode_to_vec()).is_err());
+        let overcounted = pb::MissingChunks {
+            ids: vec![vec![1u8; 32].into(), vec![2u8; 32].into()],
+            total: 1,
+        };
+        assert!(decode_missing_chunks(&overcounted.encode_to_vec()).is_err());
     }
 }

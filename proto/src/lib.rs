@@ -29,6 +29,14 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("scip
 /// Metadata key of the bearer token.
 pub const AUTHORIZATION: &str = "authorization";
 
+/// Binary metadata key of a commit's `FAILED_PRECONDITION`: an encoded [`pb::MissingChunks`]
+/// (see [`convert::encode_missing_chunks`], [`convert::decode_missing_chunks`]).
+pub const MISSING_CHUNKS_METADATA: &str = "scipcache-missing-chunks-bin";
+
+/// Most chunk ids listed in a commit's `FAILED_PRECONDITION` (message and metadata): 64 ids
+/// are about 4 KiB of hex and 3 KiB of base64, well inside a client's 16 KiB header limit.
+pub const MAX_LISTED_MISSING: usize = 64;
+
 /// Ids per FindMissing or chunk Read request: 16 384 × 34 bytes stays far below any message
 /// limit, and a 10 GB blob (≈ 650 000 chunks) needs 40 requests.
 pub const MAX_IDS_PER_REQUEST: usize = 16_384;

@@ -15,7 +15,7 @@
 //!   ([`Daemon::cli`]), stops with SIGTERM or SIGKILL, restarts on the same data dir.
 //! - [`CliOutput`]: one finished CLI run (exit code, stdout, stderr) with checking helpers.
 //! - [`Spawned`]: a background process (a CLI push to interrupt, a second daemon) that is
-//!   killed when dropped.
+//!   killed when dropped; optionally fed through a stdin pipe at the test's pace.
 //! - [`data`]: the shared real SCIP series (`shared/data/scip`), decompressed once and
 //!   verified against their `B3SUMS`; absent data skips a test, or fails it under `CI=true`.
 //! - [`write_generated`]: deterministic, partly compressible generated blobs of any size.

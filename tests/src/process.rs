@@ -5,7 +5,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -59,6 +59,20 @@ impl Spawned {
             stderr,
             started: Instant::now(),
         })
+    }
+
+    /// Starts `cmd` like [`Spawned::spawn`], with its stdin a pipe: the caller writes the
+    /// returned end at its own pace (a push reading `/dev/stdin` then sees a slow producer),
+    /// and dropping it closes the pipe.
+    pub fn spawn_with_stdin(mut cmd: Command) -> Result<(Self, ChildStdin)> {
+        cmd.stdin(Stdio::piped());
+        let mut spawned = Self::spawn(cmd)?;
+        let stdin = spawned
+            .child
+            .stdin
+            .take()
+            .context("the child has no stdin pipe")?;
+        Ok((spawned, stdin))
     }
 
     /// The child's process id.

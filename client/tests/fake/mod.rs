@@ -7,18 +7,21 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use scipcache_proto::convert::encode_missing_chunks;
 use scipcache_proto::pb;
 use scipcache_proto::pb::admin_server::{Admin, AdminServer};
 use scipcache_proto::pb::blobs_server::{Blobs, BlobsServer};
 use scipcache_proto::pb::chunks_server::{Chunks, ChunksServer};
 use scipcache_proto::pb::info_server::{Info, InfoServer};
 use scipcache_proto::pb::refs_server::{Refs, RefsServer};
-use scipcache_proto::{MAX_IDS_PER_REQUEST, MAX_MESSAGE_BYTES};
+use scipcache_proto::{
+    MAX_IDS_PER_REQUEST, MAX_LISTED_MISSING, MAX_MESSAGE_BYTES, MISSING_CHUNKS_METADATA,
+};
 use scipcache_tiers::chunking::ChunkerSpec;
 use scipcache_tiers::codec::{Compression, Frame, MAX_CHUNK_LEN};
 use scipcache_tiers::ids::{BlobId, ChunkId};
@@ -54,11 +57,93 @@ pub struct State {
     /// commits then skip the blob hash check and reads fail.
     pub forget_bytes: AtomicBool,
     pub uploaded_frames: AtomicU64,
+    /// The next `forgetful_commits` commits each forget this many distinct chunks of their
+    /// manifest first (spread over it), and so fail with FAILED_PRECONDITION listing them.
+    pub forget_per_commit: AtomicUsize,
+    pub forgetful_commits: AtomicU64,
+    /// What the last forgetful commit forgot.
+    pub forgotten: Mutex<Vec<ChunkId>>,
+    /// FAILED_PRECONDITION carries no machine-readable list (a server that predates it).
+    pub unlisted_missing: AtomicBool,
+    /// Every chunk id uploaded, in order, and `uploads.len()` at the start of each commit.
+    pub uploads: Mutex<Vec<ChunkId>>,
+    pub uploads_at_commit: Mutex<Vec<usize>>,
 }
 
 impl State {
     pub fn chunk_count(&self) -> usize {
         self.chunks.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// The chunk ids uploaded after commit number `n` (from 1) and before the next one;
+    /// `n = 0` means before the first commit.
+    pub fn uploaded_after_commit(&self, n: usize) -> Vec<ChunkId> {
+        let (Ok(uploads), Ok(marks)) = (self.uploads.lock(), self.uploads_at_commit.lock()) else {
+            return Vec::new();
+        };
+        let from = match n {
+            0 => 0,
+            n => marks.get(n - 1).copied().unwrap_or(uploads.len()),
+        };
+        let to = marks.get(n).copied().unwrap_or(uploads.len());
+        uploads[from..to].to_vec()
+    }
+
+    /// Forgets `count` distinct chunks of `entries`, spread over it, if a forgetful commit is
+    /// due.
+    fn forget_some(&self, entries: &[(ChunkId, u32)]) -> Result<(), Status> {
+        let due = self
+            .forgetful_commits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !due {
+            return Ok(());
+        }
+        let mut seen = std::collections::HashSet::new();
+        let distinct: Vec<ChunkId> = entries
+            .iter()
+            .map(|(c, _)| *c)
+            .filter(|c| seen.insert(*c))
+            .collect();
+        let count = self
+            .forget_per_commit
+            .load(Ordering::SeqCst)
+            .min(distinct.len());
+        let stride = (distinct.len() / count.max(1)).max(1);
+        let forget: Vec<ChunkId> = distinct
+            .iter()
+            .step_by(stride)
+            .take(count)
+            .copied()
+            .collect();
+        let mut chunks = self.chunks.lock().map_err(|_| Status::internal("lock"))?;
+        for c in &forget {
+            chunks.remove(c);
+        }
+        *self
+            .forgotten
+            .lock()
+            .map_err(|_| Status::internal("lock"))? = forget;
+        Ok(())
+    }
+
+    /// FAILED_PRECONDITION as the daemon answers it: the ids in the message and, unless
+    /// `unlisted_missing`, as `MissingChunks` metadata.
+    fn missing_status(&self, missing: &[ChunkId]) -> Status {
+        let listed: Vec<String> = missing
+            .iter()
+            .take(MAX_LISTED_MISSING)
+            .map(ToString::to_string)
+            .collect();
+        let message = format!("{} chunks are missing: {}", missing.len(), listed.join(","));
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        if !self.unlisted_missing.load(Ordering::SeqCst) {
+            metadata.insert_bin(
+                MISSING_CHUNKS_METADATA,
+                tonic::metadata::MetadataValue::from_bytes(&encode_missing_chunks(missing)),
+            );
+        }
+        Status::with_metadata(tonic::Code::FailedPrecondition, message, metadata)
     }
 }
 
@@ -144,6 +229,11 @@ impl Chunks for Svc {
                     .map_err(|e| Status::invalid_argument(e.to_string()))?;
                 answer.received += 1;
                 self.0.uploaded_frames.fetch_add(1, Ordering::Relaxed);
+                self.0
+                    .uploads
+                    .lock()
+                    .map_err(|_| Status::internal("lock"))?
+                    .push(cid);
                 let raw = if self.0.forget_bytes.load(Ordering::Relaxed) {
                     Bytes::new()
                 } else {
@@ -238,6 +328,19 @@ impl Blobs for Svc {
         use pb::commit_request::Part;
         check_auth(&req)?;
         self.0.commits.fetch_add(1, Ordering::Relaxed);
+        {
+            let uploaded = self
+                .0
+                .uploads
+                .lock()
+                .map_err(|_| Status::internal("lock"))?
+                .len();
+            self.0
+                .uploads_at_commit
+                .lock()
+                .map_err(|_| Status::internal("lock"))?
+                .push(uploaded);
+        }
         let mut stream = req.into_inner();
         let header = match stream.message().await?.and_then(|m| m.part) {
             Some(Part::Header(h)) => h,
@@ -283,19 +386,17 @@ impl Blobs for Svc {
                 .map_err(|_| Status::internal("lock"))?
                 .clear();
         }
+        self.0.forget_some(&entries)?;
         {
             let chunks = self.0.chunks.lock().map_err(|_| Status::internal("lock"))?;
-            let missing: Vec<String> = entries
+            let mut seen = std::collections::HashSet::new();
+            let missing: Vec<ChunkId> = entries
                 .iter()
-                .filter(|(c, _)| !chunks.contains_key(c))
-                .map(|(c, _)| c.to_string())
+                .map(|(c, _)| *c)
+                .filter(|c| !chunks.contains_key(c) && seen.insert(*c))
                 .collect();
             if !missing.is_empty() {
-                return Err(Status::failed_precondition(format!(
-                    "{} chunks are missing: {}",
-                    missing.len(),
-                    missing.join(" ")
-                )));
+                return Err(self.0.missing_status(&missing));
             }
             let mut hasher = blake3::Hasher::new();
             for (c, _) in &entries {

@@ -5,9 +5,9 @@
 //!
 //! ```text
 //! reader ─▶ chunk + blob hash ─▶ window ─▶ chunk ids ─▶ FindMissing ─▶ lz4 ─▶ Upload ─┐
-//!           (caller's task)      (≤1024    (blocking    (new ids      (blocking  (≤3    │
-//!                                 chunks,   pool, in     only)         pool)     streams)│
-//!                                 ≤8 MiB)   parallel)                                   ▼
+//!           (a blocking thread   (≤1024    (blocking    (new ids      (blocking  (≤3    │
+//!            for a file, else     chunks,   pool, in     only)         pool)     streams)│
+//!            the caller's task)   ≤8 MiB)   parallel)                                   ▼
 //!                                                                   all done ─▶ Commit
 //! ```
 //!
@@ -24,14 +24,15 @@
 //! queued behind megabytes of frames.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use prost::Message;
 use scipcache_proto::pb;
-use scipcache_tiers::chunking::{ChunkReader, FastCdc};
+use scipcache_tiers::chunking::{ChunkReader, FastCdc, Splitter};
 use scipcache_tiers::codec::{Compression, Frame};
 use scipcache_tiers::ids::{BlobId, ChunkId};
 use scipcache_tiers::manifest::ManifestEntry;
@@ -145,7 +146,8 @@ impl Client {
         R: AsyncRead + Unpin + Send,
     {
         let source = Reread::Stream { name: "the blob" };
-        self.push_from(ns, key, reader, opts, source).await
+        self.push_from(ns, key, Source::Async(reader), opts, source)
+            .await
     }
 
     /// Pushes the file at `path`, streaming it (memory stays bounded however large it is).
@@ -177,6 +179,7 @@ impl Client {
         } else {
             Reread::Stream { name: &name }
         };
+        let file = Source::<tokio::io::Empty>::File(file.into_std().await);
         let result = self.push_from(ns, key, file, opts, source).await;
         report(opts.progress.as_ref(), |p| p.finish());
         result
@@ -186,7 +189,7 @@ impl Client {
         &self,
         ns: &Namespace,
         key: &RefKey,
-        reader: R,
+        reader: Source<R>,
         opts: &PushOptions,
         source: Reread<'_>,
     ) -> Result<PushReport>
@@ -203,10 +206,19 @@ impl Client {
         let planner = Planner::new(self, ns, opts.progress.clone());
         // Both stages run in this task: the reader needs no 'static bound, and the planner
         // only waits on work it hands to other threads.
-        let (chunked, planned) = tokio::try_join!(
-            read_windows(reader, splitter, windows_tx, source.name()),
-            planner.run(windows_rx),
-        )?;
+        let name = source.name().to_owned();
+        let reading = async {
+            match reader {
+                Source::Async(reader) => read_windows(reader, splitter, windows_tx, &name).await,
+                Source::File(file) => {
+                    tokio::task::spawn_blocking(move || {
+                        read_file_windows(file, &splitter, &windows_tx, &name)
+                    })
+                    .await?
+                }
+            }
+        };
+        let (chunked, planned) = tokio::try_join!(reading, planner.run(windows_rx))?;
         let header = pb::CommitHeader {
             namespace: ns.to_string(),
             key: key.to_string(),
@@ -242,6 +254,77 @@ impl Client {
             bytes_sent: planned.bytes_sent + committed.bytes_sent,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// What a push reads.
+enum Source<R> {
+    /// Any reader, read on the pushing task.
+    Async(R),
+    /// A file, read, cut and hashed on a blocking thread of its own (the CLI's case): no
+    /// hand-off to the blocking pool per read, and no copy out of tokio's file buffer.
+    File(std::fs::File),
+}
+
+/// Size of each read from a file.
+const FILE_READ_BLOCK: usize = 4 << 20;
+
+/// The reader stage for a file, on a blocking thread: reads large blocks, cuts chunks with
+/// the server's spec (each a zero-copy slice of its block), hashes the whole blob, and hands
+/// the chunks on in windows.
+fn read_file_windows(
+    mut file: std::fs::File,
+    splitter: &FastCdc,
+    windows: &mpsc::Sender<Vec<Bytes>>,
+    source: &str,
+) -> Result<Chunked> {
+    let max = splitter.spec().max as usize;
+    let mut buf = BytesMut::new();
+    let mut hasher = blake3::Hasher::new();
+    let mut window = WindowBuilder::new(WINDOW_MAX_CHUNKS, WINDOW_MAX_BYTES);
+    let (mut eof, mut chunks, mut bytes) = (false, 0u64, 0u64);
+    let stopped = || Error::Internal("the push's upload stage stopped early".into());
+    loop {
+        while !eof && buf.len() < max {
+            if buf.capacity() - buf.len() < max {
+                buf.reserve(FILE_READ_BLOCK.max(2 * max));
+            }
+            let filled = buf.len();
+            buf.resize(buf.capacity(), 0);
+            let n = read_some(&mut file, &mut buf[filled..])
+                .map_err(|e| Error::io(format!("cannot read {source}"), e))?;
+            buf.truncate(filled + n);
+            eof = n == 0;
+        }
+        if buf.is_empty() {
+            break;
+        }
+        let n = splitter.next_cut(&buf, eof);
+        let chunk = buf.split_to(n).freeze();
+        hasher.update(&chunk);
+        chunks += 1;
+        bytes += n as u64;
+        if let Some(full) = window.push(chunk) {
+            windows.blocking_send(full).map_err(|_| stopped())?;
+        }
+    }
+    if let Some(last) = window.finish() {
+        windows.blocking_send(last).map_err(|_| stopped())?;
+    }
+    Ok(Chunked {
+        blob: hasher.finalize().into(),
+        bytes,
+        chunks,
+    })
+}
+
+/// One `read`, retried when interrupted by a signal.
+fn read_some(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match file.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
     }
 }
 

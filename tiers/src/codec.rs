@@ -1,35 +1,61 @@
 //! Byte layouts shared by every tier and the wire: the chunk frame.
 //!
-//! # Chunk frame, format 1
+//! # Chunk frame, format 2
 //!
-//! Every stored or transferred chunk is a frame: a 6-byte header and a payload.
+//! Every stored or transferred chunk is a frame: a 14-byte header and a payload.
 //!
 //! | offset | size | field |
 //! | --- | --- | --- |
-//! | 0 | 1 | format, `0xC1` for this version |
+//! | 0 | 1 | format, `0xC2` for this version |
 //! | 1 | 1 | codec: `0` raw, `1` lz4 block (lz4_flex, no size prefix), `2` zstd frame |
 //! | 2 | 4 | raw length, little-endian `u32` |
-//! | 6 | n | payload |
+//! | 6 | 8 | checksum, little-endian `u64`: XXH3-64 of the payload, seeded with the header's bytes 1..6 read as a little-endian integer (`codec \| raw_len << 8`) |
+//! | 14 | n | payload |
+//!
+//! The checksum lets a tier check a stored copy at memory speed (XXH3 runs at well over
+//! 10 GB/s a core, BLAKE3 plus decoding at 1-2) and send it as it is: a copy whose checksum
+//! holds is byte for byte the frame that was written, so if it was verified against its chunk
+//! id when written (every put does that) it still decodes to that chunk. Seeding with the codec
+//! and length makes a damaged header fail the check too. The checksum is no defence against a
+//! writer that lies: it is computed by whoever encodes the frame, so a frame from the network
+//! is always decoded and hashed against its id once, at put time
+//! ([`Frame::decode_verified`] checks the checksum as well, so a frame with a wrong one is
+//! refused there).
+//!
+//! # Chunk frame, format 1 (read only)
+//!
+//! The same without the checksum: format byte `0xC1`, codec, raw length, then the payload at
+//! offset 6. Frames stored or sent before format 2 still decode; every encoder writes format 2,
+//! and [`Frame::recode`] upgrades a format-1 frame by adding the checksum (the payload is kept).
+//!
+//! # Both formats
 //!
 //! A decoder checks the declared raw length against a caller-given limit (the maximum chunk
 //! size) *before* allocating, and checks that the payload decodes to exactly that many bytes:
 //! a frame cannot make a reader allocate more than the limit (no decompression bombs).
 //!
 //! An encoder stores the chunk raw when compression would save less than 1/32 of its size, so
-//! incompressible data grows by exactly the 6-byte header.
+//! incompressible data grows by exactly the header.
 //!
 //! The LMDB layouts live with the code that owns them (`meta.rs`), the pack layouts in
 //! `warm.rs` and `cold.rs`, the manifest layout in `manifest.rs`.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use std::cell::RefCell;
+
+use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, Result};
 use crate::ids::ChunkId;
 
-/// First byte of every format-1 frame.
-pub const FRAME_FORMAT: u8 = 0xC1;
-/// Bytes before the payload.
-pub const FRAME_HEADER_LEN: usize = 6;
+/// First byte of every frame written today (format 2, with a checksum).
+pub const FRAME_FORMAT: u8 = 0xC2;
+/// First byte of a format-1 frame (no checksum), still read.
+pub const FRAME_FORMAT_V1: u8 = 0xC1;
+/// Bytes before the payload of a format-2 frame: the longest header of any format, so
+/// `FRAME_HEADER_LEN + n` bounds the stored size of a frame of `n` payload bytes.
+pub const FRAME_HEADER_LEN: usize = 14;
+/// Bytes before the payload of a format-1 frame.
+pub const FRAME_HEADER_LEN_V1: usize = 6;
 /// No chunk is ever larger than this, whatever the chunker parameters (fastcdc's own maximum).
 pub const MAX_CHUNK_LEN: usize = 16 * 1024 * 1024;
 
@@ -78,6 +104,83 @@ impl Compression {
     }
 }
 
+thread_local! {
+    // One zstd context per thread, kept across chunks: a fresh context per chunk costs
+    // 20-50% of the compression time at levels 1-3 (bench/MEASUREMENTS.md).
+    static ZSTD_COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static ZSTD_DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// zstd-compresses `raw` into `out` with this thread's context; returns the bytes written.
+fn zstd_compress_into(raw: &[u8], level: i32, out: &mut [u8]) -> std::io::Result<usize> {
+    ZSTD_COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match &mut *slot {
+            Some((current, c)) => {
+                if *current != level {
+                    c.set_compression_level(level)?;
+                    *current = level;
+                }
+                c
+            }
+            None => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+        };
+        compressor.compress_to_buffer(raw, out)
+    })
+}
+
+/// zstd-decompresses `payload` into `out` with this thread's context; returns the bytes written.
+fn zstd_decompress_into(payload: &[u8], out: &mut [u8]) -> std::io::Result<usize> {
+    ZSTD_DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let decompressor = match &mut *slot {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress_to_buffer(payload, out)
+    })
+}
+
+/// The format-2 checksum of a payload under the header's codec byte and raw length.
+fn checksum(codec: u8, raw_len: u32, payload: &[u8]) -> u64 {
+    let seed = u64::from(codec) | (u64::from(raw_len) << 8);
+    xxhash_rust::xxh3::xxh3_64_with_seed(payload, seed)
+}
+
+/// Writes a format-2 header into the first [`FRAME_HEADER_LEN`] bytes of `out`, whose
+/// payload follows it.
+fn write_header(out: &mut [u8], codec: CodecId, raw_len: usize) {
+    // Lossless: raw_len <= MAX_CHUNK_LEN < u32::MAX (checked by every caller).
+    let raw_len = raw_len as u32;
+    let sum = checksum(codec as u8, raw_len, &out[FRAME_HEADER_LEN..]);
+    out[0] = FRAME_FORMAT;
+    out[1] = codec as u8;
+    out[2..6].copy_from_slice(&raw_len.to_le_bytes());
+    out[6..FRAME_HEADER_LEN].copy_from_slice(&sum.to_le_bytes());
+}
+
+fn undecodable(id: &ChunkId, e: Error) -> Error {
+    Error::Corrupt {
+        id: *id,
+        actual: format!("<undecodable: {e}>"),
+    }
+}
+
+/// [`Error::Corrupt`] unless `raw` hashes to `id`.
+fn check_id(id: &ChunkId, raw: &[u8]) -> Result<()> {
+    let actual = ChunkId::of(raw);
+    if &actual == id {
+        Ok(())
+    } else {
+        Err(Error::Corrupt {
+            id: *id,
+            actual: actual.to_string(),
+        })
+    }
+}
+
 /// One encoded chunk: header plus payload, cheaply clonable.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Frame(Bytes);
@@ -88,12 +191,13 @@ impl std::fmt::Debug for Frame {
             .field("codec", &self.codec())
             .field("raw_len", &self.raw_len())
             .field("stored_len", &self.0.len())
+            .field("checksum", &self.has_checksum())
             .finish()
     }
 }
 
 impl Frame {
-    /// Encodes raw chunk bytes.
+    /// Encodes raw chunk bytes as a format-2 frame.
     pub fn encode(raw: &[u8], compression: Compression) -> Result<Self> {
         if raw.len() > MAX_CHUNK_LEN {
             return Err(Error::InvalidArgument(format!(
@@ -116,12 +220,12 @@ impl Frame {
                 })
             }
             Compression::Zstd(level) => {
-                let payload = zstd::bulk::compress(raw, level)
+                let mut out =
+                    BytesMut::zeroed(FRAME_HEADER_LEN + zstd::zstd_safe::compress_bound(raw.len()));
+                let n = zstd_compress_into(raw, level, &mut out[FRAME_HEADER_LEN..])
                     .map_err(|e| Error::io("zstd compression failed", e))?;
-                worth(payload.len()).then(|| {
-                    let mut out = BytesMut::with_capacity(FRAME_HEADER_LEN + payload.len());
-                    out.put_bytes(0, FRAME_HEADER_LEN);
-                    out.put_slice(&payload);
+                worth(n).then(|| {
+                    out.truncate(FRAME_HEADER_LEN + n);
                     out
                 })
             }
@@ -130,34 +234,74 @@ impl Frame {
             Some(out) => (compression.codec(), out),
             None => {
                 let mut out = BytesMut::with_capacity(FRAME_HEADER_LEN + raw.len());
-                out.put_bytes(0, FRAME_HEADER_LEN);
-                out.put_slice(raw);
+                out.resize(FRAME_HEADER_LEN, 0);
+                out.extend_from_slice(raw);
                 (CodecId::Raw, out)
             }
         };
-        out[0] = FRAME_FORMAT;
-        out[1] = codec as u8;
-        // Lossless: raw.len() <= MAX_CHUNK_LEN < u32::MAX.
-        out[2..6].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+        write_header(&mut out, codec, raw.len());
         Ok(Self(out.freeze()))
     }
 
-    /// Wraps bytes read from storage or the wire after checking the header.
+    /// Wraps bytes read from storage or the wire after checking the header (format 1 or 2).
+    /// The checksum is not checked here: see [`Frame::verify_checksum`].
     pub fn from_bytes(bytes: Bytes) -> Result<Self> {
-        if bytes.len() < FRAME_HEADER_LEN {
+        let header = match bytes.first() {
+            Some(&FRAME_FORMAT) => FRAME_HEADER_LEN,
+            Some(&FRAME_FORMAT_V1) => FRAME_HEADER_LEN_V1,
+            Some(other) => {
+                return Err(Error::Format(format!(
+                    "unknown chunk frame format 0x{other:02x}"
+                )));
+            }
+            None => return Err(Error::Format("empty chunk frame".into())),
+        };
+        if bytes.len() < header {
             return Err(Error::Format(format!(
-                "chunk frame of {} bytes is shorter than its header",
+                "chunk frame of {} bytes is shorter than its {header}-byte header",
                 bytes.len()
-            )));
-        }
-        if bytes[0] != FRAME_FORMAT {
-            return Err(Error::Format(format!(
-                "unknown chunk frame format 0x{:02x}",
-                bytes[0]
             )));
         }
         CodecId::from_byte(bytes[1])?;
         Ok(Self(bytes))
+    }
+
+    fn header_len(&self) -> usize {
+        if self.has_checksum() {
+            FRAME_HEADER_LEN
+        } else {
+            FRAME_HEADER_LEN_V1
+        }
+    }
+
+    /// Whether the header carries a checksum (format 2); format-1 frames do not.
+    pub fn has_checksum(&self) -> bool {
+        self.0[0] == FRAME_FORMAT
+    }
+
+    /// Checks the payload and header against the header's checksum, without decoding: `Ok`
+    /// means these are the bytes their encoder wrote. Fails with [`Error::Format`] on a
+    /// mismatch, and also for a format-1 frame, which has no checksum (decode and hash it with
+    /// [`Frame::decode_verified`] instead; [`Frame::has_checksum`] tells which applies).
+    pub fn verify_checksum(&self) -> Result<()> {
+        if !self.has_checksum() {
+            return Err(Error::Format(
+                "a format-1 chunk frame carries no checksum; decode and hash it instead".into(),
+            ));
+        }
+        let mut stored = [0u8; 8];
+        stored.copy_from_slice(&self.0[6..FRAME_HEADER_LEN]);
+        let stored = u64::from_le_bytes(stored);
+        // Lossless: raw_len() was read from a u32.
+        let actual = checksum(self.0[1], self.raw_len() as u32, self.payload());
+        if actual == stored {
+            Ok(())
+        } else {
+            Err(Error::Format(format!(
+                "chunk frame checksum mismatch: the header says {stored:016x}, the bytes give \
+                 {actual:016x} (damaged in storage or in transit)"
+            )))
+        }
     }
 
     /// The codec of the payload.
@@ -171,6 +315,11 @@ impl Frame {
         let mut len = [0u8; 4];
         len.copy_from_slice(&self.0[2..6]);
         u32::from_le_bytes(len) as usize
+    }
+
+    /// The encoded payload, after the header.
+    pub fn payload(&self) -> &[u8] {
+        &self.0[self.header_len()..]
     }
 
     /// Header plus payload, as stored.
@@ -188,7 +337,9 @@ impl Frame {
         self.0.len()
     }
 
-    /// Decodes the payload, refusing a declared length above `limit` before allocating.
+    /// Decodes the payload, refusing a declared length above `limit` before allocating. Does
+    /// not check the checksum (see [`Frame::decode_verified`]). A raw frame's bytes are
+    /// returned without a copy.
     pub fn decode(&self, limit: usize) -> Result<Bytes> {
         let raw_len = self.raw_len();
         if raw_len > limit.min(MAX_CHUNK_LEN) {
@@ -196,148 +347,101 @@ impl Frame {
                 "chunk frame declares {raw_len} bytes, more than the {limit}-byte limit"
             )));
         }
-        let payload = &self.0[FRAME_HEADER_LEN..];
-        let decoded = match self.codec() {
+        if self.codec() == CodecId::Raw {
+            self.check_raw_payload()?;
+            return Ok(self.0.slice(self.header_len()..));
+        }
+        let mut out = vec![0u8; raw_len];
+        self.decode_into(&mut out)?;
+        Ok(Bytes::from(out))
+    }
+
+    /// Decodes the payload into `out`, which must be exactly [`Frame::raw_len`] bytes long (so
+    /// the caller, who sized it, has already bounded the declared length). Lets a reader decode
+    /// many chunks into one reused buffer. Does not check the checksum.
+    pub fn decode_into(&self, out: &mut [u8]) -> Result<()> {
+        let raw_len = self.raw_len();
+        if out.len() != raw_len {
+            return Err(Error::InvalidArgument(format!(
+                "a chunk frame of {raw_len} bytes cannot be decoded into {} bytes",
+                out.len()
+            )));
+        }
+        let payload = self.payload();
+        let n = match self.codec() {
             CodecId::Raw => {
-                if payload.len() != raw_len {
-                    return Err(Error::Format(format!(
-                        "raw chunk frame declares {raw_len} bytes but holds {}",
-                        payload.len()
-                    )));
-                }
-                return Ok(self.0.slice(FRAME_HEADER_LEN..));
+                self.check_raw_payload()?;
+                out.copy_from_slice(payload);
+                raw_len
             }
-            CodecId::Lz4 => {
-                let mut out = vec![0u8; raw_len];
-                let n = lz4_flex::block::decompress_into(payload, &mut out)
-                    .map_err(|e| Error::Format(format!("lz4 payload is damaged: {e}")))?;
-                (n, out)
-            }
-            CodecId::Zstd => {
-                let mut out = vec![0u8; raw_len];
-                let n = zstd::bulk::decompress_to_buffer(payload, &mut out[..])
-                    .map_err(|e| Error::Format(format!("zstd payload is damaged: {e}")))?;
-                (n, out)
-            }
+            CodecId::Lz4 => lz4_flex::block::decompress_into(payload, out)
+                .map_err(|e| Error::Format(format!("lz4 payload is damaged: {e}")))?,
+            CodecId::Zstd => zstd_decompress_into(payload, out)
+                .map_err(|e| Error::Format(format!("zstd payload is damaged: {e}")))?,
         };
-        let (n, out) = decoded;
         if n != raw_len {
             return Err(Error::Format(format!(
                 "chunk frame declares {raw_len} bytes but decodes to {n}"
             )));
         }
-        Ok(Bytes::from(out))
+        Ok(())
     }
 
-    /// Decodes and checks that the bytes hash to `id`.
-    pub fn decode_verified(&self, id: &ChunkId, limit: usize) -> Result<Bytes> {
-        let raw = self.decode(limit).map_err(|e| Error::Corrupt {
-            id: *id,
-            actual: format!("<undecodable: {e}>"),
-        })?;
-        let actual = ChunkId::of(&raw);
-        if &actual != id {
-            return Err(Error::Corrupt {
-                id: *id,
-                actual: actual.to_string(),
-            });
+    fn check_raw_payload(&self) -> Result<()> {
+        let (declared, held) = (self.raw_len(), self.payload().len());
+        if declared == held {
+            Ok(())
+        } else {
+            Err(Error::Format(format!(
+                "raw chunk frame declares {declared} bytes but holds {held}"
+            )))
         }
+    }
+
+    /// Checks the checksum (when the frame has one), decodes, and checks that the bytes hash
+    /// to `id`; any failure is [`Error::Corrupt`].
+    pub fn decode_verified(&self, id: &ChunkId, limit: usize) -> Result<Bytes> {
+        self.verify_checksum_if_any(id)?;
+        let raw = self.decode(limit).map_err(|e| undecodable(id, e))?;
+        check_id(id, &raw)?;
         Ok(raw)
+    }
+
+    /// [`Frame::decode_verified`] into `out`, which must be exactly [`Frame::raw_len`] bytes
+    /// long (see [`Frame::decode_into`]).
+    pub fn decode_verified_into(&self, id: &ChunkId, out: &mut [u8]) -> Result<()> {
+        self.verify_checksum_if_any(id)?;
+        self.decode_into(out).map_err(|e| undecodable(id, e))?;
+        check_id(id, out)
+    }
+
+    fn verify_checksum_if_any(&self, id: &ChunkId) -> Result<()> {
+        if self.has_checksum() {
+            self.verify_checksum().map_err(|e| undecodable(id, e))?;
+        }
+        Ok(())
     }
 
     /// Re-encodes with another compression unless the frame already uses its codec (a raw
     /// frame is kept raw when the target compresses: it was stored raw because it did not pay).
+    /// A format-1 frame kept in its codec is upgraded to format 2: same payload, a header with
+    /// a checksum.
     pub fn recode(&self, raw: &[u8], compression: Compression) -> Result<Self> {
-        if self.codec() == compression.codec() {
+        if self.codec() != compression.codec() {
+            return Self::encode(raw, compression);
+        }
+        if self.has_checksum() {
             return Ok(self.clone());
         }
-        Self::encode(raw, compression)
+        let payload = self.payload();
+        let mut out = BytesMut::with_capacity(FRAME_HEADER_LEN + payload.len());
+        out.resize(FRAME_HEADER_LEN, 0);
+        out.extend_from_slice(payload);
+        write_header(&mut out, self.codec(), self.raw_len());
+        Ok(Self(out.freeze()))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn all_compressions() -> [Compression; 4] {
-        [
-            Compression::Raw,
-            Compression::Lz4,
-            Compression::Zstd(3),
-            Compression::Zstd(19),
-        ]
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-        #[test]
-        fn frames_round_trip_every_codec(data in prop::collection::vec(any::<u8>(), 0..70_000), rep in 1usize..50) {
-            let repetitive: Vec<u8> = data.iter().copied().cycle().take(data.len() * rep).take(MAX_CHUNK_LEN).collect();
-            for raw in [&data, &repetitive] {
-                for c in all_compressions() {
-                    let frame = Frame::encode(raw, c).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                    let again = Frame::from_bytes(frame.as_bytes().clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                    let out = again.decode_verified(&ChunkId::of(raw), MAX_CHUNK_LEN).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                    prop_assert_eq!(&out[..], &raw[..]);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn incompressible_chunk_is_stored_raw_and_grows_by_header_only() -> Result<()> {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let random: Vec<u8> = (0..65_536)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        for c in all_compressions() {
-            let frame = Frame::encode(&random, c)?;
-            assert_eq!(frame.codec(), CodecId::Raw);
-            assert_eq!(frame.stored_len(), random.len() + FRAME_HEADER_LEN);
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn declared_length_over_limit_is_refused_before_decoding() -> Result<()> {
-        let frame = Frame::encode(&vec![7u8; 100_000], Compression::Zstd(3))?;
-        assert!(matches!(frame.decode(65_536), Err(Error::Format(_))));
-        // A header that lies about its length is caught too.
-        let mut bytes = frame.as_bytes().to_vec();
-        bytes[2..6].copy_from_slice(&(u32::MAX).to_le_bytes());
-        let liar = Frame::from_bytes(Bytes::from(bytes))?;
-        assert!(liar.decode(MAX_CHUNK_LEN).is_err());
-        Ok(())
-    }
-
-    #[test]
-    fn flipped_payload_byte_is_reported_corrupt() -> Result<()> {
-        let raw = b"hello hello hello hello hello hello hello hello".repeat(100);
-        for c in all_compressions() {
-            let frame = Frame::encode(&raw, c)?;
-            let mut bytes = frame.as_bytes().to_vec();
-            let last = bytes.len() - 1;
-            bytes[last] ^= 0x55;
-            let bad = Frame::from_bytes(Bytes::from(bytes))?;
-            let result = bad.decode_verified(&ChunkId::of(&raw), MAX_CHUNK_LEN);
-            assert!(
-                matches!(result, Err(Error::Corrupt { .. })),
-                "{c:?}: {result:?}"
-            );
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn unknown_format_or_codec_is_refused() {
-        assert!(Frame::from_bytes(Bytes::from_static(&[0xC2, 0, 0, 0, 0, 0])).is_err());
-        assert!(Frame::from_bytes(Bytes::from_static(&[0xC1, 9, 0, 0, 0, 0])).is_err());
-        assert!(Frame::from_bytes(Bytes::from_static(&[0xC1, 0])).is_err());
-    }
-}
+#[path = "codec_tests.rs"]
+mod tests;

@@ -154,19 +154,14 @@ async fn pull_to_file(
         .as_file()
         .try_clone()
         .map_err(|e| Error::io(format!("cannot open a temporary file for {shown}"), e))?;
-    // Large writes: tokio's File hands every write to the blocking pool.
-    let mut file =
-        tokio::io::BufWriter::with_capacity(4 << 20, tokio::fs::File::from_std(std_file));
     let opts = PullOptions {
         progress: progress("pull", json),
     };
-    let report = client.pull(ns, key, fallbacks, &mut file, &opts).await?;
-    // Flush, not fsync: the rename keeps FILE intact if the pull fails, and a restored cache
-    // need not survive a power cut (an fsync of a 100 MB file costs more than the pull).
-    file.flush()
-        .await
-        .map_err(|e| Error::io(format!("cannot write {shown}"), e))?;
-    drop(file);
+    // No fsync: the rename keeps FILE intact if the pull fails, and a restored cache need not
+    // survive a power cut (an fsync of a 100 MB file costs more than the pull).
+    let report = client
+        .pull_file(ns, key, fallbacks, std_file, &opts)
+        .await?;
     temp.persist(path)
         .map_err(|e| Error::io(format!("cannot move the pulled blob into {shown}"), e.error))?;
     if json {

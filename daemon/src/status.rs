@@ -1,4 +1,6 @@
-//! The one place where engine errors become gRPC statuses.
+//! The one place where errors become gRPC statuses: the engine's ([`from_store`],
+//! [`from_upload`]) and the daemon's own refusals (`From<crate::Error> for Status`, so that
+//! `?` converts them in the services).
 //!
 //! Messages say what happened and what to do. Internal failures (LMDB, object store, local
 //! I/O, on-disk format, locking) become `INTERNAL` with a generic message; their detail goes
@@ -7,6 +9,24 @@
 use scipcache_tiers::Error;
 use scipcache_tiers::ids::ChunkId;
 use tonic::Status;
+
+/// Maps a refusal of the daemon (or an engine error it carries).
+impl From<crate::Error> for Status {
+    fn from(err: crate::Error) -> Self {
+        use crate::Error as E;
+        match err {
+            E::Store(err) => from_store(err),
+            E::BadRequest(_) => Status::invalid_argument(err.to_string()),
+            E::OffsetPastEnd { .. } => Status::out_of_range(err.to_string()),
+            E::NoRef { .. } | E::ChunkNotInBlob { .. } => Status::not_found(err.to_string()),
+            E::Unauthenticated(_) => Status::unauthenticated(err.to_string()),
+            E::Denied { .. } | E::DeniedTenant { .. } | E::DeniedEveryTenant => {
+                Status::permission_denied(err.to_string())
+            }
+            other => internal(&other),
+        }
+    }
+}
 
 /// Most missing chunk ids listed in a `FAILED_PRECONDITION` message.
 pub const MAX_LISTED_MISSING: usize = 64;
@@ -125,6 +145,76 @@ mod tests {
             let text = err.to_string();
             assert_eq!(from_store(err).code(), code, "{text}");
         }
+    }
+
+    #[test]
+    fn each_refusal_of_the_daemon_gets_its_code_and_its_text()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use crate::auth::{AuthError, Right};
+        let ns: scipcache_tiers::names::Namespace = "acme/web/app".parse()?;
+        let key: scipcache_tiers::names::RefKey = "secret-branch".parse()?;
+        let cases: Vec<(crate::Error, Code, &str)> = vec![
+            (
+                crate::Error::BadRequest("empty commit: send a header first".into()),
+                Code::InvalidArgument,
+                "empty commit: send a header first",
+            ),
+            (
+                crate::Error::OffsetPastEnd { offset: 9, size: 4 },
+                Code::OutOfRange,
+                "offset 9 is past the end of the 4-byte blob",
+            ),
+            (
+                crate::Error::NoRef {
+                    ns: ns.clone(),
+                    key: key.clone(),
+                    fallbacks: true,
+                },
+                Code::NotFound,
+                "no ref secret-branch in acme/web/app, and none under the fallback prefixes",
+            ),
+            (
+                crate::Error::Unauthenticated(AuthError::Expired),
+                Code::Unauthenticated,
+                "token expired; mint a new one",
+            ),
+            (
+                crate::Error::Denied {
+                    ns: ns.clone(),
+                    right: Right::Write,
+                },
+                Code::PermissionDenied,
+                "token has no write access to acme/web/app",
+            ),
+            (
+                crate::Error::DeniedTenant {
+                    tenant: ns.tenant().clone(),
+                    right: Right::Admin,
+                },
+                Code::PermissionDenied,
+                "token has no admin access to tenant acme (that needs the scope '*:admin' for \
+                 tenant acme)",
+            ),
+            (
+                crate::Error::DeniedEveryTenant,
+                Code::PermissionDenied,
+                "token has no admin access to every tenant (that needs tenant * with the scope \
+                 '*:admin')",
+            ),
+            (
+                crate::Error::Store(Error::NotFound("gone".into())),
+                Code::NotFound,
+                "gone",
+            ),
+        ];
+        for (err, code, message) in cases {
+            let status = Status::from(err);
+            assert_eq!((status.code(), status.message()), (code, message));
+        }
+        let internal = Status::from(crate::Error::Config("/secret/config".into()));
+        assert_eq!(internal.code(), Code::Internal);
+        assert!(!internal.message().contains("/secret"));
+        Ok(())
     }
 
     #[test]

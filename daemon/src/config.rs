@@ -12,8 +12,8 @@
 //!    names with `_` for `-` (`data_dir = "/var/lib/scipcache"`). Unknown keys are refused.
 //!
 //! and otherwise the built-in default. clap resolves flag > environment > default; the file
-//! slots in under the first two: [`Cli::try_parse_args`] records which options came from a
-//! flag or the environment, and [`Config::layered`] takes every other key from the file.
+//! slots in under the first two: [`Given`] records which options came from a flag or the
+//! environment, and [`Config::layered`] takes every other key from the file.
 //! `daemon/config.example.toml` documents every key; `scipcached --print-config` prints the
 //! effective configuration.
 //!
@@ -21,21 +21,19 @@
 //! `4GiB`-style. Relative paths are relative to the current directory (also in the file).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::parser::ValueSource;
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::token::TokenArgs;
 use crate::values::{ByteSize, DEFAULT_DATA_DIR, humantime_serde, parse_duration};
 
-/// `scipcached`: the command line. Parse it with [`Cli::try_parse_args`] or
-/// [`Cli::parse_args`] (not `Parser::parse`), which also note which options were given.
+/// `scipcached`: the command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "scipcached",
@@ -54,36 +52,6 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
-impl Cli {
-    /// Parses `argv` (program name first) and the environment.
-    pub fn try_parse_args<I, T>(argv: I) -> Result<Self, clap::Error>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<OsString> + Clone,
-    {
-        let matches = Self::command().try_get_matches_from(argv)?;
-        let mut cli = Self::from_arg_matches(&matches)?;
-        cli.serve.given = matches
-            .ids()
-            .map(clap::Id::as_str)
-            .filter(|id| {
-                matches!(
-                    matches.value_source(id),
-                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-                )
-            })
-            .map(str::to_owned)
-            .collect();
-        Ok(cli)
-    }
-
-    /// Parses the process's arguments and environment; on bad usage prints the error and
-    /// exits with status 2.
-    pub fn parse_args() -> Self {
-        Self::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
-    }
-}
-
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -95,6 +63,10 @@ pub enum Command {
 /// What the command line and the environment say about running the daemon.
 #[derive(Debug, Default, Args)]
 pub struct ServeArgs {
+    /// Which options came from a flag or a variable. First: clap takes each value out of the
+    /// matches as it fills the fields below, and with it where the value came from.
+    #[command(flatten)]
+    pub given: Given,
     /// TOML file with options (keys = option names with '_').
     #[arg(long, value_name = "FILE", env = "SCIPCACHE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -104,10 +76,53 @@ pub struct ServeArgs {
     /// The options, each from its flag, its variable or its default.
     #[command(flatten)]
     pub options: Config,
-    /// Which options came from a flag or a variable (they beat the file); filled in by
-    /// [`Cli::try_parse_args`].
-    #[arg(skip)]
-    pub given: BTreeSet<String>,
+}
+
+/// The options given as a flag or an environment variable: they beat the file. Read from
+/// clap's record of where each value came from; it adds no arguments of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Given(BTreeSet<String>);
+
+impl Given {
+    /// Whether the option `name` (its file key) was given.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+}
+
+impl FromArgMatches for Given {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = Self::default();
+        given.update_from_arg_matches(matches)?;
+        Ok(given)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        let from_user = |id: &&str| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        };
+        self.0.extend(
+            matches
+                .ids()
+                .map(clap::Id::as_str)
+                .filter(from_user)
+                .map(str::to_owned),
+        );
+        Ok(())
+    }
+}
+
+impl Args for Given {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        cmd
+    }
 }
 
 /// How logs are written (always to stderr).
@@ -417,7 +432,7 @@ mod tests {
     fn args(argv: &[&str]) -> std::result::Result<ServeArgs, clap::Error> {
         let mut full = vec!["scipcached"];
         full.extend_from_slice(argv);
-        Cli::try_parse_args(full).map(|cli| cli.serve)
+        Cli::try_parse_from(full).map(|cli| cli.serve)
     }
 
     fn file(text: &str) -> Result<toml::Table> {

@@ -5,12 +5,13 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use clap::Parser;
 use scipcache_daemon::config::{Cli, Command, LogFormat};
 use scipcache_daemon::{Config, run};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_args();
+    let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Token(args)) => mint(args),
         None => serve(&cli),

@@ -1,6 +1,6 @@
 //! The one place where errors become gRPC statuses: the engine's ([`from_store`],
-//! [`from_upload`]) and the daemon's own refusals (`From<crate::Error> for Status`, so that
-//! `?` converts them in the services).
+//! [`from_upload`]) and the daemon's own refusals (`From<crate::error::Error> for Status`,
+//! so that `?` converts them in the services).
 //!
 //! Messages say what happened and what to do. Internal failures (LMDB, object store, local
 //! I/O, on-disk format, locking) become `INTERNAL` with a generic message; their detail goes
@@ -11,9 +11,9 @@ use scipcache_tiers::ids::ChunkId;
 use tonic::Status;
 
 /// Maps a refusal of the daemon (or an engine error it carries).
-impl From<crate::Error> for Status {
-    fn from(err: crate::Error) -> Self {
-        use crate::Error as E;
+impl From<crate::error::Error> for Status {
+    fn from(err: crate::error::Error) -> Self {
+        use crate::error::Error as E;
         match err {
             E::Store(err) => from_store(err),
             E::BadRequest(_) => Status::invalid_argument(err.to_string()),
@@ -153,19 +153,19 @@ mod tests {
         use crate::auth::{AuthError, Right};
         let ns: scipcache_tiers::names::Namespace = "acme/web/app".parse()?;
         let key: scipcache_tiers::names::RefKey = "secret-branch".parse()?;
-        let cases: Vec<(crate::Error, Code, &str)> = vec![
+        let cases: Vec<(crate::error::Error, Code, &str)> = vec![
             (
-                crate::Error::BadRequest("empty commit: send a header first".into()),
+                crate::error::Error::BadRequest("empty commit: send a header first".into()),
                 Code::InvalidArgument,
                 "empty commit: send a header first",
             ),
             (
-                crate::Error::OffsetPastEnd { offset: 9, size: 4 },
+                crate::error::Error::OffsetPastEnd { offset: 9, size: 4 },
                 Code::OutOfRange,
                 "offset 9 is past the end of the 4-byte blob",
             ),
             (
-                crate::Error::NoRef {
+                crate::error::Error::NoRef {
                     ns: ns.clone(),
                     key: key.clone(),
                     fallbacks: true,
@@ -174,12 +174,12 @@ mod tests {
                 "no ref secret-branch in acme/web/app, and none under the fallback prefixes",
             ),
             (
-                crate::Error::Unauthenticated(AuthError::Expired),
+                crate::error::Error::Unauthenticated(AuthError::Expired),
                 Code::Unauthenticated,
                 "token expired; mint a new one",
             ),
             (
-                crate::Error::Denied {
+                crate::error::Error::Denied {
                     ns: ns.clone(),
                     right: Right::Write,
                 },
@@ -187,7 +187,7 @@ mod tests {
                 "token has no write access to acme/web/app",
             ),
             (
-                crate::Error::DeniedTenant {
+                crate::error::Error::DeniedTenant {
                     tenant: ns.tenant().clone(),
                     right: Right::Admin,
                 },
@@ -196,13 +196,13 @@ mod tests {
                  tenant acme)",
             ),
             (
-                crate::Error::DeniedEveryTenant,
+                crate::error::Error::DeniedEveryTenant,
                 Code::PermissionDenied,
                 "token has no admin access to every tenant (that needs tenant * with the scope \
                  '*:admin')",
             ),
             (
-                crate::Error::Store(Error::NotFound("gone".into())),
+                crate::error::Error::Store(Error::NotFound("gone".into())),
                 Code::NotFound,
                 "gone",
             ),
@@ -211,7 +211,7 @@ mod tests {
             let status = Status::from(err);
             assert_eq!((status.code(), status.message()), (code, message));
         }
-        let internal = Status::from(crate::Error::Config("/secret/config".into()));
+        let internal = Status::from(crate::error::Error::Config("/secret/config".into()));
         assert_eq!(internal.code(), Code::Internal);
         assert!(!internal.message().contains("/secret"));
         Ok(())

@@ -1,7 +1,13 @@
-//! The daemon's one error type: what can stop it from starting or serving. Errors of single
-//! calls are `tonic::Status` values, made in [`crate::status`].
+//! The daemon's error types: [`Error`], what can stop it from starting or serving and why a
+//! single call is refused, and [`AuthError`], why a token is not accepted. Both become
+//! `tonic::Status` values only in [`crate::status`].
 
 use std::path::PathBuf;
+
+use scipcache_tiers::ids::ChunkId;
+use scipcache_tiers::names::{Namespace, RefKey, Tenant};
+
+use crate::auth::scope::Right;
 
 /// Everything that can keep the daemon (or `scipcached token`) from doing its job.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,72 @@ pub enum Error {
     /// A background task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+
+    // Refusals of single calls. Their texts are what callers read: they say what to do, and
+    // a refusal names the namespace, never the key.
+    /// A request field is missing, malformed or over a limit (`INVALID_ARGUMENT`).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A read starts past the end of its blob (`OUT_OF_RANGE`).
+    #[error("offset {offset} is past the end of the {size}-byte blob")]
+    OffsetPastEnd {
+        /// The requested offset.
+        offset: u64,
+        /// The blob's size.
+        size: u64,
+    },
+    /// No ref under a key the caller may read (`NOT_FOUND`).
+    #[error(
+        "no ref {key} in {ns}{}",
+        if *.fallbacks { ", and none under the fallback prefixes" } else { "" }
+    )]
+    NoRef {
+        /// The namespace.
+        ns: Namespace,
+        /// The key asked for.
+        key: RefKey,
+        /// Whether fallback prefixes were searched too.
+        fallbacks: bool,
+    },
+    /// A chunk read by id that the named blob does not hold (`NOT_FOUND`).
+    #[error("chunk {id} is not part of the blob under {key} in {ns}")]
+    ChunkNotInBlob {
+        /// The chunk asked for.
+        id: ChunkId,
+        /// The namespace.
+        ns: Namespace,
+        /// The ref whose blob was named.
+        key: RefKey,
+    },
+    /// No, a bad or an expired token (`UNAUTHENTICATED`).
+    #[error(transparent)]
+    Unauthenticated(#[from] AuthError),
+    /// The token does not grant `right` on `ns` (`PERMISSION_DENIED`); the same text whatever
+    /// exists there.
+    #[error("token has no {right} access to {ns}")]
+    Denied {
+        /// The namespace.
+        ns: Namespace,
+        /// The right the call needs.
+        right: Right,
+    },
+    /// The token does not grant `right` over all of `tenant` (`PERMISSION_DENIED`).
+    #[error(
+        "token has no {right} access to tenant {tenant} (that needs the scope '*:{right}' for \
+         tenant {tenant})"
+    )]
+    DeniedTenant {
+        /// The tenant.
+        tenant: Tenant,
+        /// The right the call needs over every namespace of it.
+        right: Right,
+    },
+    /// Only the operator may do this for every tenant (`PERMISSION_DENIED`).
+    #[error(
+        "token has no admin access to every tenant (that needs tenant * with the scope \
+         '*:admin')"
+    )]
+    DeniedEveryTenant,
 }
 
 impl Error {
@@ -50,6 +122,49 @@ impl Error {
             source,
         }
     }
+}
+
+/// Why a token was refused. Each message says what to do; none repeats the token.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `authorization` metadata.
+    #[error(
+        "missing token: send `authorization: Bearer <token>` (scipcache --token or SCIPCACHE_TOKEN)"
+    )]
+    Missing,
+    /// Not `Bearer <jwt>`, or not a JWT.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// Past `exp`.
+    #[error("token expired; mint a new one")]
+    Expired,
+    /// Before `nbf`.
+    #[error("token not valid yet (nbf is in the future); check the clocks or wait")]
+    NotYetValid,
+    /// Signature does not verify with the key.
+    #[error("bad token signature: it was not signed with a key this server trusts")]
+    BadSignature,
+    /// The `kid` names no known key, or no key fits the token.
+    #[error("bad token: {0}")]
+    UnknownKey(String),
+    /// `alg` is not the key's algorithm.
+    #[error("bad token: algorithm {0} is not accepted for its key")]
+    WrongAlgorithm(String),
+    /// `iss` is not the configured issuer.
+    #[error("token issuer is not accepted by this server")]
+    WrongIssuer,
+    /// `aud` is not the configured audience.
+    #[error("token audience is not accepted by this server")]
+    WrongAudience,
+    /// A required claim is absent.
+    #[error("token lacks the {0} claim")]
+    MissingClaim(String),
+    /// Claims have bad values (scopes, tenant).
+    #[error("bad token claims: {0}")]
+    BadClaims(String),
+    /// `jti` or `sub` is on the denylist.
+    #[error("token revoked")]
+    Revoked,
 }
 
 /// Result with the daemon's error.

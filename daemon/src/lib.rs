@@ -20,6 +20,7 @@
 //! - [`metrics`]: Prometheus registry and the per-call tower layer; [`http`]: the HTTP port.
 //! - [`tls`]: TLS and mutual TLS for the gRPC port.
 //! - [`token`]: `scipcached token`.
+//! - [`values`]: durations, sizes and the default data dir both command lines share.
 //! - [`error`]: the crate's error type.
 //!
 //! ## Lifecycle
@@ -38,6 +39,7 @@ pub mod service;
 pub mod status;
 pub mod tls;
 pub mod token;
+pub mod values;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,4 +1,6 @@
-//! The one place where engine errors become gRPC statuses.
+//! The one place where errors become gRPC statuses: the engine's ([`from_store`],
+//! [`from_upload`]) and the daemon's own refusals (`From<crate::error::Error> for Status`,
+//! so that `?` converts them in the services).
 //!
 //! Messages say what happened and what to do. Internal failures (LMDB, object store, local
 //! I/O, on-disk format, locking) become `INTERNAL` with a generic message; their detail goes
@@ -10,6 +12,24 @@ use scipcache_tiers::ids::ChunkId;
 use tonic::Status;
 
 pub use scipcache_proto::MAX_LISTED_MISSING;
+
+/// Maps a refusal of the daemon (or an engine error it carries).
+impl From<crate::error::Error> for Status {
+    fn from(err: crate::error::Error) -> Self {
+        use crate::error::Error as E;
+        match err {
+            E::Store(err) => from_store(err),
+            E::BadRequest(_) => Status::invalid_argument(err.to_string()),
+            E::OffsetPastEnd { .. } => Status::out_of_range(err.to_string()),
+            E::NoRef { .. } | E::ChunkNotInBlob { .. } => Status::not_found(err.to_string()),
+            E::Unauthenticated(_) => Status::unauthenticated(err.to_string()),
+            E::Denied { .. } | E::DeniedTenant { .. } | E::DeniedEveryTenant => {
+                Status::permission_denied(err.to_string())
+            }
+            other => internal(&other),
+        }
+    }
+}
 
 /// Maps an engine error of any call.
 pub fn from_store(err: Error) -> Status {
@@ -136,6 +156,76 @@ mod tests {
             let text = err.to_string();
             assert_eq!(from_store(err).code(), code, "{text}");
         }
+    }
+
+    #[test]
+    fn each_refusal_of_the_daemon_gets_its_code_and_its_text()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use crate::auth::{AuthError, Right};
+        let ns: scipcache_tiers::names::Namespace = "acme/web/app".parse()?;
+        let key: scipcache_tiers::names::RefKey = "secret-branch".parse()?;
+        let cases: Vec<(crate::error::Error, Code, &str)> = vec![
+            (
+                crate::error::Error::BadRequest("empty commit: send a header first".into()),
+                Code::InvalidArgument,
+                "empty commit: send a header first",
+            ),
+            (
+                crate::error::Error::OffsetPastEnd { offset: 9, size: 4 },
+                Code::OutOfRange,
+                "offset 9 is past the end of the 4-byte blob",
+            ),
+            (
+                crate::error::Error::NoRef {
+                    ns: ns.clone(),
+                    key: key.clone(),
+                    fallbacks: true,
+                },
+                Code::NotFound,
+                "no ref secret-branch in acme/web/app, and none under the fallback prefixes",
+            ),
+            (
+                crate::error::Error::Unauthenticated(AuthError::Expired),
+                Code::Unauthenticated,
+                "token expired; mint a new one",
+            ),
+            (
+                crate::error::Error::Denied {
+                    ns: ns.clone(),
+                    right: Right::Write,
+                },
+                Code::PermissionDenied,
+                "token has no write access to acme/web/app",
+            ),
+            (
+                crate::error::Error::DeniedTenant {
+                    tenant: ns.tenant().clone(),
+                    right: Right::Admin,
+                },
+                Code::PermissionDenied,
+                "token has no admin access to tenant acme (that needs the scope '*:admin' for \
+                 tenant acme)",
+            ),
+            (
+                crate::error::Error::DeniedEveryTenant,
+                Code::PermissionDenied,
+                "token has no admin access to every tenant (that needs tenant * with the scope \
+                 '*:admin')",
+            ),
+            (
+                crate::error::Error::Store(Error::NotFound("gone".into())),
+                Code::NotFound,
+                "gone",
+            ),
+        ];
+        for (err, code, message) in cases {
+            let status = Status::from(err);
+            assert_eq!((status.code(), status.message()), (code, message));
+        }
+        let internal = Status::from(crate::error::Error::Config("/secret/config".into()));
+        assert_eq!(internal.code(), Code::Internal);
+        assert!(!internal.message().contains("/secret"));
+        Ok(())
     }
 
     #[test]

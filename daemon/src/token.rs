@@ -9,8 +9,8 @@ use clap::Args;
 
 use crate::auth::keys::{Secret, local_key_path};
 use crate::auth::{MintRequest, Minted, mint};
-use crate::config::{DEFAULT_DATA_DIR, parse_duration};
 use crate::error::{Error, Result};
+use crate::values::{DEFAULT_DATA_DIR, parse_duration};
 
 /// `scipcached token (--data-dir DIR | --jwt-key-file FILE) --tenant T --scope SCOPE...
 /// [--ttl 24h] [--sub NAME]`.
@@ -23,9 +23,8 @@ use crate::error::{Error, Result};
 )]
 pub struct TokenArgs {
     /// Data dir whose local key signs the token (<DIR>/keys/hs256.key).
-    /// [default: ./scipcache-data]
-    #[arg(long, value_name = "DIR", env = "SCIPCACHE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[arg(long, value_name = "DIR", env = "SCIPCACHE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
     /// HS256 secret file to sign with instead of the data dir's key.
     #[arg(long, value_name = "FILE", env = "SCIPCACHE_JWT_KEY_FILE")]
     pub jwt_key_file: Option<PathBuf>,
@@ -55,11 +54,8 @@ impl TokenArgs {
         let secret = match &self.jwt_key_file {
             Some(file) => Secret::read(file)?,
             None => {
-                let dir = self
-                    .data_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-                let path = local_key_path(&dir);
+                let dir = &self.data_dir;
+                let path = local_key_path(dir);
                 if !path.exists() {
                     return Err(Error::Key(format!(
                         "no signing key at {}: start `scipcached --data-dir {}` once to create \

@@ -1,16 +1,19 @@
 //! The tonic side of auth: the interceptor turns `authorization: Bearer <jwt>` into
 //! [`Claims`] in the request's extensions (or refuses with `UNAUTHENTICATED`), and
-//! [`require`] checks a namespace against them (or refuses with `PERMISSION_DENIED`).
+//! [`require`] checks a namespace against them with [`access::check`] (or refuses with
+//! `PERMISSION_DENIED`).
 //!
 //! Refusals name the namespace, never the key, and carry nothing that varies between calls
 //! (no request id, no timestamp), so refusals of existing and missing refs read the same.
 
 use std::sync::Arc;
 
-use scipcache_tiers::names::{Namespace, Tenant};
+use scipcache_tiers::names::Namespace;
 use tonic::{Request, Status};
 
-use super::{AuthError, Claims, Right, Verifier};
+use super::scope::Right;
+use super::{Claims, Verifier, access};
+use crate::error::{AuthError, Error, Result};
 
 /// Verifies the bearer token of every call.
 #[derive(Clone, Debug)]
@@ -29,7 +32,7 @@ impl tonic::service::Interceptor for AuthInterceptor {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         let claims = authenticate(&self.verifier, &req).map_err(|e| {
             tracing::debug!(reason = %e, "unauthenticated call");
-            Status::unauthenticated(e.to_string())
+            Error::Unauthenticated(e)
         })?;
         req.extensions_mut().insert(Arc::new(claims));
         Ok(req)
@@ -59,44 +62,18 @@ fn authenticate(verifier: &Verifier, req: &Request<()>) -> Result<Claims, AuthEr
 }
 
 /// The verified claims of a request.
-pub fn claims<T>(req: &Request<T>) -> Result<Arc<Claims>, Status> {
+pub fn claims<T>(req: &Request<T>) -> Result<Arc<Claims>> {
     req.extensions()
         .get::<Arc<Claims>>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated(AuthError::Missing.to_string()))
+        .ok_or(Error::Unauthenticated(AuthError::Missing))
 }
 
 /// Checks that the request's token holds `right` over `ns`.
-pub fn require<T>(req: &Request<T>, ns: &Namespace, right: Right) -> Result<Arc<Claims>, Status> {
+pub fn require<T>(req: &Request<T>, ns: &Namespace, right: Right) -> Result<Arc<Claims>> {
     let claims = claims(req)?;
-    check(&claims, ns, right)?;
+    access::check(&claims, ns, right)?;
     Ok(claims)
-}
-
-/// Checks that `claims` hold `right` over `ns`.
-pub fn check(claims: &Claims, ns: &Namespace, right: Right) -> Result<(), Status> {
-    if claims.allows(ns, right) {
-        Ok(())
-    } else {
-        Err(denied(ns.as_str(), right))
-    }
-}
-
-/// Checks that `claims` hold `right` over every namespace of `tenant`.
-pub fn check_tenant(claims: &Claims, tenant: &Tenant, right: Right) -> Result<(), Status> {
-    if claims.allows_tenant(tenant, right) {
-        Ok(())
-    } else {
-        Err(Status::permission_denied(format!(
-            "token has no {right} access to tenant {tenant} (that needs the scope '*:{right}' \
-             for tenant {tenant})"
-        )))
-    }
-}
-
-/// The refusal for `right` on `ns`: the same text whatever exists there.
-pub fn denied(ns: &str, right: Right) -> Status {
-    Status::permission_denied(format!("token has no {right} access to {ns}"))
 }
 
 #[cfg(test)]
@@ -165,7 +142,7 @@ mod tests {
         let req = i.call(with_auth(&format!("bearer {}", minted.token)))?;
         let ns: Namespace = "acme/web/app".parse()?;
         assert!(require(&req, &ns, Right::Read).is_ok());
-        let refused = require(&req, &ns, Right::Write).err();
+        let refused = require(&req, &ns, Right::Write).err().map(Status::from);
         assert!(
             refused.is_some_and(|s| s.code() == tonic::Code::PermissionDenied
                 && s.message() == "token has no write access to acme/web/app")

@@ -60,6 +60,7 @@
 //! project, and nothing in any other tenant. Mint one with
 //! `scipcached token --data-dir DIR --tenant acme --scope web/app:write --scope 'web/*:read'`.
 
+pub mod access;
 pub mod denylist;
 pub mod interceptor;
 pub mod keys;
@@ -77,6 +78,7 @@ pub use denylist::Denylist;
 pub use keys::{PublicKey, Secret};
 pub use scope::{Pattern, Right, Scope, TenantClaim};
 
+pub use crate::error::AuthError;
 use crate::error::{Error, Result};
 
 /// The claims as they travel in the token.
@@ -155,49 +157,6 @@ impl Claims {
             .iter()
             .any(|s| s.is_tenant_wide() && s.right >= right)
     }
-}
-
-/// Why a token was refused. Each message says what to do; none repeats the token.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    /// No `authorization` metadata.
-    #[error(
-        "missing token: send `authorization: Bearer <token>` (scipcache --token or SCIPCACHE_TOKEN)"
-    )]
-    Missing,
-    /// Not `Bearer <jwt>`, or not a JWT.
-    #[error("malformed token: {0}")]
-    Malformed(String),
-    /// Past `exp`.
-    #[error("token expired; mint a new one")]
-    Expired,
-    /// Before `nbf`.
-    #[error("token not valid yet (nbf is in the future); check the clocks or wait")]
-    NotYetValid,
-    /// Signature does not verify with the key.
-    #[error("bad token signature: it was not signed with a key this server trusts")]
-    BadSignature,
-    /// The `kid` names no known key, or no key fits the token.
-    #[error("bad token: {0}")]
-    UnknownKey(String),
-    /// `alg` is not the key's algorithm.
-    #[error("bad token: algorithm {0} is not accepted for its key")]
-    WrongAlgorithm(String),
-    /// `iss` is not the configured issuer.
-    #[error("token issuer is not accepted by this server")]
-    WrongIssuer,
-    /// `aud` is not the configured audience.
-    #[error("token audience is not accepted by this server")]
-    WrongAudience,
-    /// A required claim is absent.
-    #[error("token lacks the {0} claim")]
-    MissingClaim(String),
-    /// Claims have bad values (scopes, tenant).
-    #[error("bad token claims: {0}")]
-    BadClaims(String),
-    /// `jti` or `sub` is on the denylist.
-    #[error("token revoked")]
-    Revoked,
 }
 
 /// Checks tokens: signature with a pinned algorithm, times, issuer, audience, claims and the

@@ -7,8 +7,7 @@ use scipcache_tiers::names::Tenant;
 use tonic::{Request, Response, Status};
 
 use super::Shared;
-use crate::auth::interceptor;
-use crate::auth::{Right, TenantClaim};
+use crate::auth::{access, interceptor};
 use crate::status;
 
 /// The Admin service.
@@ -37,27 +36,7 @@ impl Admin for AdminService {
         } else {
             Some(asked.parse().map_err(status::from_store)?)
         };
-        // Whose figures: the operator may ask for all or one; anyone else gets their own
-        // tenant's, and only with '*:admin' over it.
-        let scope = match (&claims.tenant, tenant) {
-            (_, Some(t)) => {
-                interceptor::check_tenant(&claims, &t, Right::Admin)?;
-                Some(t)
-            }
-            (TenantClaim::One(own), None) => {
-                interceptor::check_tenant(&claims, own, Right::Admin)?;
-                Some(own.clone())
-            }
-            (TenantClaim::Any, None) => {
-                if !claims.is_operator() {
-                    return Err(Status::permission_denied(
-                        "token has no admin access to every tenant (that needs tenant * with \
-                         the scope '*:admin')",
-                    ));
-                }
-                None
-            }
-        };
+        let scope = access::admin_scope(&claims, tenant)?;
         let stats = self
             .shared
             .store

@@ -18,8 +18,8 @@ use super::{
     MAX_CHUNKS_PER_BLOB, STREAM_BUFFER, Shared, no_ref, parse_key, parse_namespace, parse_prefixes,
     ref_info,
 };
-use crate::auth::Right;
-use crate::auth::interceptor;
+use crate::auth::{Right, access, interceptor};
+use crate::error::Error;
 use crate::status;
 
 /// Entries allocated up front for a commit; more grow as they arrive, so a header alone
@@ -52,18 +52,17 @@ impl Blobs for BlobsService {
                 part: Some(commit_request::Part::Header(h)),
             }) => h,
             Some(_) => {
-                return Err(Status::invalid_argument(
-                    "the first commit message must be the header",
-                ));
+                return Err(Error::BadRequest(
+                    "the first commit message must be the header".into(),
+                )
+                .into());
             }
             None => {
-                return Err(Status::invalid_argument(
-                    "empty commit: send a header first",
-                ));
+                return Err(Error::BadRequest("empty commit: send a header first".into()).into());
             }
         };
         let ns = parse_namespace(&header.namespace)?;
-        interceptor::check(&claims, &ns, Right::Write)?;
+        access::check(&claims, &ns, Right::Write)?;
         let key = parse_key(&header.key)?;
         let blob = convert::blob_id(&header.blob).map_err(status::from_store)?;
         let chunker = match header.chunker {
@@ -72,15 +71,17 @@ impl Blobs for BlobsService {
         };
         let count = header.chunk_count;
         if count > MAX_CHUNKS_PER_BLOB {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::BadRequest(format!(
                 "blob of {count} chunks; this server accepts at most {MAX_CHUNKS_PER_BLOB}"
-            )));
+            ))
+            .into());
         }
         if count > header.size || header.size > count.saturating_mul(u64::from(chunker.max)) {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::BadRequest(format!(
                 "{count} chunks of at most {} bytes cannot make a blob of {} bytes",
                 chunker.max, header.size
-            )));
+            ))
+            .into());
         }
         // Lossless: count <= MAX_CHUNKS_PER_BLOB.
         let count = usize::try_from(count).unwrap_or(usize::MAX);
@@ -97,26 +98,29 @@ impl Blobs for BlobsService {
             let batch = match message.part {
                 Some(commit_request::Part::Entries(batch)) => batch,
                 Some(commit_request::Part::Header(_)) => {
-                    return Err(Status::invalid_argument(
-                        "a commit has exactly one header, in its first message",
-                    ));
+                    return Err(Error::BadRequest(
+                        "a commit has exactly one header, in its first message".into(),
+                    )
+                    .into());
                 }
                 None => continue,
             };
             if entries.len() + batch.entries.len() > count {
-                return Err(Status::invalid_argument(format!(
+                return Err(Error::BadRequest(format!(
                     "more manifest entries than the {count} chunks the header declares"
-                )));
+                ))
+                .into());
             }
             for entry in &batch.entries {
                 entries.push(ManifestEntry::try_from(entry).map_err(status::from_store)?);
             }
         }
         if entries.len() != count {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::BadRequest(format!(
                 "the header declares {count} chunks but {} manifest entries arrived",
                 entries.len()
-            )));
+            ))
+            .into());
         }
         let manifest =
             Manifest::new(chunker, blob, header.size, entries).map_err(status::from_store)?;
@@ -150,10 +154,11 @@ impl Blobs for BlobsService {
             .map_err(status::from_store)?
             .ok_or_else(|| no_ref(&ns, &key, &fallbacks))?;
         if r.offset > record.size {
-            return Err(Status::out_of_range(format!(
-                "offset {} is past the end of the {}-byte blob",
-                r.offset, record.size
-            )));
+            return Err(Error::OffsetPastEnd {
+                offset: r.offset,
+                size: record.size,
+            }
+            .into());
         }
         let manifest = store
             .manifest(ns.tenant(), record.manifest)

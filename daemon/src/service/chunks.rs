@@ -1,7 +1,5 @@
 //! `scipcache.v1.Chunks`: which chunks are missing, uploading them, reading them by id.
 
-use std::collections::HashSet;
-
 use scipcache_proto::pb;
 use scipcache_proto::pb::chunks_server::Chunks;
 use scipcache_proto::{MAX_IDS_PER_REQUEST, convert};
@@ -15,8 +13,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{STREAM_BUFFER, Shared, no_ref, parse_ids, parse_key, parse_namespace};
-use crate::auth::Right;
-use crate::auth::interceptor;
+use crate::auth::{Right, access, interceptor};
+use crate::error::Error;
 use crate::status;
 
 /// An upload batch is handed to the store once it holds this many bytes…
@@ -42,19 +40,21 @@ impl ChunksService {
         let id = convert::chunk_id(&chunk.id).map_err(status::from_upload)?;
         let max = self.shared.store.chunker().max as usize;
         if chunk.frame.len() > FRAME_HEADER_LEN + max {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::BadRequest(format!(
                 "chunk {id}: frame of {} bytes is larger than the biggest chunk this server \
                  accepts ({max} bytes plus a {FRAME_HEADER_LEN}-byte header); cut chunks with \
                  the chunker from Info/GetServerInfo",
                 chunk.frame.len()
-            )));
+            ))
+            .into());
         }
         let frame = Frame::from_bytes(chunk.frame).map_err(status::from_upload)?;
         let raw = frame.raw_len();
         if raw == 0 || raw > max {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::BadRequest(format!(
                 "chunk {id}: declares {raw} bytes; chunks must hold 1 to {max} bytes"
-            )));
+            ))
+            .into());
         }
         Ok((id, frame))
     }
@@ -148,12 +148,13 @@ impl Chunks for ChunksService {
         let claims = interceptor::claims(&req)?;
         let mut stream = req.into_inner();
         let Some(first) = stream.message().await? else {
-            return Err(Status::invalid_argument(
-                "empty upload: the first message must name the namespace",
-            ));
+            return Err(Error::BadRequest(
+                "empty upload: the first message must name the namespace".into(),
+            )
+            .into());
         };
         let ns = parse_namespace(&first.namespace)?;
-        interceptor::check(&claims, &ns, Right::Write)?;
+        access::check(&claims, &ns, Right::Write)?;
         let mut pipeline = Pipeline {
             shared: self.shared.clone(),
             tenant: ns.tenant().clone(),
@@ -208,20 +209,7 @@ impl Chunks for ChunksService {
             .manifest(ns.tenant(), record.manifest)
             .await
             .map_err(status::from_store)?;
-        // Every id must belong to this blob: reading a chunk needs read access to a blob
-        // that holds it, whoever else stored the same bytes.
-        let mut unseen: HashSet<ChunkId> = ids.iter().copied().collect();
-        for entry in manifest.entries() {
-            if unseen.is_empty() {
-                break;
-            }
-            unseen.remove(&entry.id);
-        }
-        if let Some(id) = ids.iter().find(|id| unseen.contains(id)) {
-            return Err(Status::not_found(format!(
-                "chunk {id} is not part of the blob under {key} in {ns}"
-            )));
-        }
+        access::may_read_chunks(&ns, &key, manifest.entries().iter().map(|e| e.id), &ids)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let store = store.clone();
         let tenant = ns.tenant().clone();

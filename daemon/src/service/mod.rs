@@ -1,7 +1,8 @@
 //! The gRPC services, one file per proto service. Each method is thin: take the verified
 //! claims, parse and check what the caller sent (namespace first, then the permission,
-//! before anything is looked up), call the [`Store`], and map errors with
-//! [`crate::status`].
+//! before anything is looked up; every decision is [`crate::auth::access`]'s), call the
+//! [`Store`], and map errors with [`crate::status`]. Refusals are [`Error`] values, which
+//! `?` turns into statuses there.
 
 pub mod admin;
 pub mod blobs;
@@ -11,13 +12,12 @@ pub mod refs;
 
 use std::sync::Arc;
 
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use scipcache_proto::pb;
 use scipcache_tiers::Store;
 use scipcache_tiers::names::{KeyPrefix, Namespace, RefKey};
 use scipcache_tiers::refs::RefRecord;
-use tonic::Status;
-
-use crate::metrics::Metrics;
 
 /// Most manifest entries accepted in one commit (4 Mi chunks: a 64 GiB blob at the default
 /// 16 KiB average).
@@ -41,32 +41,29 @@ pub struct Shared {
 }
 
 /// Parses a namespace sent by a caller.
-pub fn parse_namespace(s: &str) -> Result<Namespace, Status> {
+pub fn parse_namespace(s: &str) -> Result<Namespace> {
     if s.is_empty() {
-        return Err(Status::invalid_argument(
-            "namespace is required (tenant/team/project)",
+        return Err(Error::BadRequest(
+            "namespace is required (tenant/team/project)".into(),
         ));
     }
-    s.parse().map_err(crate::status::from_store)
+    Ok(s.parse()?)
 }
 
 /// Parses a ref key sent by a caller.
-pub fn parse_key(s: &str) -> Result<RefKey, Status> {
-    s.parse().map_err(crate::status::from_store)
+pub fn parse_key(s: &str) -> Result<RefKey> {
+    Ok(s.parse()?)
 }
 
 /// Parses fallback key prefixes.
-pub fn parse_prefixes(prefixes: &[String]) -> Result<Vec<KeyPrefix>, Status> {
+pub fn parse_prefixes(prefixes: &[String]) -> Result<Vec<KeyPrefix>> {
     if prefixes.len() > MAX_FALLBACKS {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::BadRequest(format!(
             "{} fallback prefixes given, at most {MAX_FALLBACKS} allowed",
             prefixes.len()
         )));
     }
-    prefixes
-        .iter()
-        .map(|p| p.parse().map_err(crate::status::from_store))
-        .collect()
+    prefixes.iter().map(|p| Ok(p.parse()?)).collect()
 }
 
 /// Parses a list of 32-byte ids, at most `max`.
@@ -74,16 +71,14 @@ pub fn parse_ids<T>(
     ids: &[bytes::Bytes],
     max: usize,
     parse: impl Fn(&[u8]) -> scipcache_tiers::Result<T>,
-) -> Result<Vec<T>, Status> {
+) -> Result<Vec<T>> {
     if ids.len() > max {
-        return Err(Status::invalid_argument(format!(
+        return Err(Error::BadRequest(format!(
             "{} ids in one request, at most {max} allowed; split the request",
             ids.len()
         )));
     }
-    ids.iter()
-        .map(|id| parse(id).map_err(crate::status::from_store))
-        .collect()
+    ids.iter().map(|id| Ok(parse(id)?)).collect()
 }
 
 /// The wire form of a ref.
@@ -102,12 +97,10 @@ pub fn ref_info(ns: &Namespace, key: &RefKey, rec: &RefRecord) -> pb::RefInfo {
 }
 
 /// `NOT_FOUND` for a ref the caller may read but that does not exist (or expired).
-pub fn no_ref(ns: &Namespace, key: &RefKey, fallbacks: &[KeyPrefix]) -> Status {
-    if fallbacks.is_empty() {
-        Status::not_found(format!("no ref {key} in {ns}"))
-    } else {
-        Status::not_found(format!(
-            "no ref {key} in {ns}, and none under the fallback prefixes"
-        ))
+pub fn no_ref(ns: &Namespace, key: &RefKey, fallbacks: &[KeyPrefix]) -> Error {
+    Error::NoRef {
+        ns: ns.clone(),
+        key: key.clone(),
+        fallbacks: !fallbacks.is_empty(),
     }
 }

@@ -1,0 +1,144 @@
+//! Value types both command lines share (`scipcached` in [`crate::config`] and
+//! `scipcached token` in [`crate::token`]): humantime durations, byte sizes, and the default
+//! data dir. It depends on neither of them, so they do not depend on each other.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Default data directory of the daemon and of `scipcached token`.
+pub const DEFAULT_DATA_DIR: &str = "./scipcache-data";
+
+/// Parses a humantime duration (`90s`, `30m`, `24h`, `7d`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); use e.g. 90s, 30m, 24h, 7d"))
+}
+
+/// A byte count: plain bytes (`1073741824`) or with a unit (`4GiB`, `512 MiB`, `10GB`).
+/// Binary units (`KiB`, `MiB`, `GiB`, `TiB`, and the short `K`, `M`, `G`, `T`) are powers of
+/// 1024; decimal ones (`KB`, `MB`, `GB`, `TB`) powers of 1000.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (digits, unit) = s.split_at(split);
+        let bad = || format!("invalid size {s:?}: use bytes or a unit such as 512MiB or 4GiB");
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kib" => 1 << 10,
+            "m" | "mib" => 1 << 20,
+            "g" | "gib" => 1 << 30,
+            "t" | "tib" => 1 << 40,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(mult)
+            .map(Self)
+            .ok_or_else(|| format!("size {s:?} is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // TOML integers are i64; sizes above that are printed as text.
+        match i64::try_from(self.0) {
+            Ok(n) => s.serialize_i64(n),
+            Err(_) => s.serialize_str(&self.0.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Self(n)),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// `#[serde(with = "humantime_serde")]` for a [`Duration`]: `"90s"`, `"24h"`.
+pub mod humantime_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the duration as humantime text.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    /// Reads humantime text.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// The same for an `Option<Duration>` (absent = `None`; pair it with `#[serde(default)]`).
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserializer, Serializer};
+
+        /// Writes `Some` as humantime text; `None` is left out.
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Reads humantime text.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_bytes_and_units() {
+        assert_eq!("123".parse::<ByteSize>(), Ok(ByteSize(123)));
+        assert_eq!("4GiB".parse::<ByteSize>(), Ok(ByteSize(4 << 30)));
+        assert_eq!("512 MiB".parse::<ByteSize>(), Ok(ByteSize(512 << 20)));
+        assert_eq!("10GB".parse::<ByteSize>(), Ok(ByteSize(10_000_000_000)));
+        assert_eq!("1k".parse::<ByteSize>(), Ok(ByteSize(1024)));
+        assert!("4 parsecs".parse::<ByteSize>().is_err());
+        assert!("".parse::<ByteSize>().is_err());
+        assert!("99999999999TiB".parse::<ByteSize>().is_err());
+    }
+
+    #[test]
+    fn durations_are_humantime_and_bad_ones_say_how_to_write_them() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration(" 7d "), Ok(Duration::from_secs(7 * 86_400)));
+        let err = parse_duration("soon").err().unwrap_or_default();
+        assert!(err.contains("24h"), "{err}");
+    }
+}

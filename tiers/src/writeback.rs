@@ -299,119 +299,44 @@ pub(crate) async fn drain(inner: &Uploader, force: bool) -> Result<()> {
     let mut pending = inner.pending.lock().await;
     let mut after = 0u64;
     loop {
-        let start = after;
-        let entries = inner
-            .meta
-            .read(move |t, txn| {
-                let mut out = Vec::new();
-                let from = start.to_be_bytes();
-                let bounds = (
-                    std::ops::Bound::Included(&from[..]),
-                    std::ops::Bound::Unbounded,
-                );
-                for item in t.cold_queue.range(txn, &bounds)? {
-                    let (k, v) = item?;
-                    out.push(decode_entry(k, v)?);
-                    if out.len() >= ROUND {
-                        break;
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
+        let entries = read_round(inner, after).await?;
         let Some(last) = entries.last() else {
             return Ok(());
         };
         after = last.seq + 1;
         let full_round = entries.len() >= ROUND;
-        let mut done_seqs = Vec::new();
+        let mut manifests = Vec::new();
         let mut chunks: BTreeMap<TenantId, Vec<Entry>> = BTreeMap::new();
         for e in entries {
             match e.item {
-                QueueItem::Manifest(tenant, id) => {
-                    let mkey = manifest_key(tenant, &id);
-                    let encoded = inner
-                        .meta
-                        .read(move |t, txn| Ok(t.manifests.get(txn, &mkey)?.map(<[u8]>::to_vec)))
-                        .await?;
-                    if let Some(encoded) = encoded {
-                        inner.cold.put_manifest(tenant, &id, &encoded).await?;
-                    }
-                    done_seqs.push(e.seq);
-                }
+                QueueItem::Manifest(tenant, id) => manifests.push((e.seq, tenant, id)),
                 QueueItem::Chunk(key) => chunks.entry(key.tenant()).or_default().push(e),
             }
         }
-        remove(inner, std::mem::take(&mut done_seqs)).await?;
-        let now = inner.clock().now_ms();
-        let wait_ms = u64::try_from(inner.config.flush_after.as_millis()).unwrap_or(u64::MAX);
+        upload_manifests(inner, manifests).await?;
+        let mut done_seqs = Vec::new();
         for (tenant, group) in chunks {
-            let mut pack: Vec<(ChunkKey, Frame)> = Vec::new();
-            let mut pack_seqs = Vec::new();
-            let mut pack_bytes = 0usize;
-            let mut oldest = u64::MAX;
+            let mut pack = PackBuilder::default();
             for slice in group.chunks(256) {
                 // At shutdown, stop between slices: what is not uploaded stays queued.
                 if inner.cancel.is_cancelled() && !force {
                     return Err(Error::ShuttingDown);
                 }
-                // Frames to encode: those not encoded in an earlier round.
-                let keys: Vec<(u64, ChunkKey)> = slice
-                    .iter()
-                    .filter_map(|e| match e.item {
-                        QueueItem::Chunk(k) if !pending.encoded.contains_key(&e.seq) => {
-                            Some((e.seq, k))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                if !keys.is_empty() {
-                    let local = read_local(inner, keys.iter().map(|(_, k)| *k).collect()).await?;
-                    let mut to_encode = Vec::new();
-                    let mut seqs = Vec::new();
-                    for ((seq, key), found) in keys.into_iter().zip(local) {
-                        match found {
-                            Some(frame) => {
-                                to_encode.push((key, frame));
-                                seqs.push(seq);
-                            }
-                            // Gone from hot and warm, or already cold: nothing to upload.
-                            None => done_seqs.push(seq),
-                        }
-                    }
-                    let encoded = inner
-                        .encoder
-                        .encode(to_encode, inner.config.compression)
-                        .await?;
-                    for (seq, item) in seqs.into_iter().zip(encoded) {
-                        pending.encoded.insert(seq, item);
-                    }
-                }
+                encode_slice(inner, &mut pending, slice, &mut done_seqs).await?;
                 for e in slice {
                     let Some((key, frame)) = pending.encoded.get(&e.seq) else {
                         continue;
                     };
-                    pack_bytes += frame.stored_len();
-                    pack.push((*key, frame.clone()));
-                    pack_seqs.push(e.seq);
-                    oldest = oldest.min(e.enqueued_ms);
-                    if pack_bytes >= inner.config.pack_target {
-                        upload(
-                            inner,
-                            tenant,
-                            &mut pending,
-                            std::mem::take(&mut pack),
-                            std::mem::take(&mut pack_seqs),
-                        )
-                        .await?;
-                        pack_bytes = 0;
-                        oldest = u64::MAX;
+                    pack.add(e, *key, frame.clone());
+                    if pack.bytes >= inner.config.pack_target {
+                        upload(inner, tenant, &mut pending, pack.take()).await?;
                     }
                 }
             }
-            let due = force || now.saturating_sub(oldest) >= wait_ms;
-            if !pack.is_empty() && due {
-                upload(inner, tenant, &mut pending, pack, pack_seqs).await?;
+            let wait_ms = u64::try_from(inner.config.flush_after.as_millis()).unwrap_or(u64::MAX);
+            let due = force || inner.clock().now_ms().saturating_sub(pack.oldest) >= wait_ms;
+            if !pack.frames.is_empty() && due {
+                upload(inner, tenant, &mut pending, pack.take()).await?;
             }
         }
         remove(inner, done_seqs).await?;
@@ -421,12 +346,129 @@ pub(crate) async fn drain(inner: &Uploader, force: bool) -> Result<()> {
     }
 }
 
+/// The next [`ROUND`] queue entries from sequence `after` on.
+async fn read_round(inner: &Uploader, after: u64) -> Result<Vec<Entry>> {
+    inner
+        .meta
+        .read(move |t, txn| {
+            let mut out = Vec::new();
+            let from = after.to_be_bytes();
+            let bounds = (
+                std::ops::Bound::Included(&from[..]),
+                std::ops::Bound::Unbounded,
+            );
+            for item in t.cold_queue.range(txn, &bounds)? {
+                let (k, v) = item?;
+                out.push(decode_entry(k, v)?);
+                if out.len() >= ROUND {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// Writes queued manifests to the cold tier and drops their queue entries.
+async fn upload_manifests(
+    inner: &Uploader,
+    manifests: Vec<(u64, TenantId, ManifestId)>,
+) -> Result<()> {
+    let mut done = Vec::with_capacity(manifests.len());
+    for (seq, tenant, id) in manifests {
+        let mkey = manifest_key(tenant, &id);
+        let encoded = inner
+            .meta
+            .read(move |t, txn| Ok(t.manifests.get(txn, &mkey)?.map(<[u8]>::to_vec)))
+            .await?;
+        if let Some(encoded) = encoded {
+            inner.cold.put_manifest(tenant, &id, &encoded).await?;
+        }
+        done.push(seq);
+    }
+    remove(inner, done).await
+}
+
+/// Encodes the chunks of `slice` not encoded in an earlier round; entries whose chunk needs
+/// no upload (gone from hot and warm, or already cold) go to `done_seqs`.
+async fn encode_slice(
+    inner: &Uploader,
+    pending: &mut Pending,
+    slice: &[Entry],
+    done_seqs: &mut Vec<u64>,
+) -> Result<()> {
+    let keys: Vec<(u64, ChunkKey)> = slice
+        .iter()
+        .filter_map(|e| match e.item {
+            QueueItem::Chunk(k) if !pending.encoded.contains_key(&e.seq) => Some((e.seq, k)),
+            _ => None,
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let local = read_local(inner, keys.iter().map(|(_, k)| *k).collect()).await?;
+    let mut to_encode = Vec::new();
+    let mut seqs = Vec::new();
+    for ((seq, key), found) in keys.into_iter().zip(local) {
+        match found {
+            Some(frame) => {
+                to_encode.push((key, frame));
+                seqs.push(seq);
+            }
+            None => done_seqs.push(seq),
+        }
+    }
+    let encoded = inner
+        .encoder
+        .encode(to_encode, inner.config.compression)
+        .await?;
+    for (seq, item) in seqs.into_iter().zip(encoded) {
+        pending.encoded.insert(seq, item);
+    }
+    Ok(())
+}
+
+/// The pack being filled for one tenant.
+struct PackBuilder {
+    frames: Vec<(ChunkKey, Frame)>,
+    seqs: Vec<u64>,
+    bytes: usize,
+    /// When its oldest entry was queued, Unix ms.
+    oldest: u64,
+}
+
+impl Default for PackBuilder {
+    fn default() -> Self {
+        Self {
+            frames: Vec::new(),
+            seqs: Vec::new(),
+            bytes: 0,
+            oldest: u64::MAX,
+        }
+    }
+}
+
+impl PackBuilder {
+    fn add(&mut self, e: &Entry, key: ChunkKey, frame: Frame) {
+        self.bytes += frame.stored_len();
+        self.frames.push((key, frame));
+        self.seqs.push(e.seq);
+        self.oldest = self.oldest.min(e.enqueued_ms);
+    }
+
+    /// The filled pack's frames and queue entries; the builder starts over.
+    fn take(&mut self) -> (Vec<(ChunkKey, Frame)>, Vec<u64>) {
+        let taken = std::mem::take(self);
+        (taken.frames, taken.seqs)
+    }
+}
+
 async fn upload(
     store: &Uploader,
     tenant: TenantId,
     pending: &mut Pending,
-    pack: Vec<(ChunkKey, Frame)>,
-    seqs: Vec<u64>,
+    (pack, seqs): (Vec<(ChunkKey, Frame)>, Vec<u64>),
 ) -> Result<()> {
     let n = pack.len();
     store.cold.put_pack(tenant, pack).await?;

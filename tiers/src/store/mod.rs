@@ -39,6 +39,8 @@
 mod background;
 mod dir_lock;
 mod ingest;
+#[cfg(test)]
+mod lifecycle_tests;
 mod read;
 mod refs;
 mod repair;

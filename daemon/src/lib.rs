@@ -203,6 +203,18 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
         server = tls.apply(server)?;
     }
 
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(scipcache_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Config(format!("server reflection: {e}")))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(scipcache_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| Error::Config(format!("server reflection: {e}")))?;
+
+    // From here on nothing returns early: every exit path shuts the store down.
     let store = Store::open(config.store_config()).await?;
     // Set once: this is the only place that opens a store.
     let _ = store_cell.set(store.clone());
@@ -217,16 +229,6 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
     let auth = AuthInterceptor::new(verifier);
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(scipcache_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| Error::Config(format!("server reflection: {e}")))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(scipcache_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|e| Error::Config(format!("server reflection: {e}")))?;
 
     let router = server
         .concurrency_limit_per_connection(config.max_concurrent_calls)

@@ -9,10 +9,11 @@ use heed::RwTxn;
 
 use crate::codec::{Compression, Frame, MAX_CHUNK_LEN};
 use crate::error::Result;
-use crate::meta::{ChunkInfo, ChunkKey, Meta, Tables, bump_counter, tier_bits};
+use crate::meta::{
+    ChunkInfo, ChunkKey, Meta, Tables, bump_counter, clear_tier_bit, list_table, tier_bits,
+};
 use crate::names::TenantId;
-use crate::store::TierName;
-use crate::tier::ChunkTier;
+use crate::tier::{ChunkTier, TierName};
 
 /// The hot tier.
 #[derive(Clone, Debug)]
@@ -28,7 +29,9 @@ impl HotTier {
 
     /// Re-encodes a verified frame with the hot codec unless it already uses it.
     pub(crate) fn prepare(&self, frame: &Frame) -> Result<Frame> {
-        if frame.codec() == self.compression.codec() {
+        // Kept as uploaded when it is in the hot codec and carries its checksum (the read path
+        // checks hot copies by it); older format-1 frames are upgraded.
+        if frame.codec() == self.compression.codec() && frame.has_checksum() {
             return Ok(frame.clone());
         }
         let raw = frame.decode(MAX_CHUNK_LEN)?;
@@ -61,7 +64,7 @@ pub(crate) fn put_in_txn(
         None => ChunkInfo {
             raw_len: frame.raw_len() as u32,
             tiers: 0,
-            last_access_s: crate::refs::now_ms() / 1000,
+            last_access_s: t.clock.now_s(),
         },
     };
     if info.tiers & tier_bits::HOT != 0 && t.hot.get(txn, k)?.is_some() {
@@ -91,65 +94,6 @@ pub(crate) fn delete_in_txn(t: &Tables, txn: &mut RwTxn<'_>, key: ChunkKey) -> R
     clear_tier_bit(t, txn, key, tier_bits::HOT)?;
     bump_counter(t, txn, key.tenant(), tier_bits::HOT, -1, -(len as i64))?;
     Ok(true)
-}
-
-/// Clears one tier bit of a chunk; forgets the chunk when no tier holds it any more.
-pub(crate) fn clear_tier_bit(
-    t: &Tables,
-    txn: &mut RwTxn<'_>,
-    key: ChunkKey,
-    bit: u8,
-) -> Result<()> {
-    let k = key.as_bytes();
-    if let Some(v) = t.chunks.get(txn, k)? {
-        let mut info = ChunkInfo::decode(v)?;
-        info.tiers &= !bit;
-        if info.tiers == 0 {
-            t.chunks.delete(txn, k)?;
-        } else {
-            t.chunks.put(txn, k, &info.encode())?;
-        }
-    }
-    Ok(())
-}
-
-/// Sets one tier bit of a chunk, creating its info when absent.
-pub(crate) fn set_tier_bit(
-    t: &Tables,
-    txn: &mut RwTxn<'_>,
-    key: ChunkKey,
-    bit: u8,
-    raw_len: u32,
-) -> Result<()> {
-    let k = key.as_bytes();
-    let mut info = match t.chunks.get(txn, k)? {
-        Some(v) => ChunkInfo::decode(v)?,
-        None => ChunkInfo {
-            raw_len,
-            tiers: 0,
-            last_access_s: crate::refs::now_ms() / 1000,
-        },
-    };
-    info.tiers |= bit;
-    t.chunks.put(txn, k, &info.encode())?;
-    Ok(())
-}
-
-/// Keys of a tenant in one table, in key order.
-pub(crate) fn list_table(
-    meta: &Meta,
-    pick: fn(&Tables) -> crate::meta::Table,
-    tenant: TenantId,
-) -> Result<Vec<ChunkKey>> {
-    meta.read_now(|t, txn| {
-        let table = pick(t);
-        let mut out = Vec::new();
-        for item in table.prefix_iter(txn, &tenant.0)? {
-            let (k, _) = item?;
-            out.push(ChunkKey::from_slice(k)?);
-        }
-        Ok(out)
-    })
 }
 
 impl ChunkTier for HotTier {

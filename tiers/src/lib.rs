@@ -14,18 +14,29 @@
 //! - [`chunking`]: the [`chunking::Splitter`] trait, FastCDC, and a streaming chunk reader.
 //! - [`codec`]: the chunk frame (codec id, raw length, payload): the format spec.
 //! - [`manifest`]: the manifest and its versioned encoding.
-//! - `meta`: the LMDB environment: every table's key and value layout.
+//! - [`refs`]: the ref record and its table keys.
+//! - [`clock`]: the one place the engine reads the time (tests set it).
+//! - `meta`: the LMDB environment: every table's key and value layout, tier-bit helpers.
 //! - `version`: the data dir's format version and the rule for changing formats.
-//! - `tier`: the `ChunkTier` trait every tier implements, and its conformance suite.
+//! - `tier`: `TierName`, the `ChunkTier` trait every tier implements, and its conformance suite.
 //! - `hot`, `warm`, `cold`: LMDB chunks (lz4), append-only pack files (zstd low),
 //!   object-store packs (zstd high, written behind).
-//! - `store`: the facade: writes, the read path with promotion and repair, refs, blobs.
+//! - `writeback`: the write-behind uploader to the cold tier.
+//! - `blocking`: the one helper for blocking work and OS threads.
+//! - `store`: the facade, one file per step of the data path (see its docs).
+//!
+//! Data flows one way: `store` → the tiers (`hot`, `warm`, `cold`, `writeback`) → `meta`,
+//! `codec`. Nothing below `store` names it.
+//!
+//! Feature `testing` adds entry points that only tests and benchmarks use
+//! (`Store::write_blob`, `demote`, `evict_to_cold`, `scrub_chunk`, `read_blob_to`).
 
 #![cfg_attr(not(feature = "backends"), allow(dead_code))]
 
 #[cfg(feature = "backends")]
 mod blocking;
 pub mod chunking;
+pub mod clock;
 pub mod codec;
 #[cfg(feature = "backends")]
 mod cold;
@@ -52,6 +63,5 @@ mod writeback;
 #[cfg(feature = "backends")]
 pub use store::{Store, StoreConfig};
 
+pub use clock::Clock;
 pub use error::{Error, Result};
-#[cfg(all(test, feature = "backends"))]
-mod store_tests;

@@ -24,8 +24,18 @@ use crate::error::{Error, Result};
 use crate::ids::{BlobId, ChunkId, ManifestId};
 
 const MAGIC: [u8; 4] = *b"SCM\x01";
-const HEADER_LEN: usize = 65;
-const ENTRY_LEN: usize = 36;
+/// Bytes of the encoding before the entries.
+pub const HEADER_LEN: usize = 65;
+/// Bytes of one encoded entry.
+pub const ENTRY_LEN: usize = 36;
+/// Most entries one manifest may hold: 4 Mi chunks, a 128 GiB blob at the default 32 KiB
+/// average chunk size ([`crate::chunking::DEFAULT_AVG_CHUNK`]).
+pub const MAX_CHUNKS_PER_BLOB: usize = 4 << 20;
+
+/// Length of the encoding of a manifest of `entries` entries.
+pub const fn encoded_len(entries: usize) -> usize {
+    HEADER_LEN + ENTRY_LEN * entries
+}
 
 /// One chunk of a blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +128,7 @@ impl Manifest {
 
     /// The canonical encoding.
     pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(HEADER_LEN + ENTRY_LEN * self.entries.len());
+        let mut out = BytesMut::with_capacity(encoded_len(self.entries.len()));
         out.put_slice(&MAGIC);
         out.put_u8(self.chunker.algorithm as u8);
         out.put_u32_le(self.chunker.min);

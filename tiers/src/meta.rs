@@ -38,15 +38,16 @@ use heed::types::Bytes as RawBytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::ids::ChunkId;
+use crate::ids::{ChunkId, ManifestId};
 use crate::names::TenantId;
 
 /// A table of raw bytes.
 pub(crate) type Table = Database<'static, RawBytes, RawBytes>;
 
-/// The environment's tables.
-#[derive(Clone, Copy, Debug)]
+/// The environment's tables, and the clock that stamps what is written through them.
+#[derive(Clone, Debug)]
 pub(crate) struct Tables {
     pub(crate) chunks: Table,
     pub(crate) hot: Table,
@@ -59,6 +60,8 @@ pub(crate) struct Tables {
     pub(crate) tenants: Table,
     pub(crate) counters: Table,
     pub(crate) state: Table,
+    /// Where access times and queue ages come from.
+    pub(crate) clock: Clock,
 }
 
 const TABLE_NAMES: [&str; 11] = [
@@ -216,6 +219,73 @@ pub(crate) fn state_put(t: &Tables, txn: &mut RwTxn<'_>, name: &str, value: u64)
     Ok(())
 }
 
+/// The `manifests` table key: tenant id, then manifest id.
+pub(crate) fn manifest_key(tenant: TenantId, id: &ManifestId) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&tenant.0);
+    k[8..].copy_from_slice(id.as_bytes());
+    k
+}
+
+/// Clears one tier bit of a chunk; forgets the chunk when no tier holds it any more.
+pub(crate) fn clear_tier_bit(
+    t: &Tables,
+    txn: &mut RwTxn<'_>,
+    key: ChunkKey,
+    bit: u8,
+) -> Result<()> {
+    let k = key.as_bytes();
+    if let Some(v) = t.chunks.get(txn, k)? {
+        let mut info = ChunkInfo::decode(v)?;
+        info.tiers &= !bit;
+        if info.tiers == 0 {
+            t.chunks.delete(txn, k)?;
+        } else {
+            t.chunks.put(txn, k, &info.encode())?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets one tier bit of a chunk, creating its info (accessed now) when absent.
+pub(crate) fn set_tier_bit(
+    t: &Tables,
+    txn: &mut RwTxn<'_>,
+    key: ChunkKey,
+    bit: u8,
+    raw_len: u32,
+) -> Result<()> {
+    let k = key.as_bytes();
+    let mut info = match t.chunks.get(txn, k)? {
+        Some(v) => ChunkInfo::decode(v)?,
+        None => ChunkInfo {
+            raw_len,
+            tiers: 0,
+            last_access_s: t.clock.now_s(),
+        },
+    };
+    info.tiers |= bit;
+    t.chunks.put(txn, k, &info.encode())?;
+    Ok(())
+}
+
+/// Keys of a tenant in one table, in key order.
+pub(crate) fn list_table(
+    meta: &Meta,
+    pick: fn(&Tables) -> Table,
+    tenant: TenantId,
+) -> Result<Vec<ChunkKey>> {
+    meta.read_now(|t, txn| {
+        let table = pick(t);
+        let mut out = Vec::new();
+        for item in table.prefix_iter(txn, &tenant.0)? {
+            let (k, _) = item?;
+            out.push(ChunkKey::from_slice(k)?);
+        }
+        Ok(out)
+    })
+}
+
 type Apply = Box<dyn FnOnce(&Tables, &mut RwTxn<'_>) -> Result<Box<dyn Any + Send>> + Send>;
 
 struct Job {
@@ -272,9 +342,15 @@ impl std::fmt::Debug for Meta {
 }
 
 impl Meta {
+    /// [`Meta::open_with_clock`] on the system clock (tests of a single tier).
+    #[cfg(test)]
+    pub(crate) fn open(dir: &Path, map_size: u64) -> Result<Self> {
+        Self::open_with_clock(dir, map_size, Clock::system())
+    }
+
     /// Opens or creates the environment in `dir` with a map of `map_size` bytes, clears reader
     /// slots left by killed processes, and starts the writer thread.
-    pub(crate) fn open(dir: &Path, map_size: u64) -> Result<Self> {
+    pub(crate) fn open_with_clock(dir: &Path, map_size: u64, clock: Clock) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let map_size = usize::try_from(map_size)
@@ -333,13 +409,14 @@ impl Meta {
             tenants,
             counters,
             state,
+            clock,
         };
         let (writer, jobs) = mpsc::channel(1024);
         let writer_env = env.clone();
-        let thread = std::thread::Builder::new()
-            .name("scipcache-lmdb-writer".into())
-            .spawn(move || write_loop(writer_env, tables, jobs))
-            .map_err(|e| Error::io("starting the LMDB writer thread", e))?;
+        let writer_tables = tables.clone();
+        let thread = crate::blocking::spawn_thread("scipcache-lmdb-writer".into(), move || {
+            write_loop(writer_env, writer_tables, jobs);
+        })?;
         Ok(Self {
             env,
             tables,
@@ -355,7 +432,7 @@ impl Meta {
         T: Send + 'static,
     {
         let env = self.env.clone();
-        let tables = self.tables;
+        let tables = self.tables.clone();
         crate::blocking::run(move || {
             let txn = env.read_txn()?;
             f(&tables, &txn)
@@ -397,6 +474,17 @@ impl Meta {
             .blocking_send(Message::Job(job))
             .map_err(|_| Error::ShuttingDown)?;
         unbox(wait.blocking_recv().map_err(|_| Error::ShuttingDown)?)
+    }
+
+    /// The engine's clock.
+    pub(crate) fn clock(&self) -> &Clock {
+        &self.tables.clock
+    }
+
+    /// An event signalled once every handle on the environment (every clone of this `Meta`, the
+    /// writer thread's) is gone and LMDB has closed it; the data-dir lock waits for it.
+    pub(crate) fn closing_event(&self) -> heed::EnvClosingEvent {
+        self.env.clone().prepare_for_closing()
     }
 
     /// Flushes LMDB buffers to disk.

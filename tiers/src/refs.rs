@@ -17,7 +17,7 @@
 //! | 4 | label count `u32` |
 //! | … | per label: key length `u16`, key, value length `u16`, value (UTF-8) |
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 
@@ -48,13 +48,6 @@ pub struct RefRecord {
 pub const MAX_LABELS: usize = 64;
 /// Longest label key or value in bytes.
 pub const MAX_LABEL_LEN: usize = 1024;
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// Options when setting a ref.
 #[derive(Clone, Debug, Default)]

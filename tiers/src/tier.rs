@@ -3,15 +3,53 @@
 //! A tier stores chunk frames under [`ChunkKey`]s (tenant + chunk id). Frames handed to
 //! [`ChunkTier::put`] have been verified by the caller; a tier re-encodes them with its own
 //! codec. Puts are idempotent: storing a key that is present is a success that changes nothing.
-//! A tier does not verify on `get`; the [`crate::Store`] does, for every tier.
+//! A tier does not verify on `get`; the store's read pipeline does, for every tier.
 
 use std::future::Future;
 
 use crate::codec::Frame;
 use crate::error::Result;
-use crate::meta::ChunkKey;
+use crate::meta::{ChunkKey, tier_bits};
 use crate::names::TenantId;
-use crate::store::TierName;
+
+/// The three tiers, fastest first: the order a read tries them in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TierName {
+    /// LMDB.
+    Hot,
+    /// Local pack files.
+    Warm,
+    /// Object store.
+    Cold,
+}
+
+impl TierName {
+    /// Every tier, in read order.
+    pub const ALL: [TierName; 3] = [TierName::Hot, TierName::Warm, TierName::Cold];
+
+    /// `hot`, `warm` or `cold`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hot => "hot",
+            Self::Warm => "warm",
+            Self::Cold => "cold",
+        }
+    }
+
+    /// The tier's bit in the `chunks` table and its counters key.
+    pub(crate) fn bit(self) -> u8 {
+        match self {
+            Self::Hot => tier_bits::HOT,
+            Self::Warm => tier_bits::WARM,
+            Self::Cold => tier_bits::COLD,
+        }
+    }
+
+    /// Position in [`TierName::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// One storage tier.
 pub trait ChunkTier: Send + Sync {

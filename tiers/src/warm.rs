@@ -64,11 +64,12 @@ use bytes::Bytes;
 
 use crate::codec::{Compression, Frame, MAX_CHUNK_LEN};
 use crate::error::{Error, Result};
-use crate::hot::{clear_tier_bit, list_table, set_tier_bit};
-use crate::meta::{ChunkKey, Meta, bump_counter, le_u32, le_u64, tier_bits};
+use crate::meta::{
+    ChunkKey, Meta, bump_counter, clear_tier_bit, le_u32, le_u64, list_table, set_tier_bit,
+    tier_bits,
+};
 use crate::names::TenantId;
-use crate::store::TierName;
-use crate::tier::ChunkTier;
+use crate::tier::{ChunkTier, TierName};
 
 const RECORD_HEADER: usize = 44;
 /// Newest pack format this build reads and writes.

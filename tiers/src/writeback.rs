@@ -5,8 +5,8 @@
 //! crashes. One task per store drains it: it groups queued chunks by tenant, compresses them
 //! with the cold codec on low-priority encoder threads (zstd at high levels runs at a few MB/s
 //! per core, so this never happens on a request path), and writes a pack object once
-//! [`crate::StoreConfig::cold_pack_target`] bytes are ready, or a partial one when its oldest
-//! entry has waited [`crate::StoreConfig::cold_flush_after`]. Only after the pack is written
+//! `StoreConfig::cold_pack_target` bytes are ready, or a partial one when its oldest
+//! entry has waited `StoreConfig::cold_flush_after`. Only after the pack is written
 //! and indexed are its queue entries removed; a failure leaves them queued and is retried with
 //! exponential backoff.
 
@@ -17,13 +17,19 @@ use std::time::Duration;
 use heed::RwTxn;
 use tokio::sync::oneshot;
 
+use crate::clock::Clock;
 use crate::codec::{Compression, Frame, MAX_CHUNK_LEN};
+use crate::cold::ColdTier;
 use crate::error::{Error, Result};
+use crate::hot::HotTier;
 use crate::ids::{ChunkId, ManifestId};
-use crate::meta::{ChunkInfo, ChunkKey, Tables, le_u64, state_get, state_put, tier_bits};
+use crate::meta::{
+    ChunkInfo, ChunkKey, Meta, Tables, le_u64, manifest_key, state_get, state_put, tier_bits,
+};
 use crate::names::TenantId;
-use crate::store::Store;
 use crate::tier::ChunkTier;
+use crate::warm::WarmTier;
+use tokio_util::sync::CancellationToken;
 
 /// Something waiting for its cold copy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +55,7 @@ pub(crate) fn enqueue_in_txn(t: &Tables, txn: &mut RwTxn<'_>, item: QueueItem) -
         QueueItem::Manifest(t, m) => (KIND_MANIFEST, t, *m.as_bytes()),
     };
     v[0] = kind;
-    v[1..9].copy_from_slice(&crate::refs::now_ms().to_le_bytes());
+    v[1..9].copy_from_slice(&t.clock.now_ms().to_le_bytes());
     v[9..17].copy_from_slice(&tenant.0);
     v[17..].copy_from_slice(&id);
     t.cold_queue.put(txn, &seq.to_be_bytes(), &v)?;
@@ -87,16 +93,83 @@ fn decode_entry(k: &[u8], v: &[u8]) -> Result<Entry> {
 
 /// Encoded chunks kept between rounds so a partial pack is not compressed twice.
 #[derive(Default)]
-pub(crate) struct Pending {
+struct Pending {
     encoded: HashMap<u64, (ChunkKey, Frame)>,
 }
 
-/// The uploader's state, shared by the background task and [`Store::flush_cold`].
-pub(crate) type Shared = Arc<tokio::sync::Mutex<Pending>>;
+/// How the uploader packs and compresses.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UploadConfig {
+    /// Cold tier codec.
+    pub(crate) compression: Compression,
+    /// A pack object is written once this many stored bytes are ready.
+    pub(crate) pack_target: usize,
+    /// A partial pack is written once its oldest entry has waited this long.
+    pub(crate) flush_after: Duration,
+}
 
-/// Low-priority threads that compress chunks for the cold tier.
+/// Everything the write-behind uploader works with: explicit handles, not the store.
+pub(crate) struct Uploader {
+    pub(crate) meta: Meta,
+    pub(crate) hot: HotTier,
+    pub(crate) warm: WarmTier,
+    pub(crate) cold: ColdTier,
+    /// Woken when something is queued.
+    pub(crate) notify: Arc<tokio::sync::Notify>,
+    /// Cancelled when the store shuts down.
+    pub(crate) cancel: CancellationToken,
+    pub(crate) encoder: Encoder,
+    pub(crate) config: UploadConfig,
+    /// Encoded chunks kept between rounds; also serialises the background task and explicit
+    /// flushes.
+    pending: tokio::sync::Mutex<Pending>,
+}
+
+impl Uploader {
+    /// Bundles the handles; nothing runs until [`run`] is spawned.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        meta: Meta,
+        hot: HotTier,
+        warm: WarmTier,
+        cold: ColdTier,
+        notify: Arc<tokio::sync::Notify>,
+        cancel: CancellationToken,
+        encoder: Encoder,
+        config: UploadConfig,
+    ) -> Self {
+        Self {
+            meta,
+            hot,
+            warm,
+            cold,
+            notify,
+            cancel,
+            encoder,
+            config,
+            pending: tokio::sync::Mutex::new(Pending::default()),
+        }
+    }
+
+    fn clock(&self) -> &Clock {
+        self.meta.clock()
+    }
+}
+
+impl std::fmt::Debug for Uploader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uploader")
+            .field("cold", &self.cold)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// Low-priority threads that compress chunks for the cold tier. [`Encoder::close`] stops and
+/// joins them; dropping the encoder does too.
 pub(crate) struct Encoder {
-    jobs: std::sync::mpsc::Sender<EncodeJob>,
+    jobs: Mutex<Option<std::sync::mpsc::Sender<EncodeJob>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 type EncodeJob = (
@@ -105,37 +178,27 @@ type EncodeJob = (
     oneshot::Sender<Result<Vec<(ChunkKey, Frame)>>>,
 );
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded values stay consistent whatever panicked while holding them.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Encoder {
     pub(crate) fn start(threads: usize) -> Result<Self> {
         let (jobs, rx) = std::sync::mpsc::channel::<EncodeJob>();
         let rx = Arc::new(Mutex::new(rx));
+        let mut handles = Vec::new();
         for i in 0..threads.max(1) {
             let rx = rx.clone();
-            std::thread::Builder::new()
-                .name(format!("scipcache-cold-encoder-{i}"))
-                .spawn(move || {
-                    lower_priority();
-                    loop {
-                        let job = rx
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .recv();
-                        let Ok((batch, compression, done)) = job else {
-                            break;
-                        };
-                        let out = batch
-                            .into_iter()
-                            .map(|(k, f)| {
-                                let raw = f.decode_verified(&k.id(), MAX_CHUNK_LEN)?;
-                                Ok((k, f.recode(&raw, compression)?))
-                            })
-                            .collect();
-                        let _ = done.send(out);
-                    }
-                })
-                .map_err(|e| Error::io("starting a cold encoder thread", e))?;
+            handles.push(crate::blocking::spawn_thread(
+                format!("scipcache-cold-encoder-{i}"),
+                move || encode_loop(&rx),
+            )?);
         }
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs: Mutex::new(Some(jobs)),
+            threads: Mutex::new(handles),
+        })
     }
 
     async fn encode(
@@ -144,10 +207,44 @@ impl Encoder {
         compression: Compression,
     ) -> Result<Vec<(ChunkKey, Frame)>> {
         let (done, wait) = oneshot::channel();
-        self.jobs
-            .send((batch, compression, done))
+        let jobs = lock(&self.jobs).clone().ok_or(Error::ShuttingDown)?;
+        jobs.send((batch, compression, done))
             .map_err(|_| Error::ShuttingDown)?;
+        drop(jobs);
         wait.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Stops taking jobs and joins the threads once they finish the job at hand (blocking).
+    pub(crate) fn close(&self) {
+        drop(lock(&self.jobs).take());
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn encode_loop(rx: &Mutex<std::sync::mpsc::Receiver<EncodeJob>>) {
+    lower_priority();
+    loop {
+        let job = lock(rx).recv();
+        let Ok((batch, compression, done)) = job else {
+            break;
+        };
+        let out = batch
+            .into_iter()
+            .map(|(k, f)| {
+                let raw = f.decode_verified(&k.id(), MAX_CHUNK_LEN)?;
+                Ok((k, f.recode(&raw, compression)?))
+            })
+            .collect();
+        let _ = done.send(out);
     }
 }
 
@@ -173,16 +270,15 @@ fn lower_priority() {
 
 /// The background task: drains the queue when woken, on a timer, and with backoff after
 /// failures, until the store shuts down.
-pub(crate) async fn run(store: Store) {
-    let inner = store.inner();
+pub(crate) async fn run(inner: Arc<Uploader>) {
     let mut backoff = Duration::from_secs(1);
     loop {
         tokio::select! {
             () = inner.cancel.cancelled() => break,
-            () = inner.writeback.notified() => {}
-            () = tokio::time::sleep(inner.config.cold_flush_after) => {}
+            () = inner.notify.notified() => {}
+            () = tokio::time::sleep(inner.config.flush_after) => {}
         }
-        match drain(&store, false).await {
+        match drain(&inner, false).await {
             Ok(()) => backoff = Duration::from_secs(1),
             Err(Error::ShuttingDown) => break,
             Err(e) => {
@@ -199,147 +295,183 @@ pub(crate) async fn run(store: Store) {
 
 /// Uploads what is queued: full packs always, partial packs when `force` or when their oldest
 /// entry has waited long enough.
-pub(crate) async fn drain(store: &Store, force: bool) -> Result<()> {
-    let inner = store.inner();
+pub(crate) async fn drain(inner: &Uploader, force: bool) -> Result<()> {
     let mut pending = inner.pending.lock().await;
     let mut after = 0u64;
     loop {
-        let start = after;
-        let entries = inner
-            .meta
-            .read(move |t, txn| {
-                let mut out = Vec::new();
-                let from = start.to_be_bytes();
-                let bounds = (
-                    std::ops::Bound::Included(&from[..]),
-                    std::ops::Bound::Unbounded,
-                );
-                for item in t.cold_queue.range(txn, &bounds)? {
-                    let (k, v) = item?;
-                    out.push(decode_entry(k, v)?);
-                    if out.len() >= ROUND {
-                        break;
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
+        let entries = read_round(inner, after).await?;
         let Some(last) = entries.last() else {
             return Ok(());
         };
         after = last.seq + 1;
         let full_round = entries.len() >= ROUND;
-        let mut done_seqs = Vec::new();
+        let mut manifests = Vec::new();
         let mut chunks: BTreeMap<TenantId, Vec<Entry>> = BTreeMap::new();
         for e in entries {
             match e.item {
-                QueueItem::Manifest(tenant, id) => {
-                    let mkey = {
-                        let mut k = [0u8; 40];
-                        k[..8].copy_from_slice(&tenant.0);
-                        k[8..].copy_from_slice(id.as_bytes());
-                        k
-                    };
-                    let encoded = inner
-                        .meta
-                        .read(move |t, txn| Ok(t.manifests.get(txn, &mkey)?.map(<[u8]>::to_vec)))
-                        .await?;
-                    if let Some(encoded) = encoded {
-                        inner.cold.put_manifest(tenant, &id, &encoded).await?;
-                    }
-                    done_seqs.push(e.seq);
-                }
+                QueueItem::Manifest(tenant, id) => manifests.push((e.seq, tenant, id)),
                 QueueItem::Chunk(key) => chunks.entry(key.tenant()).or_default().push(e),
             }
         }
-        remove(store, std::mem::take(&mut done_seqs)).await?;
-        let now = crate::refs::now_ms();
-        let wait_ms = u64::try_from(inner.config.cold_flush_after.as_millis()).unwrap_or(u64::MAX);
+        upload_manifests(inner, manifests).await?;
+        let mut done_seqs = Vec::new();
         for (tenant, group) in chunks {
-            let mut pack: Vec<(ChunkKey, Frame)> = Vec::new();
-            let mut pack_seqs = Vec::new();
-            let mut pack_bytes = 0usize;
-            let mut oldest = u64::MAX;
+            let mut pack = PackBuilder::default();
             for slice in group.chunks(256) {
                 // At shutdown, stop between slices: what is not uploaded stays queued.
                 if inner.cancel.is_cancelled() && !force {
                     return Err(Error::ShuttingDown);
                 }
-                // Frames to encode: those not encoded in an earlier round.
-                let keys: Vec<(u64, ChunkKey)> = slice
-                    .iter()
-                    .filter_map(|e| match e.item {
-                        QueueItem::Chunk(k) if !pending.encoded.contains_key(&e.seq) => {
-                            Some((e.seq, k))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                if !keys.is_empty() {
-                    let local = read_local(store, keys.iter().map(|(_, k)| *k).collect()).await?;
-                    let mut to_encode = Vec::new();
-                    let mut seqs = Vec::new();
-                    for ((seq, key), found) in keys.into_iter().zip(local) {
-                        match found {
-                            Some(frame) => {
-                                to_encode.push((key, frame));
-                                seqs.push(seq);
-                            }
-                            // Gone from hot and warm, or already cold: nothing to upload.
-                            None => done_seqs.push(seq),
-                        }
-                    }
-                    let encoded = inner
-                        .encoder
-                        .encode(to_encode, inner.config.cold_compression)
-                        .await?;
-                    for (seq, item) in seqs.into_iter().zip(encoded) {
-                        pending.encoded.insert(seq, item);
-                    }
-                }
+                encode_slice(inner, &mut pending, slice, &mut done_seqs).await?;
                 for e in slice {
                     let Some((key, frame)) = pending.encoded.get(&e.seq) else {
                         continue;
                     };
-                    pack_bytes += frame.stored_len();
-                    pack.push((*key, frame.clone()));
-                    pack_seqs.push(e.seq);
-                    oldest = oldest.min(e.enqueued_ms);
-                    if pack_bytes >= inner.config.cold_pack_target {
-                        upload(
-                            store,
-                            tenant,
-                            &mut pending,
-                            std::mem::take(&mut pack),
-                            std::mem::take(&mut pack_seqs),
-                        )
-                        .await?;
-                        pack_bytes = 0;
-                        oldest = u64::MAX;
+                    pack.add(e, *key, frame.clone());
+                    if pack.bytes >= inner.config.pack_target {
+                        upload(inner, tenant, &mut pending, pack.take()).await?;
                     }
                 }
             }
-            let due = force || now.saturating_sub(oldest) >= wait_ms;
-            if !pack.is_empty() && due {
-                upload(store, tenant, &mut pending, pack, pack_seqs).await?;
+            let wait_ms = u64::try_from(inner.config.flush_after.as_millis()).unwrap_or(u64::MAX);
+            let due = force || inner.clock().now_ms().saturating_sub(pack.oldest) >= wait_ms;
+            if !pack.frames.is_empty() && due {
+                upload(inner, tenant, &mut pending, pack.take()).await?;
             }
         }
-        remove(store, done_seqs).await?;
+        remove(inner, done_seqs).await?;
         if !full_round {
             return Ok(());
         }
     }
 }
 
+/// The next [`ROUND`] queue entries from sequence `after` on.
+async fn read_round(inner: &Uploader, after: u64) -> Result<Vec<Entry>> {
+    inner
+        .meta
+        .read(move |t, txn| {
+            let mut out = Vec::new();
+            let from = after.to_be_bytes();
+            let bounds = (
+                std::ops::Bound::Included(&from[..]),
+                std::ops::Bound::Unbounded,
+            );
+            for item in t.cold_queue.range(txn, &bounds)? {
+                let (k, v) = item?;
+                out.push(decode_entry(k, v)?);
+                if out.len() >= ROUND {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// Writes queued manifests to the cold tier and drops their queue entries.
+async fn upload_manifests(
+    inner: &Uploader,
+    manifests: Vec<(u64, TenantId, ManifestId)>,
+) -> Result<()> {
+    let mut done = Vec::with_capacity(manifests.len());
+    for (seq, tenant, id) in manifests {
+        let mkey = manifest_key(tenant, &id);
+        let encoded = inner
+            .meta
+            .read(move |t, txn| Ok(t.manifests.get(txn, &mkey)?.map(<[u8]>::to_vec)))
+            .await?;
+        if let Some(encoded) = encoded {
+            inner.cold.put_manifest(tenant, &id, &encoded).await?;
+        }
+        done.push(seq);
+    }
+    remove(inner, done).await
+}
+
+/// Encodes the chunks of `slice` not encoded in an earlier round; entries whose chunk needs
+/// no upload (gone from hot and warm, or already cold) go to `done_seqs`.
+async fn encode_slice(
+    inner: &Uploader,
+    pending: &mut Pending,
+    slice: &[Entry],
+    done_seqs: &mut Vec<u64>,
+) -> Result<()> {
+    let keys: Vec<(u64, ChunkKey)> = slice
+        .iter()
+        .filter_map(|e| match e.item {
+            QueueItem::Chunk(k) if !pending.encoded.contains_key(&e.seq) => Some((e.seq, k)),
+            _ => None,
+        })
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let local = read_local(inner, keys.iter().map(|(_, k)| *k).collect()).await?;
+    let mut to_encode = Vec::new();
+    let mut seqs = Vec::new();
+    for ((seq, key), found) in keys.into_iter().zip(local) {
+        match found {
+            Some(frame) => {
+                to_encode.push((key, frame));
+                seqs.push(seq);
+            }
+            None => done_seqs.push(seq),
+        }
+    }
+    let encoded = inner
+        .encoder
+        .encode(to_encode, inner.config.compression)
+        .await?;
+    for (seq, item) in seqs.into_iter().zip(encoded) {
+        pending.encoded.insert(seq, item);
+    }
+    Ok(())
+}
+
+/// The pack being filled for one tenant.
+struct PackBuilder {
+    frames: Vec<(ChunkKey, Frame)>,
+    seqs: Vec<u64>,
+    bytes: usize,
+    /// When its oldest entry was queued, Unix ms.
+    oldest: u64,
+}
+
+impl Default for PackBuilder {
+    fn default() -> Self {
+        Self {
+            frames: Vec::new(),
+            seqs: Vec::new(),
+            bytes: 0,
+            oldest: u64::MAX,
+        }
+    }
+}
+
+impl PackBuilder {
+    fn add(&mut self, e: &Entry, key: ChunkKey, frame: Frame) {
+        self.bytes += frame.stored_len();
+        self.frames.push((key, frame));
+        self.seqs.push(e.seq);
+        self.oldest = self.oldest.min(e.enqueued_ms);
+    }
+
+    /// The filled pack's frames and queue entries; the builder starts over.
+    fn take(&mut self) -> (Vec<(ChunkKey, Frame)>, Vec<u64>) {
+        let taken = std::mem::take(self);
+        (taken.frames, taken.seqs)
+    }
+}
+
 async fn upload(
-    store: &Store,
+    store: &Uploader,
     tenant: TenantId,
     pending: &mut Pending,
-    pack: Vec<(ChunkKey, Frame)>,
-    seqs: Vec<u64>,
+    (pack, seqs): (Vec<(ChunkKey, Frame)>, Vec<u64>),
 ) -> Result<()> {
     let n = pack.len();
-    store.inner().cold.put_pack(tenant, pack).await?;
+    store.cold.put_pack(tenant, pack).await?;
     for s in &seqs {
         pending.encoded.remove(s);
     }
@@ -348,12 +480,11 @@ async fn upload(
     Ok(())
 }
 
-async fn remove(store: &Store, seqs: Vec<u64>) -> Result<()> {
+async fn remove(store: &Uploader, seqs: Vec<u64>) -> Result<()> {
     if seqs.is_empty() {
         return Ok(());
     }
     store
-        .inner()
         .meta
         .write(move |t, txn| {
             for s in seqs {
@@ -365,8 +496,7 @@ async fn remove(store: &Store, seqs: Vec<u64>) -> Result<()> {
 }
 
 /// Frames of chunks that still need a cold copy, read from hot or warm.
-async fn read_local(store: &Store, keys: Vec<ChunkKey>) -> Result<Vec<Option<Frame>>> {
-    let inner = store.inner();
+async fn read_local(inner: &Uploader, keys: Vec<ChunkKey>) -> Result<Vec<Option<Frame>>> {
     let meta = inner.meta.clone();
     let lookup = keys.clone();
     let infos: Vec<Option<ChunkInfo>> = meta

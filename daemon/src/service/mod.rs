@@ -19,9 +19,9 @@ use scipcache_tiers::Store;
 use scipcache_tiers::names::{KeyPrefix, Namespace, RefKey};
 use scipcache_tiers::refs::RefRecord;
 
-/// Most manifest entries accepted in one commit (4 Mi chunks: a 64 GiB blob at the default
-/// 16 KiB average).
-pub const MAX_CHUNKS_PER_BLOB: u64 = 4 << 20;
+/// Most manifest entries accepted in one commit: the engine's limit
+/// ([`scipcache_tiers::manifest::MAX_CHUNKS_PER_BLOB`]) as the wire counts it.
+pub const MAX_CHUNKS_PER_BLOB: u64 = scipcache_tiers::manifest::MAX_CHUNKS_PER_BLOB as u64;
 /// Refs listed when the request says 0.
 pub const DEFAULT_LIST_LIMIT: usize = 1000;
 /// Most refs listed in one response.

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
+use crate::clock::Clock;
 use crate::codec::{Compression, Frame};
 use crate::error::{Error, Result};
 use crate::ids::{BlobId, ChunkId};
@@ -11,10 +12,10 @@ use crate::manifest::{Manifest, ManifestEntry};
 use crate::meta::ChunkKey;
 use crate::names::{KeyPrefix, Namespace, RefKey, Tenant};
 use crate::refs::RefOptions;
-use crate::store::{Store, StoreConfig, TierName};
+use crate::store::{BlobPart, Store, StoreConfig, TierName};
 use crate::tier::ChunkTier;
 
-fn config(dir: &std::path::Path) -> StoreConfig {
+pub(super) fn config(dir: &std::path::Path) -> StoreConfig {
     let mut c = StoreConfig::new(dir);
     c.lmdb_map_size = 2 << 30;
     c.cold_pack_target = 256 << 10;
@@ -22,20 +23,20 @@ fn config(dir: &std::path::Path) -> StoreConfig {
     c
 }
 
-fn tmp() -> Result<tempfile::TempDir> {
+pub(super) fn tmp() -> Result<tempfile::TempDir> {
     tempfile::tempdir().map_err(|e| Error::io("tempdir", e))
 }
 
-fn ns(s: &str) -> Namespace {
+pub(super) fn ns(s: &str) -> Namespace {
     s.parse().expect("test namespace")
 }
 
-fn key(s: &str) -> RefKey {
+pub(super) fn key(s: &str) -> RefKey {
     s.parse().expect("test key")
 }
 
 /// Deterministic data: `repetitive` gives SCIP-like compressible text, otherwise noise.
-fn data(len: usize, seed: u64, repetitive: bool) -> Vec<u8> {
+pub(super) fn data(len: usize, seed: u64, repetitive: bool) -> Vec<u8> {
     let mut x = seed | 1;
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
@@ -59,7 +60,7 @@ fn data(len: usize, seed: u64, repetitive: bool) -> Vec<u8> {
     out
 }
 
-async fn read_all(store: &Store, ns: &Namespace, k: &RefKey) -> Result<Vec<u8>> {
+pub(super) async fn read_all(store: &Store, ns: &Namespace, k: &RefKey) -> Result<Vec<u8>> {
     let r = store
         .get_ref(ns, k)
         .await?
@@ -102,8 +103,8 @@ fn arbitrary_blobs_round_trip_byte_identical() -> Result<()> {
                 use futures::StreamExt;
                 while let Some(p) = parts.next().await {
                     match p? {
-                        crate::store::BlobPart::Data(d) => got.extend_from_slice(&d),
-                        crate::store::BlobPart::Frame(id, f) => {
+                        BlobPart::Data(d) => got.extend_from_slice(&d),
+                        BlobPart::Frame(id, f) => {
                             got.extend_from_slice(&f.decode_verified(&id, 1 << 24)?)
                         }
                     }
@@ -226,7 +227,10 @@ async fn commit_refuses_absent_chunks_and_a_wrong_blob_id() -> Result<()> {
 #[tokio::test]
 async fn refs_list_newest_first_resolve_fallbacks_expire_and_delete() -> Result<()> {
     let dir = tmp()?;
-    let store = Store::open(config(dir.path())).await?;
+    let clock = Clock::manual(1_700_000_000_000);
+    let mut c = config(dir.path());
+    c.clock = clock.clone();
+    let store = Store::open(c).await?;
     let n = ns("acme/web/app");
     for (i, k) in ["commit/a", "commit/b", "branch/main"].iter().enumerate() {
         store
@@ -237,7 +241,7 @@ async fn refs_list_newest_first_resolve_fallbacks_expire_and_delete() -> Result<
                 RefOptions::default(),
             )
             .await?;
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        clock.advance(Duration::from_millis(5));
     }
     let (refs, truncated) = store
         .list_refs(&n, &"commit/".parse::<KeyPrefix>()?, 10)
@@ -258,7 +262,7 @@ async fn refs_list_newest_first_resolve_fallbacks_expire_and_delete() -> Result<
             .0
             .is_empty()
     );
-    // An expired ref stops resolving at once.
+    // An expired ref stops resolving at once: live 1 ms before its TTL, gone at it.
     let opts = RefOptions {
         ttl: Some(Duration::from_millis(50)),
         labels: vec![("ci".into(), "yes".into())],
@@ -266,8 +270,9 @@ async fn refs_list_newest_first_resolve_fallbacks_expire_and_delete() -> Result<
     store
         .write_blob(&n, &key("tmp"), &b"short-lived"[..], opts)
         .await?;
+    clock.advance(Duration::from_millis(49));
     assert!(store.get_ref(&n, &key("tmp")).await?.is_some());
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    clock.advance(Duration::from_millis(1));
     assert!(store.get_ref(&n, &key("tmp")).await?.is_none());
     assert!(store.delete_ref(&n, &key("commit/a")).await?);
     assert!(!store.delete_ref(&n, &key("commit/a")).await?);
@@ -287,7 +292,7 @@ async fn first_chunk(store: &Store, n: &Namespace, k: &RefKey) -> Result<(ChunkI
 
 async fn damage_hot(store: &Store, k: ChunkKey) -> Result<()> {
     store
-        .inner()
+        .engine()?
         .meta
         .write(move |t, txn| {
             let mut v = t
@@ -340,7 +345,7 @@ async fn corrupt_copies_are_detected_served_from_another_tier_and_repaired() -> 
 
     // A damaged warm pack and a damaged hot copy: served from cold, both repaired.
     let warm_loc = store
-        .inner()
+        .engine()?
         .meta
         .read(move |t, txn| Ok(t.warm.get(txn, ck.as_bytes())?.map(<[u8]>::to_vec)))
         .await?;
@@ -369,7 +374,7 @@ async fn corrupt_copies_are_detected_served_from_another_tier_and_repaired() -> 
 
     // A damaged cold object: a scrub finds it and writes a good copy again.
     let (object, at) = store
-        .inner()
+        .engine()?
         .cold
         .locate(ck)
         .await?
@@ -387,13 +392,13 @@ async fn corrupt_copies_are_detected_served_from_another_tier_and_repaired() -> 
 
     // Every copy bad: data loss, never wrong bytes.
     let (object, at) = store
-        .inner()
+        .engine()?
         .cold
         .locate(ck)
         .await?
         .ok_or_else(|| Error::NotFound("cold".into()))?;
     flip_byte(&object, at)?;
-    store.inner().warm.delete(vec![ck]).await?;
+    store.engine()?.warm.delete(vec![ck]).await?;
     damage_hot(&store, ck).await?;
     assert!(matches!(
         store.get_chunk(n.tenant(), id).await,
@@ -407,15 +412,18 @@ async fn cold_copies_are_written_behind_and_serve_reads_after_eviction() -> Resu
     let dir = tmp()?;
     let n = ns("acme/web/app");
     let blob = data(2_000_000, 11, true);
+    // On a clock that stands still the last partial pack never falls due by itself.
+    let mut c = config(dir.path());
+    c.clock = Clock::manual(1_700_000_000_000);
     {
-        let store = Store::open(config(dir.path())).await?;
+        let store = Store::open(c.clone()).await?;
         store
             .write_blob(&n, &key("k"), &blob[..], RefOptions::default())
             .await?;
         // Stop before the uploader is due: the queue must survive the restart.
         store.shutdown().await?;
     }
-    let store = Store::open(config(dir.path())).await?;
+    let store = Store::open(c).await?;
     assert!(
         store.stats(None).await?.cold_queue > 0,
         "queue persisted across restart"
@@ -557,8 +565,8 @@ async fn with_hot_verification_off_frames_and_ranges_still_read_back_exactly() -
         let mut got = Vec::new();
         while let Some(p) = parts.next().await {
             match p? {
-                crate::store::BlobPart::Data(d) => got.extend_from_slice(&d),
-                crate::store::BlobPart::Frame(id, f) => {
+                BlobPart::Data(d) => got.extend_from_slice(&d),
+                BlobPart::Frame(id, f) => {
                     got.extend_from_slice(&f.decode_verified(&id, 1 << 24)?);
                 }
             }

@@ -1,10 +1,11 @@
 //! Content ids: BLAKE3 hashes wrapped in newtypes so a chunk id can never be passed where a
 //! blob id is meant. Each has one canonical text form, lowercase hex (what `b3sum` prints).
+//! Parsing them (the conversions that can fail) is in `parse.rs`, so this file needs nothing
+//! from `error.rs`, which names these ids.
 
 use std::fmt;
-use std::str::FromStr;
 
-use crate::error::Error;
+mod parse;
 
 macro_rules! hash_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -24,18 +25,6 @@ macro_rules! hash_id {
             /// Wraps 32 raw bytes.
             pub const fn from_bytes(bytes: [u8; 32]) -> Self {
                 Self(bytes)
-            }
-
-            /// Parses 32 raw bytes from a slice of any length, failing if it is not 32 long.
-            pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
-                let array: [u8; 32] = bytes.try_into().map_err(|_| {
-                    Error::InvalidArgument(format!(
-                        "{} must be 32 bytes, got {}",
-                        stringify!($name),
-                        bytes.len()
-                    ))
-                })?;
-                Ok(Self(array))
             }
 
             /// The raw 32 bytes.
@@ -67,24 +56,6 @@ macro_rules! hash_id {
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 write!(f, "{}({})", stringify!($name), self)
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = Error;
-            fn from_str(s: &str) -> Result<Self, Error> {
-                if s.len() != 64 || s.bytes().any(|b| b.is_ascii_uppercase()) {
-                    return Err(Error::InvalidArgument(format!(
-                        "{} must be 64 lowercase hex characters, got {:?}",
-                        stringify!($name),
-                        s
-                    )));
-                }
-                let mut out = [0u8; 32];
-                hex::decode_to_slice(s, &mut out).map_err(|e| {
-                    Error::InvalidArgument(format!("{} is not hex: {e}", stringify!($name)))
-                })?;
-                Ok(Self(out))
             }
         }
 

@@ -1,0 +1,313 @@
+//! The write path: which chunks a client must send (`find_missing`), storing them
+//! (`put_chunks`), and setting a ref to a blob made of them (`commit`).
+//!
+//! A commit checks, in order: that the manifest's chunks are all present with the declared
+//! lengths (cheap, before reading anything); that the chunks make the declared blob (read
+//! through the pipeline, decode spread over cores, hashed as a stream); and then, in the same
+//! LMDB write transaction that stores the manifest and sets the ref, presence and lengths once
+//! more, so a chunk that went away meanwhile fails the commit with
+//! [`Error::MissingChunks`] and stores nothing.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use heed::{RoTxn, WithoutTls};
+
+use super::read::read_blob;
+use super::types::{BlobPart, PutSummary};
+use super::verify::VERIFY_PART;
+use super::{Engine, Store};
+use crate::codec::Frame;
+use crate::error::{Error, Result};
+use crate::hot;
+use crate::ids::{BlobId, ChunkId};
+use crate::manifest::{MAX_CHUNKS_PER_BLOB, Manifest};
+use crate::meta::{ChunkInfo, ChunkKey, Tables, manifest_key};
+use crate::names::{Namespace, RefKey, Tenant};
+use crate::refs::{RefOptions, RefRecord};
+use crate::writeback::{QueueItem, enqueue_in_txn};
+
+/// Bytes of a blob hashed per blocking job while a commit verifies it.
+const HASH_STEP: usize = 4 << 20;
+
+impl Store {
+    /// Which of `ids` the tenant lacks, in the order given (duplicates collapsed).
+    pub async fn find_missing(&self, tenant: &Tenant, ids: Vec<ChunkId>) -> Result<Vec<ChunkId>> {
+        let e = self.engine()?;
+        let tid = tenant.id();
+        let mut seen = HashSet::with_capacity(ids.len());
+        let mut surely_missing = Vec::new();
+        let mut maybe = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            if !seen.insert(*id) {
+                continue;
+            }
+            let key = ChunkKey::new(tid, id);
+            if e.may_hold(&key) {
+                maybe.push((i, key));
+            } else {
+                surely_missing.push(i);
+            }
+        }
+        let confirmed: Vec<usize> = if maybe.is_empty() {
+            Vec::new()
+        } else {
+            e.meta
+                .read(move |t, txn| {
+                    let mut out = Vec::new();
+                    for (i, key) in maybe {
+                        if t.chunks.get(txn, key.as_bytes())?.is_none() {
+                            out.push(i);
+                        }
+                    }
+                    Ok(out)
+                })
+                .await?
+        };
+        let mut missing: Vec<usize> = surely_missing.into_iter().chain(confirmed).collect();
+        missing.sort_unstable();
+        Ok(missing.into_iter().map(|i| ids[i]).collect())
+    }
+
+    /// Verifies (decode + BLAKE3, spread over cores) and stores frames for the tenant; returns
+    /// once they are durable. A frame whose bytes do not match its id fails the whole call with
+    /// [`Error::Corrupt`] and stores nothing of it.
+    pub async fn put_chunks(
+        &self,
+        tenant: &Tenant,
+        chunks: Vec<(ChunkId, Frame)>,
+    ) -> Result<PutSummary> {
+        let e = self.engine()?;
+        let tid = tenant.id();
+        let hot = e.hot.clone();
+        let limit = e.config.chunker.max as usize;
+        let prepared = crate::blocking::map_parts(chunks, VERIFY_PART, move |part| {
+            part.into_iter()
+                .map(|(id, frame)| {
+                    frame.decode_verified(&id, limit)?;
+                    Ok((ChunkKey::new(tid, &id), hot.prepare(&frame)?))
+                })
+                .collect()
+        })
+        .await?;
+        put_prepared(&e, tenant, prepared).await
+    }
+
+    /// Stores `manifest` and sets `ns/key` to it, after checking that the tenant holds every
+    /// chunk with its declared length and that the chunks hash to the declared blob id. Fails
+    /// with [`Error::MissingChunks`] when chunks are absent, also when one goes away while the
+    /// blob is verified.
+    pub async fn commit(
+        &self,
+        ns: &Namespace,
+        key: &RefKey,
+        manifest: Manifest,
+        opts: RefOptions,
+    ) -> Result<RefRecord> {
+        let e = self.engine()?;
+        opts.validate()?;
+        if manifest.entries().len() > MAX_CHUNKS_PER_BLOB {
+            return Err(Error::InvalidArgument(format!(
+                "blob has {} chunks, more than the {MAX_CHUNKS_PER_BLOB} allowed",
+                manifest.entries().len()
+            )));
+        }
+        let tid = ns.tenant().id();
+        let entries: Arc<Vec<(ChunkKey, u32)>> = Arc::new(
+            manifest
+                .entries()
+                .iter()
+                .map(|m| (ChunkKey::new(tid, &m.id), m.len))
+                .collect(),
+        );
+        let check = entries.clone();
+        e.meta
+            .read(move |t, txn| check_entries(t, txn, &check))
+            .await?;
+        let manifest = Arc::new(manifest);
+        verify_blob(&e, ns.tenant(), manifest.clone()).await?;
+        #[cfg(test)]
+        {
+            let hook = super::background::lock(&e.commit_hook).take();
+            if let Some(hook) = hook {
+                hook().await;
+            }
+        }
+        set_ref(&e, ns, key, &manifest, opts, Some(entries)).await
+    }
+}
+
+/// Fails with [`Error::MissingChunks`] (each missing chunk once) when the tenant lacks chunks,
+/// or with [`Error::InvalidArgument`] when a stored chunk's length differs from its entry's.
+fn check_entries(
+    t: &Tables,
+    txn: &RoTxn<'_, WithoutTls>,
+    entries: &[(ChunkKey, u32)],
+) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut seen = HashSet::new();
+    for (key, len) in entries {
+        match t.chunks.get(txn, key.as_bytes())? {
+            Some(v) => {
+                let info = ChunkInfo::decode(v)?;
+                if info.raw_len != *len {
+                    return Err(Error::InvalidArgument(format!(
+                        "the manifest gives chunk {} a length of {len} bytes, but it has {}",
+                        key.id(),
+                        info.raw_len
+                    )));
+                }
+            }
+            None => {
+                if seen.insert(*key) {
+                    missing.push(key.id());
+                }
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::MissingChunks(missing))
+    }
+}
+
+/// Reads the blob back through the pipeline and checks its length and BLAKE3 id; hashing runs
+/// on the blocking pool, one step behind the reads.
+async fn verify_blob(e: &Arc<Engine>, tenant: &Tenant, manifest: Arc<Manifest>) -> Result<()> {
+    type Hashing = crate::blocking::Job<blake3::Hasher>;
+    let mut parts = read_blob(e.clone(), tenant.id(), manifest.clone(), 0, None, false);
+    let mut idle = Some(blake3::Hasher::new());
+    let mut hashing: Option<Hashing> = None;
+    let (mut step, mut step_len, mut total) = (Vec::new(), 0usize, 0u64);
+    loop {
+        let next = parts.next().await.transpose()?;
+        let done = next.is_none();
+        if let Some(BlobPart::Data(d)) = next {
+            total += d.len() as u64;
+            step_len += d.len();
+            step.push(d);
+        }
+        if step_len >= HASH_STEP || (done && !step.is_empty()) {
+            let mut hasher = match hashing.take() {
+                Some(job) => job.await?,
+                None => idle.take().unwrap_or_default(),
+            };
+            let work = std::mem::take(&mut step);
+            step_len = 0;
+            hashing = Some(crate::blocking::spawn(move || {
+                for d in &work {
+                    hasher.update(d);
+                }
+                Ok(hasher)
+            }));
+        }
+        if done {
+            break;
+        }
+    }
+    let hasher = match hashing {
+        Some(job) => job.await?,
+        None => idle.unwrap_or_default(),
+    };
+    let actual = BlobId::from(hasher.finalize());
+    if actual != manifest.blob() || total != manifest.total_len() {
+        return Err(Error::InvalidArgument(format!(
+            "the manifest's chunks make a blob of {total} bytes with id {actual}, but it declares {} bytes with id {}",
+            manifest.total_len(),
+            manifest.blob()
+        )));
+    }
+    Ok(())
+}
+
+/// Stores frames already verified and in the hot codec.
+pub(super) async fn put_prepared(
+    e: &Engine,
+    tenant: &Tenant,
+    prepared: Vec<(ChunkKey, Frame)>,
+) -> Result<PutSummary> {
+    let keys: Vec<ChunkKey> = prepared.iter().map(|(k, _)| *k).collect();
+    let name = tenant.as_str().to_owned();
+    let summary = e
+        .meta
+        .write(move |t, txn| {
+            let tid = prepared.first().map(|(k, _)| k.tenant());
+            if let Some(tid) = tid
+                && t.tenants.get(txn, &tid.0)?.is_none()
+            {
+                t.tenants.put(txn, &tid.0, name.as_bytes())?;
+            }
+            let mut summary = PutSummary::default();
+            for (key, frame) in &prepared {
+                if t.chunks.get(txn, key.as_bytes())?.is_some() {
+                    summary.already_present += 1;
+                    continue;
+                }
+                hot::put_in_txn(t, txn, *key, frame)?;
+                enqueue_in_txn(t, txn, QueueItem::Chunk(*key))?;
+                summary.stored += 1;
+            }
+            Ok(summary)
+        })
+        .await?;
+    e.remember(&keys);
+    if summary.stored > 0 {
+        e.uploader.notify.notify_one();
+    }
+    Ok(summary)
+}
+
+/// Stores the manifest (queued for its cold copy) and sets the ref in one transaction; with
+/// `check`, first re-checks in that transaction that every chunk is present.
+pub(super) async fn set_ref(
+    e: &Engine,
+    ns: &Namespace,
+    key: &RefKey,
+    manifest: &Manifest,
+    opts: RefOptions,
+    check: Option<Arc<Vec<(ChunkKey, u32)>>>,
+) -> Result<RefRecord> {
+    let now = e.meta.clock().now_ms();
+    let record = RefRecord {
+        blob: manifest.blob(),
+        manifest: manifest.id(),
+        size: manifest.total_len(),
+        chunks: manifest.entries().len() as u64,
+        created_at_ms: now,
+        expires_at_ms: opts
+            .ttl
+            .map(|d| now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+        labels: opts.labels,
+    };
+    let tid = ns.tenant().id();
+    let mkey = manifest_key(tid, &record.manifest);
+    let encoded = manifest.encode();
+    let rkey = crate::refs::ref_table_key(ns, key);
+    let value = record.encode();
+    let name = ns.tenant().as_str().to_owned();
+    let manifest_id = record.manifest;
+    let queued = e
+        .meta
+        .write(move |t, txn| {
+            if let Some(entries) = &check {
+                check_entries(t, txn, entries)?;
+            }
+            if t.tenants.get(txn, &tid.0)?.is_none() {
+                t.tenants.put(txn, &tid.0, name.as_bytes())?;
+            }
+            let fresh = t.manifests.get(txn, &mkey)?.is_none();
+            if fresh {
+                t.manifests.put(txn, &mkey, &encoded)?;
+                enqueue_in_txn(t, txn, QueueItem::Manifest(tid, manifest_id))?;
+            }
+            t.refs.put(txn, &rkey, &value)?;
+            Ok(fresh)
+        })
+        .await?;
+    if queued {
+        e.uploader.notify.notify_one();
+    }
+    Ok(record)
+}

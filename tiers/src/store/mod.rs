@@ -1,0 +1,412 @@
+//! The public facade of the engine: [`Store`], laid out along the data path.
+//!
+//! | file | what happens there |
+//! | --- | --- |
+//! | `mod.rs` | [`StoreConfig`], opening (data-dir lock, recovery, existence filter), shutdown |
+//! | `ingest.rs` | `find_missing`, `put_chunks`, `commit` (blob check, presence re-check, ref) |
+//! | `read.rs` | the read pipeline: hot, warm, cold; single flight; blob and range reads |
+//! | `verify.rs` | `verify_copy`: the one check every copy read passes |
+//! | `repair.rs` | promotion into hot, repair of bad copies, scrub |
+//! | `refs.rs` | get, resolve, list, delete refs |
+//! | `stats.rs` | per-tier figures |
+//! | `background.rs` | write-behind uploader, access flusher, encoders: started and joined here |
+//! | `dir_lock.rs` | the data-dir lock |
+//! | `testing.rs` | entry points for tests and benchmarks only (feature `testing`) |
+//!
+//! # Where a new chunk lives
+//!
+//! 1. An upload's frames are decoded and hashed on the blocking pool; a mismatch fails the call
+//!    and stores nothing of that frame.
+//! 2. The chunk, its `chunks` entry and a `cold_queue` entry are written in one LMDB transaction
+//!    by the group committer; [`Store::put_chunks`] returns only after that commit is fsync'd.
+//!    From then on the chunk is durable in the hot tier and survives `kill -9`.
+//! 3. The write-behind uploader (`writeback.rs`) later reads queued chunks, compresses them with
+//!    the cold codec on low-priority threads, writes them to the object store in packs of
+//!    [`StoreConfig::cold_pack_target`] bytes, then indexes them and drops their queue
+//!    entries in one transaction. A crash before that commit only means the pack is written
+//!    again (same content, same name) after the restart.
+//! 4. The warm tier receives chunks when they are demoted from hot (budgets: lifecycle issue) or
+//!    promoted from cold.
+//!
+//! # Reads
+//!
+//! Hot, then warm, then cold (`read.rs`). Every copy read passes `verify_copy` (hot too unless
+//! [`StoreConfig::verify_hot_reads`] is off); a bad copy is never returned: the next tier is
+//! tried, and a good copy found further down repairs the bad one (and is promoted to hot).
+//! Concurrent misses of one chunk fetch it once (single flight). [`Error::DataLoss`] only when
+//! every tier that holds the chunk fails verification.
+
+mod background;
+mod dir_lock;
+mod ingest;
+#[cfg(test)]
+mod lifecycle_tests;
+mod read;
+mod refs;
+mod repair;
+mod stats;
+#[cfg(any(test, feature = "testing"))]
+mod testing;
+#[cfg(test)]
+mod tests;
+mod types;
+mod verify;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use growable_bloom_filter::GrowableBloom;
+use tokio_util::sync::CancellationToken;
+
+use crate::chunking::ChunkerSpec;
+use crate::clock::Clock;
+use crate::codec::{Compression, MAX_CHUNK_LEN};
+use crate::cold::ColdTier;
+use crate::error::{Error, Result};
+use crate::hot::HotTier;
+use crate::meta::{ChunkKey, Meta, state_get};
+use crate::warm::WarmTier;
+use crate::writeback::{Encoder, UploadConfig, Uploader};
+use background::{AccessLog, Background, HIT_COUNTERS, lock};
+use dir_lock::DirLock;
+
+pub use crate::tier::TierName;
+pub use types::{BlobPart, PutSummary, Stats, TierStats};
+
+/// How to open a [`Store`].
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Root of all local state (`meta/` LMDB, `warm/` packs, `lock`).
+    pub data_dir: PathBuf,
+    /// The cold tier as an object_store URL (`file:///abs`, `memory://`, `s3://bucket/prefix`, …).
+    pub cold_url: String,
+    /// Extra object_store options (`aws_endpoint`, credentials, …).
+    pub cold_options: Vec<(String, String)>,
+    /// How chunks are cut; advertised to clients.
+    pub chunker: ChunkerSpec,
+    /// LMDB map size in bytes (the most the hot tier and metadata can ever hold).
+    pub lmdb_map_size: u64,
+    /// Hot tier codec.
+    pub hot_compression: Compression,
+    /// Warm tier codec.
+    pub warm_compression: Compression,
+    /// Cold tier codec.
+    pub cold_compression: Compression,
+    /// Decode and re-hash chunks read from the hot tier too.
+    pub verify_hot_reads: bool,
+    /// Warm pack files are sealed at this size.
+    pub warm_pack_limit: u64,
+    /// Cold pack objects are written once this many stored bytes are queued.
+    pub cold_pack_target: usize,
+    /// A partial cold pack is flushed after this long.
+    pub cold_flush_after: Duration,
+    /// Concurrent object store requests.
+    pub cold_concurrency: usize,
+    /// Background threads compressing cold packs.
+    pub cold_encoders: usize,
+    /// Where the engine reads the time (tests set a manual clock).
+    pub clock: Clock,
+}
+
+impl StoreConfig {
+    /// Defaults for a data directory: cold tier `file://<data_dir>/cold`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        let cold_url = format!("file://{}", data_dir.join("cold").display());
+        Self {
+            data_dir,
+            cold_url,
+            cold_options: Vec::new(),
+            chunker: ChunkerSpec::default(),
+            lmdb_map_size: 64 << 30,
+            hot_compression: Compression::Lz4,
+            warm_compression: Compression::Zstd(3),
+            cold_compression: Compression::Zstd(9),
+            verify_hot_reads: true,
+            warm_pack_limit: 256 << 20,
+            cold_pack_target: 8 << 20,
+            cold_flush_after: Duration::from_secs(5),
+            cold_concurrency: 8,
+            cold_encoders: 1,
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// The storage engine. Cheap to clone; the last clone dropped stops the background work and
+/// releases the data dir (call [`Store::shutdown`] to wait for that and to persist access
+/// times).
+#[derive(Clone)]
+pub struct Store {
+    slot: Arc<RwLock<Option<Arc<Engine>>>>,
+}
+
+/// A commit's pause between blob verification and the ref transaction (tests only).
+#[cfg(test)]
+pub(crate) type CommitHook = Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>;
+
+/// Everything an open store holds. Operations hold an `Arc` of it while they run.
+pub(crate) struct Engine {
+    pub(crate) config: StoreConfig,
+    pub(crate) meta: Meta,
+    pub(crate) hot: HotTier,
+    pub(crate) warm: WarmTier,
+    pub(crate) cold: ColdTier,
+    pub(crate) uploader: Arc<Uploader>,
+    pub(crate) access: Arc<AccessLog>,
+    bloom: RwLock<GrowableBloom>,
+    /// Single flight: one gate per chunk being fetched from warm or cold.
+    inflight: Mutex<HashMap<ChunkKey, Arc<tokio::sync::Mutex<()>>>>,
+    closing: AtomicBool,
+    background: Mutex<Option<Background>>,
+    #[cfg(test)]
+    pub(crate) commit_hook: Mutex<Option<CommitHook>>,
+    /// Released last, once the environment has closed.
+    lock: Mutex<Option<DirLock>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let engine = self.engine().ok();
+        f.debug_struct("Store")
+            .field(
+                "data_dir",
+                &engine.as_ref().map(|e| e.config.data_dir.clone()),
+            )
+            .field("cold", &engine.as_ref().map(|e| e.cold.clone()))
+            .finish()
+    }
+}
+
+/// What the blocking part of [`Store::open`] builds.
+struct Opened {
+    lock: DirLock,
+    meta: Meta,
+    warm: WarmTier,
+    cold: ColdTier,
+    encoder: Encoder,
+    bloom: GrowableBloom,
+    hits: [u64; 3],
+}
+
+fn open_blocking(cfg: &StoreConfig) -> Result<Opened> {
+    let dir = &cfg.data_dir;
+    let mut lock = DirLock::acquire(dir)?;
+    let meta = Meta::open_with_clock(&dir.join("meta"), cfg.lmdb_map_size, cfg.clock.clone())?;
+    lock.guard_env(meta.closing_event());
+    let warm = WarmTier::open(
+        &dir.join("warm"),
+        meta.clone(),
+        cfg.warm_compression,
+        cfg.warm_pack_limit,
+    )?;
+    let started = std::time::Instant::now();
+    let (bloom, count, hits) = meta.read_now(|t, txn| {
+        let count = t.chunks.len(txn)?;
+        let mut bloom = GrowableBloom::new(
+            0.01,
+            usize::try_from(count).unwrap_or(usize::MAX).max(1 << 20),
+        );
+        for item in t.chunks.iter(txn)? {
+            let (k, _) = item?;
+            bloom.insert(k);
+        }
+        let mut hits = [0; 3];
+        for (h, name) in hits.iter_mut().zip(HIT_COUNTERS) {
+            *h = state_get(t, txn, name)?;
+        }
+        Ok((bloom, count, hits))
+    })?;
+    tracing::info!(
+        chunks = count,
+        ms = started.elapsed().as_millis() as u64,
+        "existence filter rebuilt"
+    );
+    let cold = ColdTier::open(
+        &cfg.cold_url,
+        &cfg.cold_options,
+        cfg.cold_concurrency,
+        meta.clone(),
+    )?;
+    let encoder = Encoder::start(cfg.cold_encoders)?;
+    Ok(Opened {
+        lock,
+        meta,
+        warm,
+        cold,
+        encoder,
+        bloom,
+        hits,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the store, locks its data dir, recovers warm packs,
+    /// rebuilds the existence filter, and starts the background work.
+    pub async fn open(config: StoreConfig) -> Result<Self> {
+        config.chunker.validate()?;
+        let cfg = config.clone();
+        let opened = crate::blocking::run(move || open_blocking(&cfg)).await?;
+        let hot = HotTier::new(opened.meta.clone(), config.hot_compression);
+        let uploader = Arc::new(Uploader::new(
+            opened.meta.clone(),
+            hot.clone(),
+            opened.warm.clone(),
+            opened.cold.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+            CancellationToken::new(),
+            opened.encoder,
+            UploadConfig {
+                compression: config.cold_compression,
+                pack_target: config.cold_pack_target,
+                flush_after: config.cold_flush_after,
+            },
+        ));
+        let access = Arc::new(AccessLog::new(opened.meta.clone(), opened.hits));
+        let background = Background::start(uploader.clone(), access.clone());
+        let engine = Engine {
+            config,
+            meta: opened.meta,
+            hot,
+            warm: opened.warm,
+            cold: opened.cold,
+            uploader,
+            access,
+            bloom: RwLock::new(opened.bloom),
+            inflight: Mutex::new(HashMap::new()),
+            closing: AtomicBool::new(false),
+            background: Mutex::new(Some(background)),
+            #[cfg(test)]
+            commit_hook: Mutex::new(None),
+            lock: Mutex::new(Some(opened.lock)),
+        };
+        Ok(Self {
+            slot: Arc::new(RwLock::new(Some(Arc::new(engine)))),
+        })
+    }
+
+    /// The open engine, or [`Error::ShuttingDown`].
+    pub(crate) fn engine(&self) -> Result<Arc<Engine>> {
+        self.slot
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or(Error::ShuttingDown)
+    }
+
+    /// The chunker clients must use.
+    pub fn chunker(&self) -> ChunkerSpec {
+        self.engine()
+            .map_or_else(|_| ChunkerSpec::default(), |e| e.config.chunker)
+    }
+
+    /// The largest chunk accepted or returned.
+    pub fn max_chunk_len(&self) -> usize {
+        MAX_CHUNK_LEN
+    }
+
+    /// Uploads every queued chunk and manifest to the cold tier now, partial packs included,
+    /// and returns once the queue is empty (tests, and operators before maintenance).
+    pub async fn flush_cold(&self) -> Result<()> {
+        let e = self.engine()?;
+        crate::writeback::drain(&e.uploader, true).await
+    }
+
+    /// Stops background work and waits for it (the cold queue stays in LMDB and resumes at the
+    /// next open), flushes access times and hit counts, syncs, closes LMDB and releases the
+    /// data dir. Further calls on any clone fail with [`Error::ShuttingDown`].
+    pub async fn shutdown(&self) -> Result<()> {
+        let taken = self
+            .slot
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(engine) = taken else {
+            return Ok(());
+        };
+        engine.closing.store(true, Ordering::Release);
+        let background = lock(&engine.background).take();
+        let stopped = match background {
+            Some(background) => background.stop().await,
+            None => Ok(()),
+        };
+        let flushed = engine.access.flush().await;
+        let meta = engine.meta.clone();
+        let dir_lock = lock(&engine.lock).take();
+        drop(engine);
+        crate::blocking::run(move || {
+            let synced = meta.sync();
+            meta.close();
+            drop(meta);
+            // Waits until every handle on the environment is gone.
+            drop(dir_lock);
+            synced
+        })
+        .await?;
+        stopped.and(flushed)
+    }
+}
+
+impl Engine {
+    /// Fails once shutdown has begun, so long reads stop between batches.
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    /// Whether the existence filter may hold `key` (false means surely absent).
+    pub(crate) fn may_hold(&self, key: &ChunkKey) -> bool {
+        self.bloom
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(key.as_bytes().as_slice())
+    }
+
+    /// Adds keys to the existence filter.
+    pub(crate) fn remember(&self, keys: &[ChunkKey]) {
+        let mut bloom = self
+            .bloom
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in keys {
+            bloom.insert(key.as_bytes().as_slice());
+        }
+    }
+
+    /// The single-flight gate of a chunk.
+    pub(crate) fn gate(&self, key: ChunkKey) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.inflight).entry(key).or_default().clone()
+    }
+
+    /// Whether no single-flight gate is held or waited on.
+    #[cfg(test)]
+    pub(crate) fn inflight_is_empty(&self) -> bool {
+        lock(&self.inflight).is_empty()
+    }
+
+    /// Forgets a gate nobody waits on any more (`holders` counts the caller's references).
+    pub(crate) fn release_gate(&self, key: ChunkKey, holders: usize) {
+        let mut map = lock(&self.inflight);
+        if map
+            .get(&key)
+            .is_some_and(|g| Arc::strong_count(g) <= 1 + holders)
+        {
+            map.remove(&key);
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let background = lock(&self.background).take();
+        if let Some(background) = background {
+            let dir_lock = lock(&self.lock).take();
+            background.stop_detached(self.meta.clone(), dir_lock);
+        }
+    }
+}

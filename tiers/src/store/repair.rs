@@ -1,0 +1,154 @@
+//! What the read pipeline does after it found a good copy below hot: promotion into hot and
+//! repair of bad copies; and the scrub, which checks every tier's copy of a chunk.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Engine;
+use super::verify::{Lookup, VERIFY_PART};
+use crate::codec::Frame;
+use crate::error::Result;
+use crate::hot;
+use crate::meta::ChunkKey;
+use crate::tier::{ChunkTier, TierName};
+use crate::writeback::{QueueItem, enqueue_in_txn};
+
+/// A good copy to put into hot: key, frame, raw bytes, and whether a bad hot copy goes first.
+pub(super) type Promotion = (ChunkKey, Frame, Bytes, bool);
+
+/// Promotes the good copies of `found` to hot (replacing bad hot copies) in one LMDB commit,
+/// then repairs bad warm and cold copies. Failures are logged: the read still succeeds.
+pub(super) async fn after_fetch(e: &Arc<Engine>, found: &[Lookup]) {
+    let promotions: Vec<Promotion> = found
+        .iter()
+        .filter_map(|l| {
+            let (_, copy) = l.good.as_ref()?;
+            let raw = copy.raw.clone()?;
+            Some((
+                l.key,
+                copy.frame.clone(),
+                raw,
+                l.bad.contains(&TierName::Hot),
+            ))
+        })
+        .collect();
+    if let Err(err) = promote(e, promotions).await {
+        tracing::warn!(error = %err, "promotion to hot failed; the read still succeeds");
+    }
+    for l in found {
+        let Some((_, copy)) = &l.good else { continue };
+        let lower: Vec<TierName> = l
+            .bad
+            .iter()
+            .copied()
+            .filter(|t| *t != TierName::Hot)
+            .collect();
+        if lower.is_empty() {
+            if !l.bad.is_empty() {
+                tracing::info!(chunk = %l.key.id(), "repaired the hot copy from a good one");
+            }
+            continue;
+        }
+        match repair_lower(e, l.key, &copy.frame, &lower).await {
+            Ok(()) => {
+                tracing::info!(chunk = %l.key.id(), repaired = ?l.bad, "repaired bad copies from a good one")
+            }
+            Err(err) => {
+                tracing::warn!(chunk = %l.key.id(), error = %err, "repair failed; the read still succeeds")
+            }
+        }
+    }
+}
+
+/// Puts good copies into hot in the hot codec, in one commit; a bad hot copy is deleted first.
+pub(super) async fn promote(e: &Engine, copies: Vec<Promotion>) -> Result<()> {
+    if copies.is_empty() {
+        return Ok(());
+    }
+    let compression = e.config.hot_compression;
+    let prepared = crate::blocking::map_parts(copies, VERIFY_PART, move |part| {
+        part.into_iter()
+            .map(|(key, frame, raw, replace)| Ok((key, frame.recode(&raw, compression)?, replace)))
+            .collect()
+    })
+    .await?;
+    e.meta
+        .write(move |t, txn| {
+            for (key, frame, replace) in &prepared {
+                if *replace {
+                    hot::delete_in_txn(t, txn, *key)?;
+                }
+                hot::put_in_txn(t, txn, *key, frame)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Replaces bad warm copies with `frame` and queues bad cold copies to be written again.
+async fn repair_lower(e: &Engine, key: ChunkKey, frame: &Frame, bad: &[TierName]) -> Result<()> {
+    if bad.contains(&TierName::Warm) {
+        e.warm.delete(vec![key]).await?;
+        e.warm.put(vec![(key, frame.clone())]).await?;
+    }
+    if bad.contains(&TierName::Cold) {
+        e.cold.delete(vec![key]).await?;
+        e.meta
+            .write(move |t, txn| enqueue_in_txn(t, txn, QueueItem::Chunk(key)))
+            .await?;
+        e.uploader.notify.notify_one();
+    }
+    Ok(())
+}
+
+#[cfg(any(test, feature = "testing"))]
+mod scrub {
+    use super::*;
+    use crate::Store;
+    use crate::error::Error;
+    use crate::ids::ChunkId;
+    use crate::names::Tenant;
+
+    impl Store {
+        /// Reads every tier's copy of a chunk, verifies each, and repairs bad copies from a
+        /// good one (a scrub). Returns the tiers whose copy was bad.
+        pub async fn scrub_chunk(&self, tenant: &Tenant, id: ChunkId) -> Result<Vec<TierName>> {
+            let e = self.engine()?;
+            let key = ChunkKey::new(tenant.id(), &id);
+            let copies = [
+                (TierName::Hot, e.hot.get(key).await),
+                (TierName::Warm, e.warm.get(key).await),
+                (TierName::Cold, e.cold.get(key).await),
+            ];
+            let lookup = crate::blocking::run(move || {
+                let mut l = Lookup::new(key, false);
+                for (tier, got) in copies {
+                    l.offer(tier, got);
+                }
+                Ok(l)
+            })
+            .await?;
+            let Some((_, copy)) = &lookup.good else {
+                return Err(lookup.failure());
+            };
+            if lookup.bad.is_empty() {
+                return Ok(Vec::new());
+            }
+            let raw = copy
+                .raw
+                .clone()
+                .ok_or_else(|| Error::Format("a verified copy without its bytes".into()))?;
+            let hot_bad = lookup.bad.contains(&TierName::Hot);
+            promote(&e, vec![(key, copy.frame.clone(), raw, hot_bad)]).await?;
+            let lower: Vec<TierName> = lookup
+                .bad
+                .iter()
+                .copied()
+                .filter(|t| *t != TierName::Hot)
+                .collect();
+            repair_lower(&e, key, &copy.frame, &lower).await?;
+            Ok(lookup.bad)
+        }
+    }
+}

@@ -188,11 +188,13 @@ impl Client {
         let endpoint = endpoint(&config).await?;
         let auth = BearerAuth::new(config.token.as_deref())?;
         // Lazy: each channel opens its connection at its first call.
-        let channel = TransportErrors::new(InterceptedService::new(
-            endpoint.connect_lazy(),
-            auth.clone(),
-        ));
-        let bulk = TransportErrors::new(InterceptedService::new(endpoint.connect_lazy(), auth));
+        let url = config.url.as_str();
+        let channel = TransportErrors::new(
+            InterceptedService::new(endpoint.connect_lazy(), auth.clone()),
+            url,
+        );
+        let bulk =
+            TransportErrors::new(InterceptedService::new(endpoint.connect_lazy(), auth), url);
         let mut client = Self {
             channel,
             bulk,
@@ -214,8 +216,12 @@ impl Client {
             )
             .await
             .map_err(|e| match e {
-                // Connection, TLS and HTTP/2 failures of the first call all mean the same.
-                Error::Status(s) if s.code() == tonic::Code::Unavailable || is_local(&s) => {
+                // Connection, TLS and HTTP/2 failures of the first call all mean the same
+                // (the channel's own already name the server).
+                Error::Status(s)
+                    if (s.code() == tonic::Code::Unavailable || is_local(&s))
+                        && !s.message().contains(&client.url) =>
+                {
                     Error::Status(tonic::Status::unavailable(format!(
                         "cannot reach scipcached at {}: {}",
                         client.url,

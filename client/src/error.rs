@@ -120,26 +120,43 @@ impl From<tonic::Status> for Error {
 }
 
 /// `status` as `UNAVAILABLE` when the client's transport made it because the connection
-/// failed (reset, closed, a broken HTTP/2 stream), with the cause in the message; any other
-/// status unchanged.
+/// failed (reset, closed, refused, a broken HTTP/2 stream), with the cause in the message; any
+/// other status unchanged.
 ///
 /// tonic gives a status a source only when it made it from a local error (hyper, h2, I/O); a
 /// status the server sent has none, so a genuine `UNKNOWN` or `INTERNAL` from the server
 /// stays what it is. Of the local codes, `UNKNOWN`, `INTERNAL` (h2's protocol, internal and
-/// connect errors) and `CANCELLED` (h2's CANCEL, a request hyper dropped with its connection)
-/// all mean the connection is gone; the others (`RESOURCE_EXHAUSTED` for ENHANCE_YOUR_CALM,
-/// `PERMISSION_DENIED` for INADEQUATE_SECURITY, `UNAVAILABLE`) say something of their own.
+/// connect errors), `CANCELLED` (h2's CANCEL, a request hyper dropped with its connection) and
+/// `UNAVAILABLE` (connect errors) all mean the connection is gone; the others
+/// (`RESOURCE_EXHAUSTED` for ENHANCE_YOUR_CALM, `PERMISSION_DENIED` for INADEQUATE_SECURITY)
+/// say something of their own.
 pub fn transport_failure(status: tonic::Status) -> tonic::Status {
-    use Code::{Cancelled, Internal, Unknown};
-    if !is_local(&status) || !matches!(status.code(), Unknown | Internal | Cancelled) {
+    connection_failed(status, None)
+}
+
+/// [`transport_failure`], naming the server's URL when it is known. A status it made already
+/// (its source is the status it replaced) is returned as it is.
+pub(crate) fn connection_failed(status: tonic::Status, server: Option<&str>) -> tonic::Status {
+    use Code::{Cancelled, Internal, Unavailable, Unknown};
+    let mapped = std::error::Error::source(&status).is_some_and(|s| s.is::<tonic::Status>());
+    if mapped
+        || !is_local(&status)
+        || !matches!(status.code(), Unknown | Internal | Cancelled | Unavailable)
+    {
         return status;
     }
-    let message = format!(
-        "the connection to the server failed: {}",
-        status_message(&status)
-    );
+    let message = match server {
+        Some(url) => format!(
+            "the connection to scipcached at {url} failed: {}",
+            status_message(&status)
+        ),
+        None => format!(
+            "the connection to the server failed: {}",
+            status_message(&status)
+        ),
+    };
     let mut unavailable = tonic::Status::unavailable(message);
-    // Kept as the source, so that the new status still reads as made locally.
+    // Kept as the source: the new status still reads as made locally, and is not mapped twice.
     unavailable.set_source(std::sync::Arc::new(status));
     unavailable
 }
@@ -517,8 +534,13 @@ mod tests {
     }
 
     #[test]
-    fn local_internal_and_cancelled_statuses_are_unavailable_too() {
-        for code in [Code::Internal, Code::Cancelled, Code::Unknown] {
+    fn local_internal_cancelled_and_unavailable_statuses_are_connection_failures() {
+        for code in [
+            Code::Internal,
+            Code::Cancelled,
+            Code::Unknown,
+            Code::Unavailable,
+        ] {
             let mut status = tonic::Status::new(code, "h2 protocol error: stream no longer needed");
             status.set_source(std::sync::Arc::new(reset()));
             let e = Error::from(status);
@@ -528,6 +550,20 @@ mod tests {
                 "the original message stays: {e}"
             );
         }
+    }
+
+    #[test]
+    fn a_failure_is_mapped_once_and_names_the_server_when_known() {
+        let status = tonic::Status::from_error(Box::new(reset()));
+        let once = connection_failed(status, Some("http://127.0.0.1:7741"));
+        let message = once.message().to_owned();
+        assert_eq!(
+            message,
+            "the connection to scipcached at http://127.0.0.1:7741 failed: connection reset by peer"
+        );
+        let twice = Error::from(once);
+        assert_eq!(twice.code(), Code::Unavailable);
+        assert_eq!(twice.to_string(), message);
     }
 
     #[test]
@@ -541,11 +577,7 @@ mod tests {
 
     #[test]
     fn local_statuses_with_a_meaning_of_their_own_keep_it() {
-        for code in [
-            Code::ResourceExhausted,
-            Code::PermissionDenied,
-            Code::Unavailable,
-        ] {
+        for code in [Code::ResourceExhausted, Code::PermissionDenied] {
             let mut status = tonic::Status::new(code, "h2 protocol error");
             status.set_source(std::sync::Arc::new(reset()));
             let e = Error::from(status);

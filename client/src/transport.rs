@@ -9,29 +9,37 @@
 //! the raw status. Failures while a response streams are mapped where the status becomes an
 //! [`crate::Error`].
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::TryFutureExt;
 use futures::future::MapErr;
 use tonic::codegen::{Service, StdError};
 
-use crate::error::transport_failure;
+use crate::error::connection_failed;
 
-/// Wraps a channel service; its errors become boxed [`tonic::Status`]es.
+/// Wraps a channel service; its errors become boxed [`tonic::Status`]es naming the server.
 #[derive(Clone, Debug)]
 pub(crate) struct TransportErrors<S> {
     inner: S,
+    url: Arc<str>,
 }
 
 impl<S> TransportErrors<S> {
-    pub(crate) fn new(inner: S) -> Self {
-        Self { inner }
+    pub(crate) fn new(inner: S, url: &str) -> Self {
+        Self {
+            inner,
+            url: url.into(),
+        }
     }
 }
 
 /// A channel error as the status the client reports.
-fn to_status<E: Into<StdError>>(error: E) -> StdError {
-    Box::new(transport_failure(tonic::Status::from_error(error.into())))
+fn to_status(error: StdError, url: &str) -> StdError {
+    Box::new(connection_failed(
+        tonic::Status::from_error(error),
+        Some(url),
+    ))
 }
 
 impl<S, R> Service<R> for TransportErrors<S>
@@ -41,16 +49,19 @@ where
 {
     type Response = S::Response;
     type Error = StdError;
-    type Future = MapErr<S::Future, fn(S::Error) -> StdError>;
+    type Future = MapErr<S::Future, Box<dyn FnOnce(S::Error) -> StdError + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(to_status)
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| to_status(e.into(), &self.url))
     }
 
     fn call(&mut self, req: R) -> Self::Future {
+        let url = Arc::clone(&self.url);
         self.inner
             .call(req)
-            .map_err(to_status::<S::Error> as fn(S::Error) -> StdError)
+            .map_err(Box::new(move |e: S::Error| to_status(e.into(), &url)))
     }
 }
 
@@ -81,7 +92,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_call_reaches_tonic_as_an_unavailable_status() {
-        let error = TransportErrors::new(Reset).call(()).await.err();
+        let error = TransportErrors::new(Reset, "http://127.0.0.1:7741")
+            .call(())
+            .await
+            .err();
         // What tonic's generated clients do with a service error.
         let status = error.map(tonic::Status::from_error);
         assert_eq!(
@@ -90,7 +104,7 @@ mod tests {
         );
         let message = status.map(|s| s.message().to_owned()).unwrap_or_default();
         assert!(
-            message.starts_with("the connection to the server failed")
+            message.starts_with("the connection to scipcached at http://127.0.0.1:7741 failed")
                 && message.contains("connection reset by peer"),
             "{message}"
         );

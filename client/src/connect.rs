@@ -1,7 +1,7 @@
 //! Connecting: the channel (plain HTTP/2 or TLS), the bearer token on every call, and the
 //! server facts the client needs before it can cut a single chunk.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use scipcache_proto::pb;
@@ -15,9 +15,11 @@ use scipcache_tiers::chunking::ChunkerSpec;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result, is_local, status_message};
+use crate::tls::{self, TlsFiles};
+use crate::transport::TransportErrors;
 
 /// Where the CLI connects when neither `--server` nor `SCIPCACHE_SERVER` says otherwise.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7741";
@@ -160,8 +162,8 @@ impl Interceptor for BearerAuth {
     }
 }
 
-/// The channel with the token attached.
-pub(crate) type AuthChannel = InterceptedService<Channel, BearerAuth>;
+/// The channel with the token attached, its connection failures reported as `UNAVAILABLE`.
+pub(crate) type AuthChannel = TransportErrors<InterceptedService<Channel, BearerAuth>>;
 
 /// A connection to one scipcached. Cheap to clone: clones share the HTTP/2 connections.
 ///
@@ -186,8 +188,13 @@ impl Client {
         let endpoint = endpoint(&config).await?;
         let auth = BearerAuth::new(config.token.as_deref())?;
         // Lazy: each channel opens its connection at its first call.
-        let channel = InterceptedService::new(endpoint.connect_lazy(), auth.clone());
-        let bulk = InterceptedService::new(endpoint.connect_lazy(), auth);
+        let url = config.url.as_str();
+        let channel = TransportErrors::new(
+            InterceptedService::new(endpoint.connect_lazy(), auth.clone()),
+            url,
+        );
+        let bulk =
+            TransportErrors::new(InterceptedService::new(endpoint.connect_lazy(), auth), url);
         let mut client = Self {
             channel,
             bulk,
@@ -209,8 +216,12 @@ impl Client {
             )
             .await
             .map_err(|e| match e {
-                // Connection, TLS and HTTP/2 failures of the first call all mean the same.
-                Error::Status(s) if s.code() == tonic::Code::Unavailable || is_local(&s) => {
+                // Connection, TLS and HTTP/2 failures of the first call all mean the same
+                // (the channel's own already name the server).
+                Error::Status(s)
+                    if (s.code() == tonic::Code::Unavailable || is_local(&s))
+                        && !s.message().contains(&client.url) =>
+                {
                     Error::Status(tonic::Status::unavailable(format!(
                         "cannot reach scipcached at {}: {}",
                         client.url,
@@ -321,27 +332,18 @@ async fn endpoint(config: &ClientConfig) -> Result<Endpoint> {
             // aws-lc-rs through object_store elsewhere in a workspace build), and rustls then
             // cannot choose: pick ring, the one tonic is built with. Installing twice is fine.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let mut tls = ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(read_pem(ca, "CA certificate").await?));
-            if let (Some(cert), Some(key)) = (cert, key) {
-                tls = tls.identity(Identity::from_pem(
-                    read_pem(cert, "client certificate").await?,
-                    read_pem(key, "client key").await?,
-                ));
-            }
+            let files = TlsFiles {
+                ca,
+                identity: cert.as_deref().zip(key.as_deref()),
+            };
+            let tls = tls::client_config(files).await?;
             endpoint = endpoint.tls_config(tls).map_err(|source| Error::Tls {
-                context: "cannot use the TLS files".into(),
+                context: format!("cannot use the TLS files ({})", files.named()),
                 source,
             })?;
         }
     }
     Ok(endpoint)
-}
-
-async fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>> {
-    tokio::fs::read(path)
-        .await
-        .map_err(|e| Error::io(format!("cannot read the {what} {}", path.display()), e))
 }
 
 #[cfg(test)]

@@ -3,6 +3,11 @@
 //! Every failure keeps enough to print the contract's one-line cause
 //! (`<status in words>: <message>`, see [`Error::code_words`]) and to pick the CLI's exit code
 //! ([`Error::exit_code`]). A server's answer keeps its gRPC code in [`Error::Status`].
+//!
+//! A status the client's own transport made when the connection broke (tonic reports a reset
+//! connection as `UNKNOWN: transport error`, a broken HTTP/2 stream as `INTERNAL: h2 protocol
+//! error`) becomes `UNAVAILABLE` on its way into [`Error`] ([`transport_failure`]), so that
+//! scripts, and the client's own retries, treat a daemon that died like one that is down.
 
 use std::time::Duration;
 
@@ -15,9 +20,10 @@ use tonic::Code;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The server answered with a gRPC status (its code is kept).
+    /// The server answered with a gRPC status (its code is kept), or the connection to it
+    /// failed (then `UNAVAILABLE`, see [`transport_failure`]).
     #[error("{}", status_message(.0))]
-    Status(#[from] tonic::Status),
+    Status(tonic::Status),
     /// An argument the client itself refuses: a namespace, key, TTL, label, URL or option mix.
     #[error("{0}")]
     InvalidArgument(String),
@@ -30,10 +36,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The TLS settings (CA, certificate, key) could not be used.
-    #[error("{context}: {source}")]
+    /// A TLS file (`--ca`, `--cert`, `--key`) is missing, unreadable or not what it must be.
+    #[error("{option} {}: {cause}", .path.display())]
+    TlsFile {
+        /// The option that named it, e.g. `--key`.
+        option: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        cause: String,
+    },
+    /// The TLS files are each well-formed but cannot be used together.
+    #[error("{context}: {}", root_cause(.source))]
     Tls {
-        /// What was being set up.
+        /// What was being set up, naming the files.
         context: String,
         /// The transport error.
         #[source]
@@ -97,6 +113,64 @@ pub enum Error {
 /// Result with the client's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<tonic::Status> for Error {
+    fn from(status: tonic::Status) -> Self {
+        Self::Status(transport_failure(status))
+    }
+}
+
+/// `status` as `UNAVAILABLE` when the client's transport made it because the connection
+/// failed (reset, closed, refused, a broken HTTP/2 stream), with the cause in the message; any
+/// other status unchanged.
+///
+/// tonic gives a status a source only when it made it from a local error (hyper, h2, I/O); a
+/// status the server sent has none, so a genuine `UNKNOWN` or `INTERNAL` from the server
+/// stays what it is. Of the local codes, `UNKNOWN`, `INTERNAL` (h2's protocol, internal and
+/// connect errors), `CANCELLED` (h2's CANCEL, a request hyper dropped with its connection) and
+/// `UNAVAILABLE` (connect errors) all mean the connection is gone; the others
+/// (`RESOURCE_EXHAUSTED` for ENHANCE_YOUR_CALM, `PERMISSION_DENIED` for INADEQUATE_SECURITY)
+/// say something of their own.
+pub fn transport_failure(status: tonic::Status) -> tonic::Status {
+    connection_failed(status, None)
+}
+
+/// [`transport_failure`], naming the server's URL when it is known. A status it made already
+/// (its source is the status it replaced) is returned as it is.
+pub(crate) fn connection_failed(status: tonic::Status, server: Option<&str>) -> tonic::Status {
+    use Code::{Cancelled, Internal, Unavailable, Unknown};
+    let mapped = std::error::Error::source(&status).is_some_and(|s| s.is::<tonic::Status>());
+    if mapped
+        || !is_local(&status)
+        || !matches!(status.code(), Unknown | Internal | Cancelled | Unavailable)
+    {
+        return status;
+    }
+    let message = match server {
+        Some(url) => format!(
+            "the connection to scipcached at {url} failed: {}",
+            status_message(&status)
+        ),
+        None => format!(
+            "the connection to the server failed: {}",
+            status_message(&status)
+        ),
+    };
+    let mut unavailable = tonic::Status::unavailable(message);
+    // Kept as the source: the new status still reads as made locally, and is not mapped twice.
+    unavailable.set_source(std::sync::Arc::new(status));
+    unavailable
+}
+
+/// The innermost cause of an error, e.g. `Connection reset by peer (os error 104)` under
+/// tonic's `transport error`.
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut root = error;
+    while let Some(cause) = root.source() {
+        root = cause;
+    }
+    root.to_string()
+}
+
 /// The status's message, followed by the innermost cause of a locally made status ("received
 /// fatal alert: CertificateRequired", "Connection refused"), which tonic leaves out of the
 /// message. A status the server sent has no cause.
@@ -106,13 +180,7 @@ pub(crate) fn status_message(status: &tonic::Status) -> String {
     } else {
         status.message().to_owned()
     };
-    let mut root = None;
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        root = Some(cause.to_string());
-        source = cause.source();
-    }
-    match root {
+    match std::error::Error::source(status).map(root_cause) {
         Some(cause) if !message.contains(&cause) => format!("{message}: {cause}"),
         _ => message,
     }
@@ -169,7 +237,9 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Self::Status(s) => s.code(),
-            Self::InvalidArgument(_) | Self::Tls { .. } => Code::InvalidArgument,
+            Self::InvalidArgument(_) | Self::TlsFile { .. } | Self::Tls { .. } => {
+                Code::InvalidArgument
+            }
             Self::Io { source, .. } => io_code(source.kind()),
             Self::ChunkMismatch { .. } | Self::BlobMismatch { .. } | Self::SizeMismatch { .. } => {
                 Code::DataLoss
@@ -187,14 +257,15 @@ impl Error {
         code_words(self.code())
     }
 
-    /// The CLI's exit code: 2 for arguments the client refuses, 3 for NOT_FOUND from the
+    /// The CLI's exit code: 2 for arguments the client refuses (TLS files that cannot be used
+    /// included: they are options the user gave), 3 for NOT_FOUND from the
     /// server, 4 for UNAUTHENTICATED or PERMISSION_DENIED from the server, 1 otherwise.
     ///
     /// Only the server's answers map to 3 and 4: a local file that is missing is not a cache
     /// miss, so CI must not read it as one.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::InvalidArgument(_) | Self::Tls { .. } => 2,
+            Self::InvalidArgument(_) | Self::TlsFile { .. } | Self::Tls { .. } => 2,
             Self::Status(s) => match s.code() {
                 Code::NotFound => 3,
                 Code::Unauthenticated | Code::PermissionDenied => 4,
@@ -412,6 +483,122 @@ mod tests {
         let garbage = missing_status(Code::FailedPrecondition, Some(&[0xff, 0x01]));
         assert!(matches!(garbage.missing_chunks(), Err(Error::Protocol(_))));
         Ok(())
+    }
+
+    /// A status as tonic makes it from a local error (`Status::from_error`).
+    fn local(error: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::from(tonic::Status::from_error(Box::new(error)))
+    }
+
+    fn reset() -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        )
+    }
+
+    /// An error wrapping another, as hyper's wraps h2's, which wraps the socket's.
+    #[derive(Debug)]
+    struct Wrapping(&'static str, Box<dyn std::error::Error + Send + Sync>);
+
+    impl std::fmt::Display for Wrapping {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapping {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&*self.1)
+        }
+    }
+
+    #[test]
+    fn a_reset_connection_is_unavailable_naming_the_cause() {
+        let e = local(reset());
+        assert_eq!(e.code(), Code::Unavailable);
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(
+            e.to_string(),
+            "the connection to the server failed: connection reset by peer"
+        );
+        let nested = local(Wrapping(
+            "transport error",
+            Box::new(Wrapping("h2 protocol error", Box::new(reset()))),
+        ));
+        assert_eq!(nested.code(), Code::Unavailable);
+        assert_eq!(
+            nested.to_string(),
+            "the connection to the server failed: transport error: connection reset by peer"
+        );
+    }
+
+    #[test]
+    fn local_internal_cancelled_and_unavailable_statuses_are_connection_failures() {
+        for code in [
+            Code::Internal,
+            Code::Cancelled,
+            Code::Unknown,
+            Code::Unavailable,
+        ] {
+            let mut status = tonic::Status::new(code, "h2 protocol error: stream no longer needed");
+            status.set_source(std::sync::Arc::new(reset()));
+            let e = Error::from(status);
+            assert_eq!(e.code(), Code::Unavailable, "{code:?}");
+            assert!(
+                e.to_string().contains("h2 protocol error"),
+                "the original message stays: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failure_is_mapped_once_and_names_the_server_when_known() {
+        let status = tonic::Status::from_error(Box::new(reset()));
+        let once = connection_failed(status, Some("http://127.0.0.1:7741"));
+        let message = once.message().to_owned();
+        assert_eq!(
+            message,
+            "the connection to scipcached at http://127.0.0.1:7741 failed: connection reset by peer"
+        );
+        let twice = Error::from(once);
+        assert_eq!(twice.code(), Code::Unavailable);
+        assert_eq!(twice.to_string(), message);
+    }
+
+    #[test]
+    fn statuses_the_server_sent_keep_their_code() {
+        for code in [Code::Unknown, Code::Internal, Code::Cancelled] {
+            let e = Error::from(tonic::Status::new(code, "the handler failed"));
+            assert_eq!(e.code(), code);
+            assert_eq!(e.to_string(), "the handler failed");
+        }
+    }
+
+    #[test]
+    fn local_statuses_with_a_meaning_of_their_own_keep_it() {
+        for code in [Code::ResourceExhausted, Code::PermissionDenied] {
+            let mut status = tonic::Status::new(code, "h2 protocol error");
+            status.set_source(std::sync::Arc::new(reset()));
+            let e = Error::from(status);
+            assert_eq!(e.code(), code);
+            assert_eq!(e.to_string(), "h2 protocol error: connection reset by peer");
+        }
+    }
+
+    #[test]
+    fn a_tls_file_error_names_the_option_the_file_and_the_cause_and_is_bad_usage() {
+        let e = Error::TlsFile {
+            option: "--key",
+            path: "/etc/ci/client.key".into(),
+            cause: "cannot read it: No such file or directory (os error 2)".into(),
+        };
+        assert_eq!(
+            format!("{}: {e}", e.code_words()),
+            "invalid argument: --key /etc/ci/client.key: cannot read it: No such file or \
+             directory (os error 2)"
+        );
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

@@ -33,6 +33,8 @@
 //! ## Layout
 //! - [`connect`]: [`ClientConfig`], [`Client::connect`] (HTTP/2 or TLS, bearer token on
 //!   every call, message size limits) and the [`ServerInfo`] learned at connect time.
+//! - `tls`: the `--ca`, `--cert` and `--key` files, each checked and refused by name.
+//! - `transport`: the channel layer that reports a failed connection as `UNAVAILABLE`.
 //! - `retry`: deadlines for unary calls, retries with backoff on `UNAVAILABLE` for
 //!   idempotent ones.
 //! - [`push`]: the push pipeline ([`Client::push`], [`Client::push_file`]).
@@ -58,6 +60,8 @@ pub mod push;
 pub mod refs;
 pub mod report;
 mod retry;
+mod tls;
+mod transport;
 mod window;
 
 pub use connect::{Client, ClientConfig, DEFAULT_SERVER, DEFAULT_TIMEOUT, ServerInfo};

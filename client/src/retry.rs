@@ -2,8 +2,12 @@
 //!
 //! Every unary call gets the configured deadline, both as `grpc-timeout` (so the server can
 //! give up too) and as a local timer. Idempotent calls (FindMissing, ServerInfo, Get, List,
-//! Stat, Stats) are retried on `UNAVAILABLE` with exponential backoff; a call that may have
-//! changed something (Delete) is not, because the first attempt may have succeeded.
+//! Stat, Stats) are retried on `UNAVAILABLE` with exponential backoff, at most [`ATTEMPTS`]
+//! times in all; chunk uploads (`push`) and the opening of reads (`pull`) use the same bound
+//! and backoff. `UNAVAILABLE` includes a connection that broke mid-call (a daemon that died or
+//! restarted: see `transport`), so a restart within the backoff goes unnoticed and a dead
+//! daemon is given up on within a second. A call that may have changed something (Delete,
+//! Commit) is not retried, because the first attempt may have succeeded.
 
 use std::future::Future;
 use std::time::Duration;
@@ -79,5 +83,12 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_millis(200));
         assert_eq!(backoff(2), Duration::from_millis(400));
         assert_eq!(backoff(99), backoff(10));
+    }
+
+    #[test]
+    fn a_dead_server_is_given_up_on_within_a_second_of_backoff() {
+        let waited: Duration = (0..ATTEMPTS - 1).map(backoff).sum();
+        assert!(waited < Duration::from_secs(1), "{waited:?}");
+        const { assert!(ATTEMPTS > 1, "unavailable must be retried at least once") };
     }
 }

@@ -506,7 +506,7 @@ async fn https_with_a_private_ca_and_a_client_certificate() -> TestResult {
     // Plain HTTP/2 against a TLS port fails too, as unavailable.
     let plain = Client::connect(ClientConfig::new(fake.url())).await.err();
     assert_eq!(plain.as_ref().map(Error::code_words), Some("unavailable"));
-    // A missing CA file is a local I/O error naming the file.
+    // A missing CA file is bad usage naming the file (`transport_failures.rs` has the rest).
     let missing = ClientConfig {
         ca: Some(data.join("nope.pem")),
         ..tls
@@ -517,6 +517,7 @@ async fn https_with_a_private_ca_and_a_client_certificate() -> TestResult {
             .is_some_and(|e| e.to_string().contains("nope.pem")),
         "{err:?}"
     );
+    assert_eq!(err.as_ref().map(Error::exit_code), Some(2));
     Ok(())
 }
 

@@ -9,12 +9,14 @@
 //! - [`large_blob`]: a 2 GiB blob with bounded memory on both sides.
 //! - [`lifecycle`]: SIGTERM, kill -9, the data dir lock, `/healthz`, `/metrics`, keys.
 //! - [`data_dir_files`]: chunks live in few files, not one file per chunk.
+//! - [`killed_daemon`]: a daemon killed mid-push makes the CLI print `unavailable: `.
 
 mod common;
 
 mod auth_matrix;
 mod bad_input;
 mod data_dir_files;
+mod killed_daemon;
 mod large_blob;
 mod lifecycle;
 mod push_pull;

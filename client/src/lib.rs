@@ -48,9 +48,11 @@
 //! - [`report`]: [`PushReport`] and [`PullReport`], which serialize to the CLI's `--json`.
 //! - [`progress`]: the [`Progress`] trait the CLI implements with a progress bar.
 //! - [`error`]: the one [`Error`] enum, its words and exit codes.
+//! - `blocking`: the one helper that runs blocking work (decoding, hashing, files).
 //!
 //! The `scipcache` binary (`src/main.rs`, `src/cli/`) is a thin shell over this library.
 
+mod blocking;
 mod commit;
 pub mod connect;
 pub mod error;

@@ -506,7 +506,7 @@ async fn receive(
             let pieces = std::mem::take(&mut batch);
             let raw_len = std::mem::take(&mut batch_bytes);
             let buffer = pool.take();
-            let job = tokio::task::spawn_blocking(move || decode_batch(&pieces, raw_len, buffer));
+            let job = crate::blocking::spawn(move || decode_batch(&pieces, raw_len, buffer));
             if jobs.send(job).await.is_err() {
                 // The writer stopped; its error is the one to report.
                 return Ok(());
@@ -563,7 +563,7 @@ where
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(WRITES_AHEAD);
     let hashing = {
         let pool = pool.clone();
-        tokio::task::spawn_blocking(move || hash_and_write(out_rx, file, &pool))
+        crate::blocking::spawn(move || hash_and_write(out_rx, file, &pool))
     };
     while let Some(job) = jobs.recv().await {
         let batch = job.await??;
@@ -681,7 +681,7 @@ mod tests {
         let pool = BufferPool::default();
         let stage = {
             let pool = pool.clone();
-            tokio::task::spawn_blocking(move || hash_and_write(rx, Some(file), &pool))
+            crate::blocking::spawn(move || hash_and_write(rx, Some(file), &pool))
         };
         let batches = [b"first batch, ".to_vec(), b"second batch".to_vec()];
         for b in &batches {

@@ -211,7 +211,7 @@ impl Client {
             match reader {
                 Source::Async(reader) => read_windows(reader, splitter, windows_tx, &name).await,
                 Source::File(file) => {
-                    tokio::task::spawn_blocking(move || {
+                    crate::blocking::spawn(move || {
                         read_file_windows(file, &splitter, &windows_tx, &name)
                     })
                     .await?
@@ -478,7 +478,7 @@ async fn hash_ids(chunks: Arc<Vec<Bytes>>, bytes: usize) -> Result<Vec<ChunkId>>
         .into_iter()
         .map(|range| {
             let chunks = Arc::clone(&chunks);
-            tokio::task::spawn_blocking(move || {
+            crate::blocking::spawn(move || {
                 chunks[range]
                     .iter()
                     .map(|c| ChunkId::of(c))
@@ -501,7 +501,7 @@ async fn compress(chunks: Vec<(ChunkId, Bytes)>) -> Result<Vec<pb::ChunkFrame>> 
         .into_iter()
         .map(|range| {
             let chunks = Arc::clone(&chunks);
-            tokio::task::spawn_blocking(move || {
+            crate::blocking::spawn(move || {
                 chunks[range]
                     .iter()
                     .map(|(id, raw)| {

@@ -584,7 +584,7 @@ async fn cli(fake: &fake::Fake, args: &[&str]) -> std::io::Result<std::process::
     cmd.args(args)
         .env("SCIPCACHE_SERVER", fake.url())
         .env("SCIPCACHE_TOKEN", fake::TOKEN);
-    tokio::task::spawn_blocking(move || cmd.output()).await?
+    tokio::process::Command::from(cmd).output().await
 }
 
 fn stderr_line(out: &std::process::Output) -> String {
@@ -729,7 +729,7 @@ async fn cli_errors_are_one_line_with_contract_exit_codes() -> TestResult {
         "--token",
         "nope",
     ]);
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    let out = tokio::process::Command::from(cmd).output().await?;
     assert_eq!(out.status.code(), Some(4));
     assert!(stderr_line(&out).starts_with("unauthenticated: "));
 

@@ -208,10 +208,10 @@ async fn the_cli_prints_unavailable_when_the_server_dies_mid_push() -> TestResul
         .arg(&file)
         .env("SCIPCACHE_SERVER", relay.url())
         .env("SCIPCACHE_TOKEN", fake::TOKEN);
-    let run = tokio::task::spawn_blocking(move || cmd.output());
+    let run = tokio::process::Command::from(cmd).output();
     relay.wait_for(CUT_AFTER).await?;
     relay.kill();
-    let out = run.await??;
+    let out = run.await?;
     let line = String::from_utf8_lossy(&out.stderr).trim_end().to_owned();
     assert_eq!(out.status.code(), Some(1), "{line}");
     assert!(line.starts_with("unavailable: "), "{line}");
@@ -227,7 +227,7 @@ async fn ls_with(tls: &[&std::ffi::OsStr]) -> std::io::Result<std::process::Outp
         .args(["ls", "acme/web/app"])
         .env_remove("SCIPCACHE_SERVER")
         .env_remove("SCIPCACHE_TOKEN");
-    tokio::task::spawn_blocking(move || cmd.output()).await?
+    tokio::process::Command::from(cmd).output().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

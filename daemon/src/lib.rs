@@ -22,6 +22,7 @@
 //! - [`token`]: `scipcached token`.
 //! - [`values`]: durations, sizes and the default data dir both command lines share.
 //! - [`error`]: the crate's error type.
+//! - `blocking`: the one helper that runs blocking work off the async threads.
 //!
 //! ## Lifecycle
 //! Start: HTTP port (so `/healthz` says 503 while starting), data dir, keys, store (which
@@ -31,6 +32,7 @@
 //! (persisting its queues).
 
 pub mod auth;
+mod blocking;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -168,6 +170,18 @@ struct GrpcParts {
     cancel: CancellationToken,
 }
 
+/// A generated service with the message size limits, behind the token check.
+macro_rules! guarded {
+    ($server:ident, $service:ty, $shared:expr, $auth:expr) => {
+        InterceptedService::new(
+            $server::new(<$service>::new($shared.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            $auth.clone(),
+        )
+    };
+}
+
 async fn serve_grpc(parts: GrpcParts) -> Result<()> {
     let GrpcParts {
         config,
@@ -179,30 +193,8 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
         store_cell,
         cancel,
     } = parts;
-    let data_dir = config.data_dir.clone();
-    blocking({
-        let dir = data_dir.clone();
-        move || {
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create data dir", &dir, e))
-        }
-    })
-    .await?;
-    let verifier = Arc::new(load_verifier(&config, &cancel).await?);
-    tracing::debug!(?verifier, "token verification");
-    let tls = blocking({
-        let config = config.clone();
-        move || tls::TlsFiles::read(&config)
-    })
-    .await?;
-    // TLS is checked before the store opens, so a bad certificate fails fast.
-    let mut server = Server::builder();
-    if let Some(tls) = tls {
-        if tls.is_mutual() {
-            tracing::info!("mutual TLS: clients must present a certificate from --tls-client-ca");
-        }
-        server = tls.apply(server)?;
-    }
-
+    // Keys and TLS are checked before the store opens, so a bad certificate fails fast.
+    let (server, verifier) = prepare_server(&config, &cancel).await?;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(scipcache_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -241,42 +233,41 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(InterceptedService::new(
-            InfoServer::new(service::info::InfoService::new(shared.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            auth.clone(),
+        .add_service(guarded!(
+            InfoServer,
+            service::info::InfoService,
+            &shared,
+            &auth
         ))
-        .add_service(InterceptedService::new(
-            ChunksServer::new(service::chunks::ChunksService::new(shared.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            auth.clone(),
+        .add_service(guarded!(
+            ChunksServer,
+            service::chunks::ChunksService,
+            &shared,
+            &auth
         ))
-        .add_service(InterceptedService::new(
-            BlobsServer::new(service::blobs::BlobsService::new(shared.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            auth.clone(),
+        .add_service(guarded!(
+            BlobsServer,
+            service::blobs::BlobsService,
+            &shared,
+            &auth
         ))
-        .add_service(InterceptedService::new(
-            RefsServer::new(service::refs::RefsService::new(shared.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            auth.clone(),
+        .add_service(guarded!(
+            RefsServer,
+            service::refs::RefsService,
+            &shared,
+            &auth
         ))
-        .add_service(InterceptedService::new(
-            AdminServer::new(service::admin::AdminService::new(shared))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            auth,
+        .add_service(guarded!(
+            AdminServer,
+            service::admin::AdminService,
+            &shared,
+            &auth
         ));
 
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(TCP_KEEPALIVE));
     let serve = router.serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned());
-    tokio::pin!(serve);
     ready.store(true, Ordering::Release);
     let scheme = if config.tls_cert.is_some() {
         "https"
@@ -288,12 +279,60 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
     );
     tracing::info!("scipcached ready grpc={grpc_addr} metrics={metrics_addr}");
 
-    let served = tokio::select! {
+    let stopping = async {
+        ready.store(false, Ordering::Release);
+        set_health(&health, ServingStatus::NotServing).await;
+    };
+    let served = until_stopped(serve, &cancel, stopping, config.shutdown_grace).await;
+    ready.store(false, Ordering::Release);
+    let stopped = shutdown_store(&store).await;
+    served?;
+    stopped
+}
+
+/// What the gRPC server needs before the store opens: the data dir, the token verifier and
+/// the TLS setup (each failure here is a configuration error).
+async fn prepare_server(
+    config: &Config,
+    cancel: &CancellationToken,
+) -> Result<(Server, Arc<Verifier>)> {
+    blocking({
+        let dir = config.data_dir.clone();
+        move || {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create data dir", &dir, e))
+        }
+    })
+    .await?;
+    let verifier = Arc::new(load_verifier(config, cancel).await?);
+    tracing::debug!(?verifier, "token verification");
+    let tls = blocking({
+        let config = config.clone();
+        move || tls::TlsFiles::read(&config)
+    })
+    .await?;
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        if tls.is_mutual() {
+            tracing::info!("mutual TLS: clients must present a certificate from --tls-client-ca");
+        }
+        server = tls.apply(server)?;
+    }
+    Ok((server, verifier))
+}
+
+/// Serves until `serve` ends or `cancel` fires; then runs `stopping` and gives in-flight
+/// calls `grace` to finish before they are aborted.
+async fn until_stopped<E>(
+    serve: impl Future<Output = std::result::Result<(), E>>,
+    cancel: &CancellationToken,
+    stopping: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::result::Result<(), E> {
+    tokio::pin!(serve);
+    tokio::select! {
         result = &mut serve => result,
         () = cancel.cancelled() => {
-            ready.store(false, Ordering::Release);
-            set_health(&health, ServingStatus::NotServing).await;
-            let grace = config.shutdown_grace;
+            stopping.await;
             match tokio::time::timeout(grace, &mut serve).await {
                 Ok(result) => result,
                 Err(_) => {
@@ -305,11 +344,7 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
                 }
             }
         }
-    };
-    ready.store(false, Ordering::Release);
-    let stopped = shutdown_store(&store).await;
-    served?;
-    stopped
+    }
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {
@@ -398,5 +433,5 @@ fn log_local_key(data_dir: &Path, created: bool) {
 
 /// Runs blocking file work off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await?
+    crate::blocking::spawn(f).await?
 }

@@ -19,6 +19,7 @@ where
     F: FnOnce() -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
+    #[allow(clippy::disallowed_methods)] // the one place the engine calls it
     Job(tokio::task::spawn_blocking(f))
 }
 

@@ -395,82 +395,6 @@ impl ColdTier {
             )
         }))
     }
-
-    /// Frames of many chunks, one result per key in order (`None`: no cold copy). Keys are
-    /// grouped by pack object; ranges of one object that lie within [`COALESCE_GAP`] of each
-    /// other are read with one ranged GET, and the objects are fetched concurrently (the
-    /// [`LimitStore`] bounds the requests). A failed read fails only the keys it carried.
-    pub(crate) async fn get_many(&self, keys: Vec<ChunkKey>) -> Result<Vec<Result<Option<Frame>>>> {
-        use futures::StreamExt;
-        let lookup = keys.clone();
-        let locations: Vec<Option<Location>> = self
-            .meta
-            .read(move |t, txn| {
-                lookup
-                    .iter()
-                    .map(|k| {
-                        t.cold
-                            .get(txn, k.as_bytes())?
-                            .map(Location::decode)
-                            .transpose()
-                    })
-                    .collect()
-            })
-            .await?;
-        let mut by_pack: std::collections::BTreeMap<PackObject, Vec<(usize, Location)>> =
-            std::collections::BTreeMap::new();
-        for (i, (key, loc)) in keys.iter().zip(&locations).enumerate() {
-            if let Some(loc) = loc {
-                by_pack
-                    .entry((key.tenant(), loc.pack))
-                    .or_default()
-                    .push((i, *loc));
-            }
-        }
-        let mut out: Vec<Result<Option<Frame>>> = keys.iter().map(|_| Ok(None)).collect();
-        let reads = by_pack.into_iter().flat_map(|((tenant, pack), mut locs)| {
-            locs.sort_by_key(|(_, l)| l.offset);
-            let path = self.pack_path(tenant, &pack);
-            coalesce(&locs, COALESCE_GAP)
-                .into_iter()
-                .map(move |(range, members)| (tenant, pack, path.clone(), range, members))
-        });
-        let mut fetched = futures::stream::iter(reads)
-            .map(|(tenant, pack, path, range, members)| async move {
-                // The trailer is checked once per pack and process, beside the first GET.
-                let got = futures::try_join!(
-                    async {
-                        self.store
-                            .get_range(&path, range.clone())
-                            .await
-                            .map_err(|e| self.read_error(&path, e))
-                    },
-                    self.check_pack(tenant, &pack),
-                )
-                .map(|(bytes, ())| bytes);
-                (path, range, members, got)
-            })
-            .buffer_unordered(COLD_READS_IN_FLIGHT);
-        while let Some((path, range, members, got)) = fetched.next().await {
-            for (i, loc) in members {
-                out[i] = match &got {
-                    Ok(bytes) => {
-                        let from = usize::try_from(loc.offset - range.start).unwrap_or(usize::MAX);
-                        let to = from.saturating_add(loc.len as usize);
-                        if to > bytes.len() {
-                            Err(Error::Format(format!(
-                                "cold pack {path} is shorter than its index says"
-                            )))
-                        } else {
-                            Frame::from_bytes(bytes.slice(from..to)).map(Some)
-                        }
-                    }
-                    Err(e) => Err(for_each_key(e)),
-                };
-            }
-        }
-        Ok(out)
-    }
 }
 
 struct LimitedWriter<'a> {
@@ -576,56 +500,13 @@ impl ChunkTier for ColdTier {
     }
 }
 
-/// The error of one ranged read, for each key it carried.
-fn for_each_key(e: &Error) -> Error {
-    match e {
-        Error::Format(m) => Error::Format(m.clone()),
-        Error::NewerFormat {
-            what,
-            found,
-            supported,
-        } => Error::NewerFormat {
-            what: what.clone(),
-            found: *found,
-            supported: *supported,
-        },
-        other => Error::Unavailable(other.to_string()),
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The set of checked packs is valid after any panic (at worst a pack is checked again).
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Ranges of one object closer than this are read with one GET (the bytes between are cheaper
-/// than another request's latency).
-const COALESCE_GAP: u64 = 1 << 20;
-/// Ranged GETs of one batch in flight at once (the [`LimitStore`] caps them further).
-const COLD_READS_IN_FLIGHT: usize = 16;
-
-/// A pack object: its tenant and pack id.
-type PackObject = (TenantId, [u8; 32]);
-
-/// One ranged GET: the byte range, and the `(index, location)` of every frame in it.
-type Coalesced = (std::ops::Range<u64>, Vec<(usize, Location)>);
-
-/// Merges locations (sorted by offset) whose gaps are at most `gap` into one range each; every
-/// merged range lists the `(index, location)` pairs it covers.
-fn coalesce(locs: &[(usize, Location)], gap: u64) -> Vec<Coalesced> {
-    let mut out: Vec<Coalesced> = Vec::new();
-    for &(i, loc) in locs {
-        let end = loc.offset + u64::from(loc.len);
-        match out.last_mut() {
-            Some((range, members)) if loc.offset <= range.end.saturating_add(gap) => {
-                range.end = range.end.max(end);
-                members.push((i, loc));
-            }
-            _ => out.push((loc.offset..end, vec![(i, loc)])),
-        }
-    }
-    out
-}
+#[path = "cold_batch.rs"]
+mod batch;
 
 #[cfg(test)]
 #[path = "cold_tests.rs"]

@@ -184,28 +184,3 @@ async fn packs_with_a_foreign_or_damaged_trailer_are_refused() -> Result<()> {
     }
     Ok(())
 }
-
-#[test]
-fn neighbouring_ranges_of_a_pack_are_coalesced_and_distant_ones_are_not() {
-    let at = |offset, len| Location {
-        pack: [0; 32],
-        offset,
-        len,
-    };
-    let locs = vec![
-        (0, at(0, 100)),
-        (3, at(100, 50)),
-        (1, at(1_000, 10)),
-        (2, at(10_000_000, 5)),
-    ];
-    let merged = coalesce(&locs, 1 << 20);
-    let ranges: Vec<_> = merged.iter().map(|(r, _)| r.clone()).collect();
-    assert_eq!(ranges, vec![0..1_010, 10_000_000..10_000_005]);
-    let first: Vec<usize> = merged[0].1.iter().map(|(i, _)| *i).collect();
-    assert_eq!(first, vec![0, 3, 1]);
-    assert_eq!(
-        coalesce(&locs, 0).len(),
-        3,
-        "only touching ranges merge without a gap"
-    );
-}

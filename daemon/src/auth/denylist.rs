@@ -134,7 +134,7 @@ impl Denylist {
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
             }
             let list = self.clone();
-            match tokio::task::spawn_blocking(move || list.reload_if_changed()).await {
+            match crate::blocking::spawn(move || list.reload_if_changed()).await {
                 Ok(Ok(true)) => {
                     warned = false;
                     tracing::info!(path = %self.path.display(), entries = self.len(), "denylist reloaded");

@@ -47,20 +47,7 @@ impl Blobs for BlobsService {
     ) -> Result<Response<pb::CommitResponse>, Status> {
         let claims = interceptor::claims(&req)?;
         let mut stream = req.into_inner();
-        let header = match stream.message().await? {
-            Some(pb::CommitRequest {
-                part: Some(commit_request::Part::Header(h)),
-            }) => h,
-            Some(_) => {
-                return Err(Error::BadRequest(
-                    "the first commit message must be the header".into(),
-                )
-                .into());
-            }
-            None => {
-                return Err(Error::BadRequest("empty commit: send a header first".into()).into());
-            }
-        };
+        let header = read_header(&mut stream).await?;
         let ns = parse_namespace(&header.namespace)?;
         access::check(&claims, &ns, Right::Write)?;
         let key = parse_key(&header.key)?;
@@ -93,35 +80,7 @@ impl Blobs for BlobsService {
         };
         opts.validate().map_err(status::from_store)?;
 
-        let mut entries: Vec<ManifestEntry> = Vec::with_capacity(count.min(INITIAL_ENTRIES));
-        while let Some(message) = stream.message().await? {
-            let batch = match message.part {
-                Some(commit_request::Part::Entries(batch)) => batch,
-                Some(commit_request::Part::Header(_)) => {
-                    return Err(Error::BadRequest(
-                        "a commit has exactly one header, in its first message".into(),
-                    )
-                    .into());
-                }
-                None => continue,
-            };
-            if entries.len() + batch.entries.len() > count {
-                return Err(Error::BadRequest(format!(
-                    "more manifest entries than the {count} chunks the header declares"
-                ))
-                .into());
-            }
-            for entry in &batch.entries {
-                entries.push(ManifestEntry::try_from(entry).map_err(status::from_store)?);
-            }
-        }
-        if entries.len() != count {
-            return Err(Error::BadRequest(format!(
-                "the header declares {count} chunks but {} manifest entries arrived",
-                entries.len()
-            ))
-            .into());
-        }
+        let entries = read_entries(&mut stream, count).await?;
         let manifest =
             Manifest::new(chunker, blob, header.size, entries).map_err(status::from_store)?;
         let record = self
@@ -217,4 +176,56 @@ impl Blobs for BlobsService {
             .ok_or_else(|| no_ref(&ns, &key, &fallbacks))?;
         Ok(Response::new(ref_info(&ns, &resolved, &record)))
     }
+}
+
+/// The first message of a commit stream, which must be its header.
+async fn read_header(
+    stream: &mut Streaming<pb::CommitRequest>,
+) -> Result<pb::CommitHeader, Status> {
+    match stream.message().await? {
+        Some(pb::CommitRequest {
+            part: Some(commit_request::Part::Header(h)),
+        }) => Ok(h),
+        Some(_) => {
+            Err(Error::BadRequest("the first commit message must be the header".into()).into())
+        }
+        None => Err(Error::BadRequest("empty commit: send a header first".into()).into()),
+    }
+}
+
+/// The manifest entries after the header: exactly `count` of them.
+async fn read_entries(
+    stream: &mut Streaming<pb::CommitRequest>,
+    count: usize,
+) -> Result<Vec<ManifestEntry>, Status> {
+    let mut entries: Vec<ManifestEntry> = Vec::with_capacity(count.min(INITIAL_ENTRIES));
+    while let Some(message) = stream.message().await? {
+        let batch = match message.part {
+            Some(commit_request::Part::Entries(batch)) => batch,
+            Some(commit_request::Part::Header(_)) => {
+                return Err(Error::BadRequest(
+                    "a commit has exactly one header, in its first message".into(),
+                )
+                .into());
+            }
+            None => continue,
+        };
+        if entries.len() + batch.entries.len() > count {
+            return Err(Error::BadRequest(format!(
+                "more manifest entries than the {count} chunks the header declares"
+            ))
+            .into());
+        }
+        for entry in &batch.entries {
+            entries.push(ManifestEntry::try_from(entry).map_err(status::from_store)?);
+        }
+    }
+    if entries.len() != count {
+        return Err(Error::BadRequest(format!(
+            "the header declares {count} chunks but {} manifest entries arrived",
+            entries.len()
+        ))
+        .into());
+    }
+    Ok(entries)
 }

@@ -40,7 +40,7 @@ impl Progress for TermProgress {
                 .with_style(style)
                 .with_message(self.verb)
         });
-        // A retried push starts over.
+        // Called once per transfer; a second start (a new transfer on the same bar) resets it.
         bar.set_length(total);
         bar.set_position(0);
     }

@@ -242,6 +242,17 @@ impl Daemon {
         Spawned::spawn(self.cli_command(Some(token), args))?.wait(CLI_TIMEOUT)
     }
 
+    /// Chunks the daemon holds in its hot tier, as `stat` (run with the `admin` token) reports
+    /// them: how tests see that a push has got under way.
+    pub fn hot_chunks(&self, admin: &str) -> Result<u64> {
+        let j = self.cli(admin, &["--json", "stat"])?.success()?.json()?;
+        j["tiers"]
+            .as_array()
+            .and_then(|tiers| tiers.iter().find(|t| t["name"] == "hot"))
+            .and_then(|t| t["chunks"].as_u64())
+            .with_context(|| format!("stat names no hot tier chunk count: {j}"))
+    }
+
     /// Runs the CLI with no `--token` at all.
     pub fn cli_without_token(&self, args: &[&str]) -> Result<CliOutput> {
         Spawned::spawn(self.cli_command(None, args))?.wait(CLI_TIMEOUT)

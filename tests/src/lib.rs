@@ -64,6 +64,11 @@ pub use process::{CliOutput, Spawned, scratch_dir};
 /// The namespace most tests push into.
 pub const NS: &str = "acme/web/app";
 
+/// Bytes of a blob fed to a push before its input stalls, in tests that cut a push midway:
+/// more than two of the client's 8 MiB windows, so the daemon has stored chunks while the
+/// rest is still unread.
+pub const FED_BEFORE_A_STALL: usize = 20 * 1024 * 1024;
+
 /// Generous bound for one CLI call that moves at most a few hundred MB: a hang detector, not
 /// a speed check.
 pub const CLI_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);

@@ -13,7 +13,9 @@ use scipcache_proto::pb::blobs_client::BlobsClient;
 use scipcache_proto::pb::chunks_client::ChunksClient;
 use scipcache_proto::pb::info_client::InfoClient;
 use scipcache_proto::pb::refs_client::RefsClient;
-use scipcache_tests::{Daemon, DaemonOptions, NS, Spawned, blake3_file, http_get, write_generated};
+use scipcache_tests::{
+    Daemon, DaemonOptions, FED_BEFORE_A_STALL, NS, Spawned, blake3_file, http_get, write_generated,
+};
 use scipcache_tiers::chunking::ChunkerSpec;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -509,20 +511,6 @@ async fn stream_cut_off_midway_leaves_no_ref_and_daemon_healthy() -> Result<()> 
     Ok(())
 }
 
-/// Bytes of the blob fed to the killed push before its input stalls: more than two of the
-/// client's 8 MiB windows, so at least one has been uploaded while the rest is still unread.
-const FED_BEFORE_THE_KILL: usize = 20 * 1024 * 1024;
-
-/// Chunks the daemon holds in its hot tier, as `stat` reports them.
-fn hot_chunks(d: &Daemon, admin: &str) -> Result<u64> {
-    let j = d.cli(admin, &["--json", "stat"])?.success()?.json()?;
-    j["tiers"]
-        .as_array()
-        .and_then(|tiers| tiers.iter().find(|t| t["name"] == "hot"))
-        .and_then(|t| t["chunks"].as_u64())
-        .with_context(|| format!("stat names no hot tier chunk count: {j}"))
-}
-
 #[test]
 fn cli_killed_midway_through_a_push_sets_no_ref_and_the_next_push_resumes() -> Result<()> {
     let d = Daemon::start(DaemonOptions::new())?;
@@ -536,7 +524,7 @@ fn cli_killed_midway_through_a_push_sets_no_ref_and_the_next_push_resumes() -> R
     let (mut push, mut stdin) = Spawned::spawn_with_stdin(
         d.cli_command(Some(&token), &["push", NS, "commit/killed", "/dev/stdin"]),
     )?;
-    let mut fed = vec![0u8; FED_BEFORE_THE_KILL];
+    let mut fed = vec![0u8; FED_BEFORE_A_STALL];
     std::fs::File::open(&big)?.read_exact(&mut fed)?;
     let (release, released) = std::sync::mpsc::channel::<()>();
     let feeder = std::thread::spawn(move || {
@@ -546,7 +534,7 @@ fn cli_killed_midway_through_a_push_sets_no_ref_and_the_next_push_resumes() -> R
     });
     let deadline = Instant::now() + Duration::from_secs(120);
     let stored_before_kill = loop {
-        let n = hot_chunks(&d, &admin)?;
+        let n = d.hot_chunks(&admin)?;
         if n > 0 {
             break n;
         }

@@ -7,22 +7,8 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
-use scipcache_tests::{Daemon, DaemonOptions, NS, Spawned, write_generated};
-
-/// Bytes of the blob the push reads before its input stalls: more than two of the client's
-/// 8 MiB windows, so the daemon has stored chunks while the rest is still unread.
-const FED_BEFORE_THE_KILL: usize = 20 * 1024 * 1024;
-
-/// Chunks the daemon holds in its hot tier, as `stat` reports them.
-fn hot_chunks(d: &Daemon, admin: &str) -> Result<u64> {
-    let j = d.cli(admin, &["--json", "stat"])?.success()?.json()?;
-    j["tiers"]
-        .as_array()
-        .and_then(|tiers| tiers.iter().find(|t| t["name"] == "hot"))
-        .and_then(|t| t["chunks"].as_u64())
-        .with_context(|| format!("stat names no hot tier chunk count: {j}"))
-}
+use anyhow::{Result, ensure};
+use scipcache_tests::{Daemon, DaemonOptions, FED_BEFORE_A_STALL, NS, Spawned, write_generated};
 
 #[test]
 fn a_daemon_killed_mid_push_makes_the_cli_print_unavailable() -> Result<()> {
@@ -42,7 +28,7 @@ fn a_daemon_killed_mid_push_makes_the_cli_print_unavailable() -> Result<()> {
     let (release, released) = std::sync::mpsc::channel::<()>();
     let feeder = std::thread::spawn(move || {
         // Fails with EPIPE once the CLI has given up: fine either way.
-        let (first, rest) = blob.split_at(FED_BEFORE_THE_KILL);
+        let (first, rest) = blob.split_at(FED_BEFORE_A_STALL);
         if stdin.write_all(first).is_ok() && released.recv().is_ok() {
             for part in rest.chunks(1 << 20) {
                 if stdin.write_all(part).is_err() {
@@ -53,7 +39,7 @@ fn a_daemon_killed_mid_push_makes_the_cli_print_unavailable() -> Result<()> {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(120);
-    while hot_chunks(&d, &admin)? == 0 {
+    while d.hot_chunks(&admin)? == 0 {
         ensure!(
             Instant::now() < deadline,
             "the daemon stored no chunk of the push within 120 s"

@@ -254,8 +254,20 @@ impl std::fmt::Debug for Encoder {
     }
 }
 
-/// Nice +10 for the calling thread, so cold compression yields to request handling.
+/// Runs the calling thread at `SCHED_IDLE`, so cold compression only takes CPU that nothing
+/// else wants (a push on a busy machine is not slowed by the write-behind of the one before).
+/// The queue still drains: an idle machine runs the encoder at full speed, and Linux gives
+/// `SCHED_IDLE` threads a small share even under load. Where the policy is refused, the thread
+/// falls back to nice +10.
 fn lower_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `sched_setscheduler` reads the `sched_param` we pass by reference for the
+    // duration of the call only; pid 0 is the calling thread (Linux schedules threads).
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if rc == 0 {
+        return;
+    }
     // SAFETY: `gettid` and `setpriority` are plain syscalls without memory arguments; on Linux
     // the nice value is per thread, so this only affects the encoder thread calling it.
     #[allow(unsafe_code)]
@@ -524,4 +536,46 @@ async fn read_local(inner: &Uploader, keys: Vec<ChunkKey>) -> Result<Vec<Option<
         out.push(frame);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scheduling policy of this process's threads whose name starts with `prefix`
+    /// (field 41 of `/proc/self/task/TID/stat`).
+    fn policies(prefix: &str) -> Vec<i32> {
+        let mut out = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").expect("reading /proc/self/task") {
+            let dir = task.expect("a task entry").path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if !comm.starts_with(prefix) {
+                continue;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).expect("reading a task's stat");
+            let after_name = &stat[stat.rfind(')').expect("a stat line names its task") + 1..];
+            let policy = after_name
+                .split_whitespace()
+                .nth(38)
+                .expect("a policy field");
+            out.push(policy.parse().expect("a numeric policy"));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn cold_encoder_threads_run_at_sched_idle_and_still_encode() {
+        let encoder = Encoder::start(2).expect("starting the encoder");
+        // Two jobs in flight at once, so both threads have taken one (and set their policy).
+        let (a, b) = tokio::join!(
+            encoder.encode(Vec::new(), Compression::Zstd(9)),
+            encoder.encode(Vec::new(), Compression::Zstd(9)),
+        );
+        assert!(a.expect("first job").is_empty() && b.expect("second job").is_empty());
+        let found = policies("scipcache-cold-");
+        assert!(!found.is_empty(), "no encoder thread found");
+        assert!(found.iter().all(|p| *p == libc::SCHED_IDLE), "{found:?}");
+        encoder.close();
+        assert!(policies("scipcache-cold-").is_empty());
+    }
 }

@@ -83,9 +83,11 @@ impl Store {
         let hot = e.hot.clone();
         let limit = e.config.chunker.max as usize;
         let prepared = crate::blocking::map_parts(chunks, VERIFY_PART, move |part| {
+            // One decode buffer per part: no allocation and zeroing per chunk.
+            let mut scratch = Vec::new();
             part.into_iter()
                 .map(|(id, frame)| {
-                    frame.decode_verified(&id, limit)?;
+                    verify_frame(&id, &frame, limit, &mut scratch)?;
                     Ok((ChunkKey::new(tid, &id), hot.prepare(&frame)?))
                 })
                 .collect()
@@ -136,6 +138,18 @@ impl Store {
         }
         set_ref(&e, ns, key, &manifest, opts, Some(entries)).await
     }
+}
+
+/// Checks that `frame` decodes (to at most `limit` bytes) to the chunk `id` names, decoding
+/// into `scratch`, which keeps its capacity for the next frame.
+fn verify_frame(id: &ChunkId, frame: &Frame, limit: usize, scratch: &mut Vec<u8>) -> Result<()> {
+    let len = frame.raw_len();
+    if len > limit.min(crate::codec::MAX_CHUNK_LEN) {
+        // Refused with the codec's own message about the length.
+        return frame.decode_verified(id, limit).map(drop);
+    }
+    scratch.resize(len, 0);
+    frame.decode_verified_into(id, &mut scratch[..len])
 }
 
 /// Fails with [`Error::MissingChunks`] (each missing chunk once) when the tenant lacks chunks,
@@ -310,4 +324,43 @@ pub(super) async fn set_ref(
         e.uploader.notify.notify_one();
     }
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{config, data, tmp};
+    use crate::codec::{Compression, Frame};
+    use crate::error::{Error, Result};
+    use crate::ids::ChunkId;
+    use crate::names::Tenant;
+    use crate::store::Store;
+
+    #[tokio::test]
+    async fn put_chunks_verifies_frames_of_any_length_in_one_batch_and_refuses_oversized_ones()
+    -> Result<()> {
+        let dir = tmp()?;
+        let store = Store::open(config(dir.path())).await?;
+        let tenant: Tenant = "acme".parse()?;
+        // Long, short, empty and long again: the reused decode buffer shrinks and grows.
+        let raws: Vec<Vec<u8>> = [60_000, 700, 0, 90_000]
+            .iter()
+            .zip(1u64..)
+            .map(|(len, seed)| data(*len, seed, seed % 2 == 0))
+            .collect();
+        let chunks = raws
+            .iter()
+            .map(|r| Ok((ChunkId::of(r), Frame::encode(r, Compression::Lz4)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<ChunkId> = chunks.iter().map(|(id, _)| *id).collect();
+        assert_eq!(store.put_chunks(&tenant, chunks).await?.stored, 4);
+        assert!(store.find_missing(&tenant, ids).await?.is_empty());
+        let max = store.chunker().max as usize;
+        let big = data(max + 1, 9, true);
+        let frame = Frame::encode(&big, Compression::Lz4)?;
+        let refused = store
+            .put_chunks(&tenant, vec![(ChunkId::of(&big), frame)])
+            .await;
+        assert!(matches!(refused, Err(Error::Corrupt { .. })), "{refused:?}");
+        store.shutdown().await
+    }
 }

@@ -24,6 +24,7 @@
 //! | format | change |
 //! | --- | --- |
 //! | 1 | the tables in `meta.rs` (data dirs made before the key existed are format 1 too) |
+//! | 2 | every tier may hold chunk frames of format 2 (`0xC2`, with a checksum; `codec.rs`), which format-1 builds cannot read; format-1 frames are still read, so a format-1 dir is stamped 2 as it is |
 
 use std::path::Path;
 
@@ -33,7 +34,7 @@ use heed::{Database, Env, RoTxn, WithoutTls};
 use crate::error::{Error, Result};
 
 /// Newest data dir format this build reads and writes.
-pub(crate) const DATA_DIR_FORMAT: u64 = 1;
+pub(crate) const DATA_DIR_FORMAT: u64 = 2;
 /// The format of a data dir that has data but no [`FORMAT_KEY`].
 pub(crate) const UNSTAMPED_FORMAT: u64 = 1;
 /// The `state` key of the data dir format.

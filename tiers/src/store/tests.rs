@@ -308,6 +308,17 @@ async fn damage_hot(store: &Store, k: ChunkKey) -> Result<()> {
         .await
 }
 
+/// Flips the last byte of a chunk's frame in its cold pack object.
+async fn damage_cold(store: &Store, k: ChunkKey) -> Result<()> {
+    let (object, at) = store
+        .engine()?
+        .cold
+        .locate(k)
+        .await?
+        .ok_or_else(|| Error::NotFound("cold".into()))?;
+    flip_byte(&object, at)
+}
+
 fn flip_byte(path: &std::path::Path, at: u64) -> Result<()> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new()
@@ -373,13 +384,7 @@ async fn corrupt_copies_are_detected_served_from_another_tier_and_repaired() -> 
     );
 
     // A damaged cold object: a scrub finds it and writes a good copy again.
-    let (object, at) = store
-        .engine()?
-        .cold
-        .locate(ck)
-        .await?
-        .ok_or_else(|| Error::NotFound("cold".into()))?;
-    flip_byte(&object, at)?;
+    damage_cold(&store, ck).await?;
     assert_eq!(
         store.scrub_chunk(n.tenant(), id).await?,
         vec![TierName::Cold]
@@ -391,13 +396,7 @@ async fn corrupt_copies_are_detected_served_from_another_tier_and_repaired() -> 
     );
 
     // Every copy bad: data loss, never wrong bytes.
-    let (object, at) = store
-        .engine()?
-        .cold
-        .locate(ck)
-        .await?
-        .ok_or_else(|| Error::NotFound("cold".into()))?;
-    flip_byte(&object, at)?;
+    damage_cold(&store, ck).await?;
     store.engine()?.warm.delete(vec![ck]).await?;
     damage_hot(&store, ck).await?;
     assert!(matches!(

@@ -58,6 +58,10 @@ pub enum Command {
     /// Mint a token signed with the local key: prints only the token on stdout, its jti on
     /// stderr. Works while the daemon runs (it only reads the key file).
     Token(TokenArgs),
+    /// Walk every page and record of a data dir's index and exit 0 if it is intact (the
+    /// daemon runs this in a child process before it serves).
+    #[command(hide = true)]
+    CheckIndex(crate::index_check::CheckIndexArgs),
 }
 
 /// What the command line and the environment say about running the daemon.

@@ -33,6 +33,9 @@ pub enum Error {
     /// A token could not be minted.
     #[error("cannot mint a token: {0}")]
     Mint(String),
+    /// The index walk at start found damage (the message names the file and `rebuild`).
+    #[error("{0}")]
+    IndexWalk(String),
     /// The storage engine refused to open or failed.
     #[error("{0}")]
     Store(#[from] scipcache_tiers::Error),

@@ -20,12 +20,15 @@
 //! - [`metrics`]: Prometheus registry and the per-call tower layer; [`http`]: the HTTP port.
 //! - [`tls`]: TLS and mutual TLS for the gRPC port.
 //! - [`token`]: `scipcached token`.
+//! - [`index_check`]: the walk of the index in a child process before serving (hidden
+//!   subcommand `check-index`).
 //! - [`values`]: durations, sizes and the default data dir both command lines share.
 //! - [`error`]: the crate's error type.
 //! - `blocking`: the one helper that runs blocking work off the async threads.
 //!
 //! ## Lifecycle
-//! Start: HTTP port (so `/healthz` says 503 while starting), data dir, keys, store (which
+//! Start (`main.rs`): the index walk in a child process (`index_check`; a damaged index
+//! refuses the start and names `scipcached rebuild`). Then ([`run`]): HTTP port (so `/healthz` says 503 while starting), data dir, keys, store (which
 //! locks the data dir), gRPC. The log line `scipcached ready grpc=<addr> metrics=<addr>`
 //! marks readiness. On shutdown the gRPC listener closes at once, in-flight calls get
 //! `--shutdown-grace` to finish before they are aborted, then the store shuts down
@@ -36,6 +39,7 @@ mod blocking;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod index_check;
 pub mod metrics;
 pub mod service;
 pub mod status;

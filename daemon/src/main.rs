@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Token(args)) => mint(args),
+        Some(Command::CheckIndex(args)) => args.run().map_err(anyhow::Error::from),
         None => serve(&cli),
     };
     match result {
@@ -52,6 +53,9 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     init_tracing(config.log_format);
+    // Before anything maps the index: damaged pages fault the child, not the daemon.
+    let exe = std::env::current_exe().context("cannot find this program to walk the index")?;
+    scipcache_daemon::index_check::walk_in_child(&exe, &config.data_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("scipcached")

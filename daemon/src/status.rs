@@ -9,6 +9,7 @@
 use scipcache_proto::convert::encode_missing_chunks;
 use scipcache_tiers::Error;
 use scipcache_tiers::ids::ChunkId;
+use scipcache_tiers::names::{Namespace, RefKey};
 use tonic::Status;
 
 pub use scipcache_proto::MAX_LISTED_MISSING;
@@ -51,6 +52,14 @@ pub fn from_store(err: Error) -> Status {
                  again to repair it"
             ))
         }
+        Error::MetadataLoss(msg) => {
+            tracing::error!(detail = %msg, "metadata loss");
+            Status::data_loss(msg)
+        }
+        err @ Error::IndexDamaged { .. } => {
+            tracing::error!(error = %err, "the index is damaged");
+            Status::data_loss(err.to_string())
+        }
         Error::MissingChunks(ids) => missing_chunks(&ids),
         Error::Conflict(msg) => Status::aborted(format!("{msg}; retry")),
         Error::Full(msg) => {
@@ -66,6 +75,15 @@ pub fn from_store(err: Error) -> Status {
         }
         other => internal(&other),
     }
+}
+
+/// Maps an engine error met while serving the ref `ns`/`key`: data loss names the ref.
+pub fn from_store_for_ref(err: Error, ns: &Namespace, key: &RefKey) -> Status {
+    let status = from_store(err);
+    if status.code() == tonic::Code::DataLoss {
+        return Status::data_loss(format!("ref {ns} {key}: {}", status.message()));
+    }
+    status
 }
 
 /// Maps an engine error of `Chunks/Upload`: a frame whose bytes do not match its id is the

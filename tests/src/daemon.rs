@@ -347,6 +347,52 @@ impl Daemon {
         }
         self.spawn()
     }
+
+    /// Stops the daemon with SIGTERM (it must exit 0), lets `damage` change the data dir, and
+    /// starts it again, expecting it to refuse: returns how it exited and its log. Fails if it
+    /// prints its ready line instead, or does not exit within the ready timeout.
+    pub fn restart_refused(
+        &mut self,
+        damage: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<(ExitStatus, String)> {
+        if self.child.is_some() {
+            let status = self.sigterm()?;
+            if !status.success() {
+                bail!(
+                    "scipcached exited with {status} on SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+        }
+        damage(&self.data_dir)?;
+        self.starts += 1;
+        self.log_path = self.root.path().join(format!("daemon-{}.log", self.starts));
+        let log = File::create(&self.log_path)?;
+        let mut cmd = daemon_command();
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(&self.opts.args)
+            .envs(self.opts.envs.iter().map(|(k, v)| (k, v)))
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let mut child = cmd.spawn().context("cannot start scipcached")?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok((status, self.log()));
+            }
+            if parse_ready_line(&self.log()).is_some() || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "scipcached did not refuse to start on a damaged data dir; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
 }
 
 impl Drop for Daemon {

@@ -52,6 +52,7 @@ mod build;
 mod daemon;
 pub mod data;
 mod generate;
+pub mod lmdb_pages;
 mod probe;
 mod process;
 

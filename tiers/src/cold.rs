@@ -259,7 +259,8 @@ impl ColdTier {
             .write(move |t, txn| {
                 let mut n = 0;
                 for (key, offset, len, raw_len) in entries {
-                    if t.cold.get(txn, key.as_bytes())?.is_some() {
+                    // A damaged location is written again.
+                    if t.cold.get_unless_damaged(txn, key.as_bytes())?.is_some() {
                         continue;
                     }
                     t.cold.put(
@@ -422,7 +423,7 @@ impl ChunkTier for ColdTier {
 
     async fn contains(&self, key: ChunkKey) -> Result<bool> {
         self.meta
-            .read(move |t, txn| Ok(t.cold.get(txn, key.as_bytes())?.is_some()))
+            .read(move |t, txn| t.cold.contains(txn, key.as_bytes()))
             .await
     }
 
@@ -471,10 +472,15 @@ impl ChunkTier for ColdTier {
                 for key in keys {
                     let Some(loc) = t
                         .cold
-                        .get(txn, key.as_bytes())?
+                        .get_unless_damaged(txn, key.as_bytes())?
                         .map(Location::decode)
                         .transpose()?
                     else {
+                        // A damaged location goes too (its bytes are not counted).
+                        if t.cold.delete(txn, key.as_bytes())? {
+                            clear_tier_bit(t, txn, key, tier_bits::COLD)?;
+                            n += 1;
+                        }
                         continue;
                     };
                     t.cold.delete(txn, key.as_bytes())?;
@@ -496,7 +502,7 @@ impl ChunkTier for ColdTier {
 
     async fn list(&self, tenant: TenantId) -> Result<Vec<ChunkKey>> {
         let meta = self.meta.clone();
-        crate::blocking::run(move || list_table(&meta, |t| t.cold, tenant)).await
+        crate::blocking::run(move || list_table(&meta, |t| t.cold.raw, tenant)).await
     }
 }
 

@@ -29,6 +29,23 @@ pub enum Error {
         /// What was tried.
         detail: String,
     },
+    /// Metadata a read needs is damaged (its checksum fails, `sealed.rs`) or missing (the
+    /// manifest a ref names, a chunk a stored manifest lists): the message names what.
+    #[error("{0}")]
+    MetadataLoss(String),
+    /// The LMDB index is damaged: the file is shorter than its meta pages record, is not an
+    /// LMDB file, or a page or record failed the walk at start (`index_check.rs`).
+    #[error(
+        "the index {path} is damaged ({detail}); nothing was changed. Stop scipcached and run \
+         `scipcached rebuild` with the same --data-dir, --cold-url and config to recreate it \
+         from the cold tier"
+    )]
+    IndexDamaged {
+        /// The LMDB data file.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A manifest refers to chunks the store does not have.
     #[error("{} chunks are missing", .0.len())]
     MissingChunks(Vec<ChunkId>),

@@ -10,7 +10,8 @@ use heed::RwTxn;
 use crate::codec::{Compression, Frame, MAX_CHUNK_LEN};
 use crate::error::Result;
 use crate::meta::{
-    ChunkInfo, ChunkKey, Meta, Tables, bump_counter, clear_tier_bit, list_table, tier_bits,
+    ChunkInfo, ChunkKey, Meta, Tables, bump_counter, chunk_info_for_update, clear_tier_bit,
+    list_table, tier_bits,
 };
 use crate::names::TenantId;
 use crate::tier::{ChunkTier, TierName};
@@ -59,8 +60,8 @@ pub(crate) fn put_in_txn(
     frame: &Frame,
 ) -> Result<bool> {
     let k = key.as_bytes();
-    let mut info = match t.chunks.get(txn, k)? {
-        Some(v) => ChunkInfo::decode(v)?,
+    let mut info = match chunk_info_for_update(t, txn, key, frame.raw_len() as u32)? {
+        Some(info) => info,
         None => ChunkInfo {
             raw_len: frame.raw_len() as u32,
             tiers: 0,

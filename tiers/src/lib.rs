@@ -18,6 +18,9 @@
 //! - [`clock`]: the one place the engine reads the time (tests set it).
 //! - `meta`: the LMDB environment: every table's key and value layout, tier-bit helpers.
 //! - `version`: the data dir's format version and the rule for changing formats.
+//! - `sealed`: the checksum every metadata record carries, and the tables that check it.
+//! - `lmdb_file`: the check of the LMDB file against its meta pages before it is mapped.
+//! - [`index_check`]: the walk of every page and record run in a child process at start.
 //! - `tier`: `TierName`, the `ChunkTier` trait every tier implements, and its conformance suite.
 //! - `hot`, `warm`, `cold`: LMDB chunks (lz4), append-only pack files (zstd low),
 //!   object-store packs (zstd high, written behind).
@@ -44,11 +47,17 @@ pub mod error;
 #[cfg(feature = "backends")]
 mod hot;
 pub mod ids;
+#[cfg(feature = "backends")]
+pub mod index_check;
+#[cfg(feature = "backends")]
+mod lmdb_file;
 pub mod manifest;
 #[cfg(feature = "backends")]
 pub mod meta;
 pub mod names;
 pub mod refs;
+#[cfg(feature = "backends")]
+mod sealed;
 #[cfg(feature = "backends")]
 pub mod store;
 #[cfg(feature = "backends")]

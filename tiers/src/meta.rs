@@ -19,6 +19,10 @@
 //! | `counters` | tenant id (8) + tier `u8` | chunks `u64`, stored bytes `u64` |
 //! | `state` | name (UTF-8) | `u64` (`format`, next queue sequence, next pack number, hit counts) |
 //!
+//! From data dir format 3 on, every value of `chunks`, `warm`, `cold`, `manifests` and `refs`
+//! is *sealed*: followed by an XXH3-64 of its key and value, checked on every read
+//! (`sealed.rs`).
+//!
 //! # Format version
 //!
 //! The `state` key `format` holds the data dir's format version, checked and stamped at open;
@@ -42,6 +46,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::ids::{ChunkId, ManifestId};
 use crate::names::TenantId;
+use crate::sealed::{Kind, Sealed};
 
 /// A table of raw bytes.
 pub(crate) type Table = Database<'static, RawBytes, RawBytes>;
@@ -49,14 +54,14 @@ pub(crate) type Table = Database<'static, RawBytes, RawBytes>;
 /// The environment's tables, and the clock that stamps what is written through them.
 #[derive(Clone, Debug)]
 pub(crate) struct Tables {
-    pub(crate) chunks: Table,
+    pub(crate) chunks: Sealed,
     pub(crate) hot: Table,
-    pub(crate) warm: Table,
+    pub(crate) warm: Sealed,
     pub(crate) warm_packs: Table,
-    pub(crate) cold: Table,
+    pub(crate) cold: Sealed,
     pub(crate) cold_queue: Table,
-    pub(crate) manifests: Table,
-    pub(crate) refs: Table,
+    pub(crate) manifests: Sealed,
+    pub(crate) refs: Sealed,
     pub(crate) tenants: Table,
     pub(crate) counters: Table,
     pub(crate) state: Table,
@@ -64,7 +69,7 @@ pub(crate) struct Tables {
     pub(crate) clock: Clock,
 }
 
-const TABLE_NAMES: [&str; 11] = [
+pub(crate) const TABLE_NAMES: [&str; 11] = [
     "chunks",
     "hot",
     "warm",
@@ -227,6 +232,56 @@ pub(crate) fn manifest_key(tenant: TenantId, id: &ManifestId) -> [u8; 40] {
     k
 }
 
+/// A chunk's index entry; a damaged one reads as absent (logged), so that the chunk counts as
+/// missing, the client uploads it again, and that upload rewrites the entry.
+pub(crate) fn chunk_info(t: &Tables, txn: &RoTxn<'_>, key: &ChunkKey) -> Result<Option<ChunkInfo>> {
+    t.chunks
+        .get_unless_damaged(txn, key.as_bytes())?
+        .map(ChunkInfo::decode)
+        .transpose()
+}
+
+/// The tier bits of the tier tables that hold a copy of the chunk.
+fn tiers_holding(t: &Tables, txn: &RoTxn<'_>, key: &ChunkKey) -> Result<u8> {
+    let k = key.as_bytes();
+    let mut bits = 0;
+    if t.hot.get(txn, k)?.is_some() {
+        bits |= tier_bits::HOT;
+    }
+    if t.warm.contains(txn, k)? {
+        bits |= tier_bits::WARM;
+    }
+    if t.cold.contains(txn, k)? {
+        bits |= tier_bits::COLD;
+    }
+    Ok(bits)
+}
+
+/// A chunk's index entry for a writer about to update it: a damaged entry is rebuilt from the
+/// tier tables that hold the chunk and `raw_len` (the caller's copy proves it), and rewritten.
+pub(crate) fn chunk_info_for_update(
+    t: &Tables,
+    txn: &mut RwTxn<'_>,
+    key: ChunkKey,
+    raw_len: u32,
+) -> Result<Option<ChunkInfo>> {
+    let k = key.as_bytes();
+    if let Some(v) = t.chunks.get_unless_damaged(txn, k)? {
+        return ChunkInfo::decode(v).map(Some);
+    }
+    if !t.chunks.contains(txn, k)? {
+        return Ok(None);
+    }
+    let info = ChunkInfo {
+        raw_len,
+        tiers: tiers_holding(t, txn, &key)?,
+        last_access_s: t.clock.now_s(),
+    };
+    t.chunks.put(txn, k, &info.encode())?;
+    tracing::info!(chunk = %key.id(), "rebuilt a damaged chunk index entry");
+    Ok(Some(info))
+}
+
 /// Clears one tier bit of a chunk; forgets the chunk when no tier holds it any more.
 pub(crate) fn clear_tier_bit(
     t: &Tables,
@@ -235,13 +290,22 @@ pub(crate) fn clear_tier_bit(
     bit: u8,
 ) -> Result<()> {
     let k = key.as_bytes();
-    if let Some(v) = t.chunks.get(txn, k)? {
-        let mut info = ChunkInfo::decode(v)?;
-        info.tiers &= !bit;
-        if info.tiers == 0 {
-            t.chunks.delete(txn, k)?;
-        } else {
-            t.chunks.put(txn, k, &info.encode())?;
+    match t.chunks.get_unless_damaged(txn, k)? {
+        Some(v) => {
+            let mut info = ChunkInfo::decode(v)?;
+            info.tiers &= !bit;
+            if info.tiers == 0 {
+                t.chunks.delete(txn, k)?;
+            } else {
+                t.chunks.put(txn, k, &info.encode())?;
+            }
+        }
+        // A damaged entry of a chunk no tier holds any more goes; otherwise the next upload
+        // of the chunk rebuilds it.
+        None => {
+            if t.chunks.contains(txn, k)? && tiers_holding(t, txn, &key)? & !bit == 0 {
+                t.chunks.delete(txn, k)?;
+            }
         }
     }
     Ok(())
@@ -256,8 +320,8 @@ pub(crate) fn set_tier_bit(
     raw_len: u32,
 ) -> Result<()> {
     let k = key.as_bytes();
-    let mut info = match t.chunks.get(txn, k)? {
-        Some(v) => ChunkInfo::decode(v)?,
+    let mut info = match chunk_info_for_update(t, txn, key, raw_len)? {
+        Some(info) => info,
         None => ChunkInfo {
             raw_len,
             tiers: 0,
@@ -355,6 +419,8 @@ impl Meta {
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let map_size = usize::try_from(map_size)
             .map_err(|_| Error::InvalidArgument("LMDB map size does not fit in memory".into()))?;
+        // A truncated or emptied file would be mapped and fault (SIGBUS): refuse it first.
+        crate::lmdb_file::check(dir)?;
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(map_size).max_dbs(16).max_readers(1024);
         // SAFETY: LMDB requires that an environment is opened at most once per process and
@@ -396,7 +462,13 @@ impl Meta {
             counters,
             state,
         ] = tables;
-        crate::version::check_data_dir(&env, state, &tables, dir)?;
+        let chunks = Sealed::new(chunks, Kind::ChunkInfo);
+        let warm = Sealed::new(warm, Kind::WarmLocation);
+        let cold = Sealed::new(cold, Kind::ColdLocation);
+        let manifests = Sealed::new(manifests, Kind::Manifest);
+        let refs = Sealed::new(refs, Kind::Ref);
+        let sealed = [chunks, warm, cold, manifests, refs];
+        crate::version::check_data_dir(&env, state, &tables, &sealed, dir)?;
         let tables = Tables {
             chunks,
             hot,

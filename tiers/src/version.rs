@@ -25,16 +25,22 @@
 //! | --- | --- |
 //! | 1 | the tables in `meta.rs` (data dirs made before the key existed are format 1 too) |
 //! | 2 | every tier may hold chunk frames of format 2 (`0xC2`, with a checksum; `codec.rs`), which format-1 builds cannot read; format-1 frames are still read, so a format-1 dir is stamped 2 as it is |
+//! | 3 | every record of `chunks`, `warm`, `cold`, `manifests` and `refs` is sealed: it ends with an XXH3-64 of its key and value (`sealed.rs`), which older builds would misread as part of the record. Opening a format-1 or 2 dir seals every record of those tables in the transaction that stamps 3 ([`seal_records`]) |
 
 use std::path::Path;
 
 use heed::types::Bytes as RawBytes;
-use heed::{Database, Env, RoTxn, WithoutTls};
+use std::ops::Bound;
+
+use heed::{Database, Env, RoTxn, RwTxn, WithoutTls};
 
 use crate::error::{Error, Result};
+use crate::sealed::{Sealed, seal};
 
 /// Newest data dir format this build reads and writes.
-pub(crate) const DATA_DIR_FORMAT: u64 = 2;
+pub(crate) const DATA_DIR_FORMAT: u64 = 3;
+/// The first format whose metadata records are sealed (`sealed.rs`).
+pub(crate) const SEALED_FORMAT: u64 = 3;
 /// The format of a data dir that has data but no [`FORMAT_KEY`].
 pub(crate) const UNSTAMPED_FORMAT: u64 = 1;
 /// The `state` key of the data dir format.
@@ -43,25 +49,18 @@ pub(crate) const FORMAT_KEY: &str = "format";
 type RawTable = Database<'static, RawBytes, RawBytes>;
 
 /// Refuses a data dir of a newer format and stamps a new or older one with
-/// [`DATA_DIR_FORMAT`]. `state` is the `state` table, `all` every table of the environment in
+/// [`DATA_DIR_FORMAT`], sealing the records of `sealed` when it is older than
+/// [`SEALED_FORMAT`]. `state` is the `state` table, `all` every table of the environment in
 /// `dir` (the `meta` folder of the data dir).
 pub(crate) fn check_data_dir(
     env: &Env<WithoutTls>,
     state: RawTable,
     all: &[RawTable],
+    sealed: &[Sealed],
     dir: &Path,
 ) -> Result<()> {
     let mut txn = env.write_txn()?;
-    let stored = match state.get(&txn, FORMAT_KEY.as_bytes())? {
-        Some(v) => Some(u64::from_le_bytes(v.try_into().map_err(|_| {
-            Error::Format(format!(
-                "the data dir format in {} is {} bytes long, not 8",
-                dir.display(),
-                v.len()
-            ))
-        })?)),
-        None => None,
-    };
+    let stored = stored_format(state, &txn, dir)?;
     let found = match stored {
         Some(v) => v,
         None if has_data(all, &txn)? => UNSTAMPED_FORMAT,
@@ -86,6 +85,15 @@ pub(crate) fn check_data_dir(
             recorded = DATA_DIR_FORMAT,
             "recording the data dir format"
         );
+        if found < SEALED_FORMAT {
+            let started = std::time::Instant::now();
+            let records = seal_records(&mut txn, sealed)?;
+            tracing::info!(
+                records,
+                ms = started.elapsed().as_millis() as u64,
+                "sealed the metadata records of an older data dir (format 3)"
+            );
+        }
         state.put(
             &mut txn,
             FORMAT_KEY.as_bytes(),
@@ -94,6 +102,57 @@ pub(crate) fn check_data_dir(
         txn.commit()?;
     }
     Ok(())
+}
+
+/// The recorded data dir format, if any.
+pub(crate) fn stored_format(state: RawTable, txn: &RoTxn<'_>, dir: &Path) -> Result<Option<u64>> {
+    Ok(match state.get(txn, FORMAT_KEY.as_bytes())? {
+        Some(v) => Some(u64::from_le_bytes(v.try_into().map_err(|_| {
+            Error::Format(format!(
+                "the data dir format in {} is {} bytes long, not 8",
+                dir.display(),
+                v.len()
+            ))
+        })?)),
+        None => None,
+    })
+}
+
+/// Records sealed per pass of [`seal_records`] (bounds the memory a migration takes).
+const SEAL_BATCH: usize = 4096;
+
+/// Seals every record of `tables` (a format-1 or 2 data dir holds them unsealed); returns how
+/// many. Runs in the transaction that stamps the format, so a crash leaves the dir unchanged.
+pub(crate) fn seal_records(txn: &mut RwTxn<'_>, tables: &[Sealed]) -> Result<u64> {
+    let mut total = 0;
+    for table in tables {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let batch: Vec<(Vec<u8>, Vec<u8>)> = {
+                let bounds = (
+                    after.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+                    Bound::Unbounded,
+                );
+                let mut batch = Vec::with_capacity(SEAL_BATCH);
+                for item in table.raw.range(txn, &bounds)? {
+                    let (k, v) = item?;
+                    batch.push((k.to_vec(), seal(k, v)));
+                    if batch.len() == SEAL_BATCH {
+                        break;
+                    }
+                }
+                batch
+            };
+            let Some((last, _)) = batch.last() else { break };
+            let last = last.clone();
+            for (k, v) in &batch {
+                table.raw.put(txn, k, v)?;
+            }
+            total += batch.len() as u64;
+            after = Some(last);
+        }
+    }
+    Ok(total)
 }
 
 /// Whether any table holds an entry.

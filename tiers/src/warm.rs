@@ -375,7 +375,8 @@ impl WarmTier {
             let mut fresh = Vec::new();
             let mut seen = std::collections::HashSet::new();
             for (k, f) in batch {
-                if t.warm.get(txn, k.as_bytes())?.is_none() && seen.insert(k) {
+                // A damaged location is written again.
+                if t.warm.get_unless_damaged(txn, k.as_bytes())?.is_none() && seen.insert(k) {
                     fresh.push((k, f));
                 }
             }
@@ -510,10 +511,15 @@ impl WarmTier {
             for key in keys {
                 let Some(loc) = t
                     .warm
-                    .get(txn, key.as_bytes())?
+                    .get_unless_damaged(txn, key.as_bytes())?
                     .map(Location::decode)
                     .transpose()?
                 else {
+                    // A damaged location goes too (its bytes are not counted).
+                    if t.warm.delete(txn, key.as_bytes())? {
+                        clear_tier_bit(t, txn, key, tier_bits::WARM)?;
+                        n += 1;
+                    }
                     continue;
                 };
                 t.warm.delete(txn, key.as_bytes())?;
@@ -567,7 +573,7 @@ impl ChunkTier for WarmTier {
     async fn contains(&self, key: ChunkKey) -> Result<bool> {
         self.inner
             .meta
-            .read(move |t, txn| Ok(t.warm.get(txn, key.as_bytes())?.is_some()))
+            .read(move |t, txn| t.warm.contains(txn, key.as_bytes()))
             .await
     }
 
@@ -588,7 +594,7 @@ impl ChunkTier for WarmTier {
 
     async fn list(&self, tenant: TenantId) -> Result<Vec<ChunkKey>> {
         let meta = self.inner.meta.clone();
-        crate::blocking::run(move || list_table(&meta, |t| t.warm, tenant)).await
+        crate::blocking::run(move || list_table(&meta, |t| t.warm.raw, tenant)).await
     }
 }
 

@@ -24,7 +24,8 @@ use crate::error::{Error, Result};
 use crate::hot::HotTier;
 use crate::ids::{ChunkId, ManifestId};
 use crate::meta::{
-    ChunkInfo, ChunkKey, Meta, Tables, le_u64, manifest_key, state_get, state_put, tier_bits,
+    ChunkInfo, ChunkKey, Meta, Tables, chunk_info, le_u64, manifest_key, state_get, state_put,
+    tier_bits,
 };
 use crate::names::TenantId;
 use crate::tier::ChunkTier;
@@ -391,7 +392,11 @@ async fn upload_manifests(
         let mkey = manifest_key(tenant, &id);
         let encoded = inner
             .meta
-            .read(move |t, txn| Ok(t.manifests.get(txn, &mkey)?.map(<[u8]>::to_vec)))
+            .read(move |t, txn| {
+                Ok(t.manifests
+                    .get_unless_damaged(txn, &mkey)?
+                    .map(<[u8]>::to_vec))
+            })
             .await?;
         if let Some(encoded) = encoded {
             inner.cold.put_manifest(tenant, &id, &encoded).await?;
@@ -515,11 +520,19 @@ async fn read_local(inner: &Uploader, keys: Vec<ChunkKey>) -> Result<Vec<Option<
         .read(move |t, txn| {
             lookup
                 .iter()
-                .map(|k| {
-                    t.chunks
-                        .get(txn, k.as_bytes())?
-                        .map(ChunkInfo::decode)
-                        .transpose()
+                .map(|k| match chunk_info(t, txn, k)? {
+                    Some(info) => Ok(Some(info)),
+                    // A damaged entry: what matters here is whether a cold copy exists.
+                    None if t.chunks.contains(txn, k.as_bytes())? => Ok(Some(ChunkInfo {
+                        raw_len: 0,
+                        tiers: if t.cold.contains(txn, k.as_bytes())? {
+                            tier_bits::COLD
+                        } else {
+                            0
+                        },
+                        last_access_s: 0,
+                    })),
+                    None => Ok(None),
                 })
                 .collect()
         })

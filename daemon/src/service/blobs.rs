@@ -110,7 +110,7 @@ impl Blobs for BlobsService {
         let (resolved, record) = store
             .resolve(&ns, &key, &fallbacks)
             .await
-            .map_err(status::from_store)?
+            .map_err(|e| status::from_store_for_ref(e, &ns, &key))?
             .ok_or_else(|| no_ref(&ns, &key, &fallbacks))?;
         if r.offset > record.size {
             return Err(Error::OffsetPastEnd {
@@ -122,7 +122,7 @@ impl Blobs for BlobsService {
         let manifest = store
             .manifest(ns.tenant(), record.manifest)
             .await
-            .map_err(status::from_store)?;
+            .map_err(|e| status::from_store_for_ref(e, &ns, &resolved))?;
         let length = (r.length > 0).then_some(r.length);
         let mut parts = store.read_blob(ns.tenant(), manifest, r.offset, length, r.accept_frames);
         let head = pb::ReadBlobResponse {
@@ -131,6 +131,7 @@ impl Blobs for BlobsService {
             ))),
         };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let (ns_name, ref_key) = (ns.clone(), resolved.clone());
         tokio::spawn(async move {
             // A failed send means the client left: stop reading.
             if tx.send(Ok(head)).await.is_err() {
@@ -149,7 +150,7 @@ impl Blobs for BlobsService {
                             BlobPart::Data(data) => read_blob_response::Part::Data(data),
                         }),
                     })
-                    .map_err(status::from_store);
+                    .map_err(|e| status::from_store_for_ref(e, &ns_name, &ref_key));
                 let failed = item.is_err();
                 if tx.send(item).await.is_err() || failed {
                     break;
@@ -172,7 +173,7 @@ impl Blobs for BlobsService {
             .store
             .resolve(&ns, &key, &fallbacks)
             .await
-            .map_err(status::from_store)?
+            .map_err(|e| status::from_store_for_ref(e, &ns, &key))?
             .ok_or_else(|| no_ref(&ns, &key, &fallbacks))?;
         Ok(Response::new(ref_info(&ns, &resolved, &record)))
     }

@@ -203,18 +203,19 @@ impl Chunks for ChunksService {
         let record = store
             .get_ref(&ns, &key)
             .await
-            .map_err(status::from_store)?
+            .map_err(|e| status::from_store_for_ref(e, &ns, &key))?
             .ok_or_else(|| no_ref(&ns, &key, &[]))?;
         let manifest = store
             .manifest(ns.tenant(), record.manifest)
             .await
-            .map_err(status::from_store)?;
+            .map_err(|e| status::from_store_for_ref(e, &ns, &key))?;
         access::may_read_chunks(&ns, &key, manifest.entries().iter().map(|e| e.id), &ids)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let store = store.clone();
         let tenant = ns.tenant().clone();
         tokio::spawn(async move {
             for id in ids {
+                // Every id is one the ref's manifest lists: a chunk no tier holds is lost.
                 let item = store
                     .get_chunk(&tenant, id)
                     .await
@@ -222,7 +223,13 @@ impl Chunks for ChunksService {
                         id: bytes::Bytes::copy_from_slice(id.as_bytes()),
                         frame: frame.into_bytes(),
                     })
-                    .map_err(status::from_store);
+                    .map_err(|e| {
+                        status::from_store_for_ref(
+                            scipcache_tiers::store::listed_chunk_lost(e),
+                            &ns,
+                            &key,
+                        )
+                    });
                 let failed = item.is_err();
                 // A failed send means the client left.
                 if tx.send(item).await.is_err() || failed {

@@ -9,12 +9,15 @@
 //! - [`large_blob`]: a 2 GiB blob with bounded memory on both sides.
 //! - [`lifecycle`]: SIGTERM, kill -9, the data dir lock, `/healthz`, `/metrics`, keys.
 //! - [`data_dir_files`]: chunks live in few files, not one file per chunk.
+//! - [`damaged_index`]: a cut, emptied or scrambled `data.mdb` refuses the start naming
+//!   `scipcached rebuild`; a record damaged while serving is `data loss` from a pull.
 //! - [`killed_daemon`]: a daemon killed mid-push makes the CLI print `unavailable: `.
 
 mod common;
 
 mod auth_matrix;
 mod bad_input;
+mod damaged_index;
 mod data_dir_files;
 mod killed_daemon;
 mod large_blob;

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dir_lock::DirLock;
 use crate::error::Result;
-use crate::meta::{ChunkInfo, ChunkKey, Meta, state_put};
+use crate::meta::{ChunkKey, Meta, chunk_info, state_put};
 use crate::tier::TierName;
 use crate::writeback::Uploader;
 
@@ -69,12 +69,11 @@ impl AccessLog {
         self.meta
             .write(move |t, txn| {
                 for (key, at) in pending {
-                    if let Some(v) = t.chunks.get(txn, key.as_bytes())? {
-                        let mut info = ChunkInfo::decode(v)?;
-                        if info.last_access_s < at {
-                            info.last_access_s = at;
-                            t.chunks.put(txn, key.as_bytes(), &info.encode())?;
-                        }
+                    if let Some(mut info) = chunk_info(t, txn, &key)?
+                        && info.last_access_s < at
+                    {
+                        info.last_access_s = at;
+                        t.chunks.put(txn, key.as_bytes(), &info.encode())?;
                     }
                 }
                 for (name, value) in HIT_COUNTERS.iter().zip(hits) {

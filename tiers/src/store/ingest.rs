@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::hot;
 use crate::ids::{BlobId, ChunkId};
 use crate::manifest::{MAX_CHUNKS_PER_BLOB, Manifest};
-use crate::meta::{ChunkInfo, ChunkKey, Tables, manifest_key};
+use crate::meta::{ChunkKey, Tables, chunk_info, manifest_key};
 use crate::names::{Namespace, RefKey, Tenant};
 use crate::refs::{RefOptions, RefRecord};
 use crate::writeback::{QueueItem, enqueue_in_txn};
@@ -57,7 +57,7 @@ impl Store {
                 .read(move |t, txn| {
                     let mut out = Vec::new();
                     for (i, key) in maybe {
-                        if t.chunks.get(txn, key.as_bytes())?.is_none() {
+                        if chunk_info(t, txn, &key)?.is_none() {
                             out.push(i);
                         }
                     }
@@ -162,9 +162,8 @@ fn check_entries(
     let mut missing = Vec::new();
     let mut seen = HashSet::new();
     for (key, len) in entries {
-        match t.chunks.get(txn, key.as_bytes())? {
-            Some(v) => {
-                let info = ChunkInfo::decode(v)?;
+        match chunk_info(t, txn, key)? {
+            Some(info) => {
                 if info.raw_len != *len {
                     return Err(Error::InvalidArgument(format!(
                         "the manifest gives chunk {} a length of {len} bytes, but it has {}",
@@ -255,7 +254,7 @@ pub(super) async fn put_prepared(
             }
             let mut summary = PutSummary::default();
             for (key, frame) in &prepared {
-                if t.chunks.get(txn, key.as_bytes())?.is_some() {
+                if chunk_info(t, txn, key)?.is_some() {
                     summary.already_present += 1;
                     continue;
                 }
@@ -311,7 +310,8 @@ pub(super) async fn set_ref(
             if t.tenants.get(txn, &tid.0)?.is_none() {
                 t.tenants.put(txn, &tid.0, name.as_bytes())?;
             }
-            let fresh = t.manifests.get(txn, &mkey)?.is_none();
+            // A damaged manifest is written again.
+            let fresh = t.manifests.get_unless_damaged(txn, &mkey)?.is_none();
             if fresh {
                 t.manifests.put(txn, &mkey, &encoded)?;
                 enqueue_in_txn(t, txn, QueueItem::Manifest(tid, manifest_id))?;

@@ -37,6 +37,8 @@
 //! every tier that holds the chunk fails verification.
 
 mod background;
+#[cfg(test)]
+mod damage_tests;
 mod dir_lock;
 mod ingest;
 #[cfg(test)]
@@ -74,6 +76,7 @@ use background::{AccessLog, Background, HIT_COUNTERS, lock};
 use dir_lock::DirLock;
 
 pub use crate::tier::TierName;
+pub use read::listed_chunk_lost;
 pub use types::{BlobPart, PutSummary, Stats, TierStats};
 
 /// How to open a [`Store`].
@@ -210,7 +213,8 @@ fn open_blocking(cfg: &StoreConfig) -> Result<Opened> {
             0.01,
             usize::try_from(count).unwrap_or(usize::MAX).max(1 << 20),
         );
-        for item in t.chunks.iter(txn)? {
+        // Keys only: a damaged entry is found when it is read (and by the walk at start).
+        for item in t.chunks.raw.iter(txn)? {
             let (k, _) = item?;
             bloom.insert(k);
         }

@@ -50,7 +50,8 @@ impl Store {
     /// Streams `length` bytes (`None` = to the end) of a blob from `offset`, in order, with a
     /// bounded read-ahead. Whole chunks come as frames when `frames` is set (the reader then
     /// decodes and verifies them); the ends of a range, and everything when `frames` is off,
-    /// come as verified raw bytes.
+    /// come as verified raw bytes. A chunk the manifest lists that no tier holds is
+    /// [`Error::MetadataLoss`]: the blob is damaged, not absent.
     pub fn read_blob(
         &self,
         tenant: &Tenant,
@@ -60,9 +61,23 @@ impl Store {
         frames: bool,
     ) -> BoxStream<'static, Result<BlobPart>> {
         match self.engine() {
-            Ok(e) => read_blob(e, tenant.id(), manifest, offset, length, frames),
+            Ok(e) => Box::pin(
+                read_blob(e, tenant.id(), manifest, offset, length, frames)
+                    .map(|part| part.map_err(listed_chunk_lost)),
+            ),
             Err(err) => Box::pin(futures::stream::once(async { Err(err) })),
         }
+    }
+}
+
+/// A chunk a stored manifest lists that is not found is lost: [`Error::MetadataLoss`].
+pub fn listed_chunk_lost(err: Error) -> Error {
+    match err {
+        Error::NotFound(what) => Error::MetadataLoss(format!(
+            "{what}, but the blob's manifest lists it, so the blob cannot be served; push it \
+             again"
+        )),
+        other => other,
     }
 }
 

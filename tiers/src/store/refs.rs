@@ -10,9 +10,27 @@ use crate::manifest::{MAX_CHUNKS_PER_BLOB, Manifest, encoded_len};
 use crate::meta::manifest_key;
 use crate::names::{KeyPrefix, Namespace, RefKey, Tenant};
 use crate::refs::{RefRecord, ref_table_key, ref_table_prefix};
+use crate::sealed::missing_manifest;
+
+/// Decodes a stored manifest that must hash to `id`; anything else is
+/// [`Error::MetadataLoss`] naming the copy (`place`).
+fn decode_manifest(bytes: &[u8], id: &ManifestId, place: &str) -> Result<Manifest> {
+    let damaged = |why: String| {
+        Error::MetadataLoss(format!(
+            "manifest {id} in the {place} is damaged ({why}), so the blob cannot be served"
+        ))
+    };
+    let m = Manifest::decode(bytes, MAX_CHUNKS_PER_BLOB).map_err(|e| damaged(e.to_string()))?;
+    if m.id() != *id {
+        return Err(damaged("its bytes do not hash to its id".into()));
+    }
+    Ok(m)
+}
 
 impl Store {
-    /// A manifest of the tenant (from LMDB, or rebuilt from the cold tier).
+    /// A manifest of the tenant that a ref names: from LMDB, else (absent or damaged there)
+    /// from the cold tier, which then repairs the local copy. A manifest that no tier holds
+    /// intact is [`Error::MetadataLoss`]: a ref names it, so it is lost, not a cache miss.
     pub async fn manifest(&self, tenant: &Tenant, id: ManifestId) -> Result<Arc<Manifest>> {
         let e = self.engine()?;
         let tid = tenant.id();
@@ -20,24 +38,49 @@ impl Store {
         let local = e
             .meta
             .read(move |t, txn| {
-                t.manifests
-                    .get(txn, &mkey)?
-                    .map(|b| Manifest::decode(b, MAX_CHUNKS_PER_BLOB))
-                    .transpose()
+                Ok(match t.manifests.get(txn, &mkey) {
+                    Ok(Some(b)) => Some(decode_manifest(b, &id, "index")),
+                    Ok(None) => None,
+                    Err(err @ Error::MetadataLoss(_)) => Some(Err(err)),
+                    Err(err) => return Err(err),
+                })
             })
             .await?;
-        if let Some(m) = local {
-            return Ok(Arc::new(m));
-        }
-        let limit = encoded_len(MAX_CHUNKS_PER_BLOB);
-        let Some(bytes) = e.cold.get_manifest(tid, &id, limit).await? else {
-            return Err(Error::NotFound(format!("manifest {id} is not stored")));
+        let damage = match local {
+            Some(Ok(m)) => return Ok(Arc::new(m)),
+            Some(Err(err)) => {
+                tracing::error!(manifest = %id, error = %err, "the local manifest is damaged; trying the cold copy");
+                Some(err)
+            }
+            None => None,
         };
-        let m = Manifest::decode(&bytes, MAX_CHUNKS_PER_BLOB)?;
-        if m.id() != id {
-            return Err(Error::Format(format!(
-                "cold manifest {id} does not hash to its name"
-            )));
+        let limit = encoded_len(MAX_CHUNKS_PER_BLOB);
+        let cold = match e.cold.get_manifest(tid, &id, limit).await {
+            Ok(bytes) => bytes,
+            Err(Error::Unavailable(m)) if damage.is_some() => {
+                tracing::warn!(manifest = %id, error = %m, "the cold tier cannot be reached for a damaged manifest");
+                None
+            }
+            Err(err) => return Err(err),
+        };
+        let Some(bytes) = cold else {
+            return Err(damage.unwrap_or_else(|| missing_manifest(&id)));
+        };
+        let m = decode_manifest(&bytes, &id, "cold tier")?;
+        if damage.is_some() {
+            let encoded = bytes.to_vec();
+            let repaired = e
+                .meta
+                .write(move |t, txn| t.manifests.put(txn, &mkey, &encoded))
+                .await;
+            match repaired {
+                Ok(()) => {
+                    tracing::info!(manifest = %id, "repaired a damaged manifest from its cold copy")
+                }
+                Err(err) => {
+                    tracing::warn!(manifest = %id, error = %err, "repairing a damaged manifest failed; the read still succeeds")
+                }
+            }
         }
         Ok(Arc::new(m))
     }
@@ -51,7 +94,7 @@ impl Store {
             .read(move |t, txn| {
                 Ok(t.refs
                     .get(txn, &rkey)?
-                    .map(RefRecord::decode)
+                    .map(|v| decode_ref(v, &rkey))
                     .transpose()?
                     .filter(|r| !r.is_expired(now)))
             })
@@ -94,7 +137,7 @@ impl Store {
                 let mut out = Vec::new();
                 for item in t.refs.prefix_iter(txn, &start)? {
                     let (k, v) = item?;
-                    let record = RefRecord::decode(v)?;
+                    let record = decode_ref(v, k)?;
                     if record.is_expired(now) {
                         continue;
                     }
@@ -123,13 +166,27 @@ impl Store {
         let now = e.meta.clock().now_ms();
         e.meta
             .write(move |t, txn| {
-                let live = match t.refs.get(txn, &rkey)? {
-                    Some(v) => !RefRecord::decode(v)?.is_expired(now),
-                    None => return Ok(false),
+                let live = match t.refs.get(txn, &rkey) {
+                    Ok(Some(v)) => !decode_ref(v, &rkey)?.is_expired(now),
+                    Ok(None) => return Ok(false),
+                    // A damaged ref can still be deleted.
+                    Err(Error::MetadataLoss(_)) => true,
+                    Err(err) => return Err(err),
                 };
                 t.refs.delete(txn, &rkey)?;
                 Ok(live)
             })
             .await
     }
+}
+
+/// Decodes a ref record whose seal held; a record that still does not decode is
+/// [`Error::MetadataLoss`] naming the ref.
+pub(crate) fn decode_ref(bytes: &[u8], key: &[u8]) -> Result<RefRecord> {
+    RefRecord::decode(bytes).map_err(|e| {
+        Error::MetadataLoss(format!(
+            "{} is damaged in the server's index ({e})",
+            crate::sealed::Kind::Ref.describe(key)
+        ))
+    })
 }

@@ -3,7 +3,7 @@
 
 use super::Store;
 use super::types::{Stats, TierStats};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::meta::le_u64;
 use crate::names::Tenant;
 use crate::refs::RefRecord;
@@ -38,13 +38,23 @@ impl Store {
                     }
                 }
                 let (mut logical, mut refs) = (0, 0);
-                let refs_iter: RawIter<'_> = match &ref_prefix {
-                    Some(p) => Box::new(t.refs.prefix_iter(txn, p.as_bytes())?),
-                    None => Box::new(t.refs.iter(txn)?),
+                let refs_iter = match &ref_prefix {
+                    Some(p) => t.refs.prefix_iter(txn, p.as_bytes())?,
+                    None => t.refs.iter(txn)?,
                 };
                 for item in refs_iter {
-                    let (_, v) = item?;
-                    let r = RefRecord::decode(v)?;
+                    // A damaged ref is not counted; reading it answers DATA_LOSS.
+                    let v = match item {
+                        Ok((_, v)) => v,
+                        Err(Error::MetadataLoss(m)) => {
+                            tracing::warn!(error = %m, "stats skip a damaged ref");
+                            continue;
+                        }
+                        Err(err) => return Err(err),
+                    };
+                    let Ok(r) = RefRecord::decode(v) else {
+                        continue;
+                    };
                     if !r.is_expired(now) {
                         logical += r.size;
                         refs += 1;

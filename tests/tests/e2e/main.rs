@@ -9,6 +9,8 @@
 //! - [`large_blob`]: a 2 GiB blob with bounded memory on both sides.
 //! - [`lifecycle`]: SIGTERM, kill -9, the data dir lock, `/healthz`, `/metrics`, keys.
 //! - [`data_dir_files`]: chunks live in few files, not one file per chunk.
+//! - [`full_disk`]: a full disk is `resource exhausted` naming it; nothing acknowledged is
+//!   lost, SIGTERM exits 0, pushes work again once there is room.
 //! - [`killed_daemon`]: a daemon killed mid-push makes the CLI print `unavailable: `.
 
 mod common;
@@ -16,6 +18,7 @@ mod common;
 mod auth_matrix;
 mod bad_input;
 mod data_dir_files;
+mod full_disk;
 mod killed_daemon;
 mod large_blob;
 mod lifecycle;

@@ -16,8 +16,8 @@ pub enum Error {
     /// An option has a bad value, or options contradict each other.
     #[error("{0}")]
     Config(String),
-    /// A file could not be read or written.
-    #[error("{context} {}: {source}", path.display())]
+    /// A file could not be read or written (a full disk says so, and what to do).
+    #[error("{context} {}: {source}{}", path.display(), disk_full_hint(source))]
     Io {
         /// What was being done.
         context: &'static str,
@@ -127,6 +127,19 @@ impl Error {
     }
 }
 
+/// What to add to an I/O error that a full disk (or quota) caused.
+fn disk_full_hint(source: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    if matches!(
+        source.kind(),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded
+    ) {
+        "; the disk is full: free space on that filesystem or give it more room"
+    } else {
+        ""
+    }
+}
+
 /// Why a token was refused. Each message says what to do; none repeats the token.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -172,3 +185,31 @@ pub enum AuthError {
 
 /// Result with the daemon's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_write_on_a_full_disk_says_the_disk_is_full_and_what_to_do() {
+        let full = Error::io(
+            "cannot create key file",
+            "/srv/scipcache/keys/hs256.key",
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        );
+        let text = full.to_string();
+        assert!(
+            text.starts_with("cannot create key file /srv/scipcache/keys/hs256.key: ")
+                && text.ends_with(
+                    "the disk is full: free space on that filesystem or give it more room"
+                ),
+            "{text}"
+        );
+        let other = Error::io(
+            "cannot read key file",
+            "/k",
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        );
+        assert!(!other.to_string().contains("disk is full"), "{other}");
+    }
+}

@@ -69,6 +69,14 @@ pub fn from_store(err: Error) -> Status {
                  later"
             ))
         }
+        Error::DiskFull {
+            path,
+            available,
+            detail,
+        } => {
+            tracing::error!(path = %path, available, detail = %detail, "disk full");
+            Status::resource_exhausted(disk_full_message(&path, available))
+        }
         Error::Unavailable(msg) => Status::unavailable(format!("{msg}; retry later")),
         Error::ShuttingDown => {
             Status::unavailable("the server is shutting down; retry against it once it is back")
@@ -84,6 +92,17 @@ pub fn from_store_for_ref(err: Error, ns: &Namespace, key: &RefKey) -> Status {
         return Status::data_loss(format!("ref {ns} {key}: {}", status.message()));
     }
     status
+}
+
+/// What a caller reads when the server's disk is full: that it is, where, and what to do.
+/// Not `UNAVAILABLE`: retrying soon does not help until someone makes room.
+fn disk_full_message(path: &str, available: u64) -> String {
+    format!(
+        "the server's disk is full: the filesystem holding {path} has {} free. Its operator \
+         must free space there or give that filesystem more room; writes work again as soon \
+         as there is room (reads still work)",
+        scipcache_tiers::error::human_bytes(available)
+    )
 }
 
 /// Maps an engine error of `Chunks/Upload`: a frame whose bytes do not match its id is the
@@ -161,6 +180,14 @@ mod tests {
             ),
             (Error::MissingChunks(vec![id]), Code::FailedPrecondition),
             (Error::Full("disk".into()), Code::ResourceExhausted),
+            (
+                Error::DiskFull {
+                    path: "/srv/scipcache/meta".into(),
+                    available: 0,
+                    detail: "lmdb: Input/output error (os error 5)".into(),
+                },
+                Code::ResourceExhausted,
+            ),
             (Error::Unavailable("s3 down".into()), Code::Unavailable),
             (Error::ShuttingDown, Code::Unavailable),
             (Error::Locked { path: "/d".into() }, Code::Internal),
@@ -254,6 +281,26 @@ mod tests {
         ));
         assert!(!status.message().contains("/secret"));
         assert!(status.message().contains("server log"));
+    }
+
+    #[test]
+    fn a_full_disk_says_so_where_and_what_to_do_without_the_os_detail() {
+        let status = from_store(Error::DiskFull {
+            path: "/srv/scipcache/meta".into(),
+            available: 12 << 10,
+            detail: "lmdb: Input/output error (os error 5)".into(),
+        });
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let msg = status.message();
+        for part in [
+            "disk is full",
+            "/srv/scipcache/meta",
+            "12.0 KiB free",
+            "free space",
+        ] {
+            assert!(msg.contains(part), "{part:?} not in {msg:?}");
+        }
+        assert!(!msg.contains("os error"), "{msg}");
     }
 
     #[test]

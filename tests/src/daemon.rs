@@ -26,6 +26,7 @@ const READY_MARKER: &str = "scipcached ready";
 pub struct DaemonOptions {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    data_dir: Option<PathBuf>,
 }
 
 impl DaemonOptions {
@@ -39,6 +40,14 @@ impl DaemonOptions {
     #[must_use]
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Uses `dir` as the data dir (created by the daemon; left in place on drop) instead of
+    /// `<temp>/data`, e.g. a dir on a small filesystem the test mounted.
+    #[must_use]
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
         self
     }
 
@@ -78,14 +87,19 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts a daemon on a fresh data dir (`<temp>/data`, created by the daemon) and waits for
-    /// its ready line (60 s at most; the panic-free error then carries the log).
+    /// Starts a daemon on a fresh data dir (`<temp>/data`, created by the daemon, unless
+    /// [`DaemonOptions::data_dir`] names one) and waits for its ready line (60 s at most; the
+    /// panic-free error then carries the log).
     pub fn start(opts: DaemonOptions) -> Result<Self> {
         let root = tempfile::Builder::new()
             .prefix("scipcache-e2e-")
             .tempdir_in(scratch_dir())?;
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| root.path().join("data"));
         let mut daemon = Self {
-            data_dir: root.path().join("data"),
+            data_dir,
             opts,
             child: None,
             grpc: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -16,6 +16,8 @@
 //! - [`CliOutput`]: one finished CLI run (exit code, stdout, stderr) with checking helpers.
 //! - [`Spawned`]: a background process (a CLI push to interrupt, a second daemon) that is
 //!   killed when dropped; optionally fed through a stdin pipe at the test's pace.
+//! - [`SmallFs`]: a size-limited tmpfs the test mounts (and unmounts when dropped), for a
+//!   full disk; where mounting is refused it skips, or fails under `CI=true`.
 //! - [`data`]: the shared real SCIP series (`shared/data/scip`), decompressed once and
 //!   verified against their `B3SUMS`; absent data skips a test, or fails it under `CI=true`.
 //! - [`write_generated`]: deterministic, partly compressible generated blobs of any size.
@@ -55,12 +57,14 @@ mod generate;
 pub mod lmdb_pages;
 mod probe;
 mod process;
+mod small_fs;
 
 pub use build::{Binaries, binaries};
 pub use daemon::{Daemon, DaemonOptions, Minted, cli_command, daemon_command, jwt_claims, mint};
 pub use generate::write_generated;
 pub use probe::{HttpResponse, PeakSampler, Peaks, blake3_file, http_get, vm_hwm_bytes};
 pub use process::{CliOutput, Spawned, scratch_dir};
+pub use small_fs::SmallFs;
 
 /// The namespace most tests push into.
 pub const NS: &str = "acme/web/app";

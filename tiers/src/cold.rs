@@ -157,6 +157,9 @@ pub(crate) struct ColdTier {
     prefix: Path,
     meta: Meta,
     url: String,
+    /// The folder of a `file://` tier: its writes keep the local disk's reserve free
+    /// (`disk_space.rs`), and their failures are checked for a full disk.
+    local_dir: Option<std::path::PathBuf>,
     /// Packs whose trailer this process has checked.
     checked: Arc<Mutex<HashSet<[u8; 32]>>>,
 }
@@ -177,14 +180,18 @@ impl ColdTier {
     ) -> Result<Self> {
         let parsed = url::Url::parse(url)
             .map_err(|e| Error::InvalidArgument(format!("cold tier URL {url:?}: {e}")))?;
+        let mut local_dir = None;
         if parsed.scheme() == "file" {
             let dir = parsed.to_file_path().map_err(|()| {
                 Error::InvalidArgument(format!(
                     "cold tier URL {url:?} is not an absolute file path"
                 ))
             })?;
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                let err = Error::io(format!("creating {}", dir.display()), e);
+                crate::disk_space::classify(err, &dir)
+            })?;
+            local_dir = Some(dir);
         }
         let (store, prefix) = object_store::parse_url_opts(
             &parsed,
@@ -197,6 +204,7 @@ impl ColdTier {
             prefix,
             meta,
             url: url.to_owned(),
+            local_dir,
             checked: Arc::default(),
         })
     }
@@ -362,6 +370,15 @@ impl ColdTier {
     }
 
     async fn put_create(&self, path: &Path, bytes: Bytes) -> Result<()> {
+        if let Some(dir) = &self.local_dir {
+            // A cold copy on the local disk is written behind: it may not take the room the
+            // index needs. Refused, it stays queued and is retried with backoff.
+            let (dir, need) = (dir.clone(), bytes.len() as u64);
+            crate::blocking::run(move || {
+                crate::disk_space::ensure_room(&dir, need, "a cold tier write")
+            })
+            .await?;
+        }
         let opts = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
@@ -372,7 +389,15 @@ impl ColdTier {
             .await
         {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) => match self.local_dir.clone() {
+                Some(dir) => {
+                    let err: Error = e.into();
+                    crate::blocking::run(move || Ok(crate::disk_space::classify(err, &dir)))
+                        .await
+                        .and_then(Err)
+                }
+                None => Err(e.into()),
+            },
         }
     }
 

@@ -55,6 +55,21 @@ pub enum Error {
     /// The LMDB map or a disk is full.
     #[error("storage full: {0}")]
     Full(String),
+    /// The filesystem holding a file the engine writes is full (`ENOSPC`, a quota, or LMDB's
+    /// `EIO` for a short write with little left free: `disk_space.rs`).
+    #[error(
+        "the disk holding {path} is full ({} free; {detail}): free space on that filesystem \
+         or give it more room; writes work again as soon as there is room, without a restart",
+        human_bytes(*.available)
+    )]
+    DiskFull {
+        /// The file or directory whose write failed.
+        path: String,
+        /// Bytes still free there (for an unprivileged writer).
+        available: u64,
+        /// What failed, and how.
+        detail: String,
+    },
     /// A tier cannot be reached (object store down) and no other copy can serve.
     #[error("{0}")]
     Unavailable(String),
@@ -123,9 +138,6 @@ impl From<heed::Error> for Error {
             heed::Error::Mdb(heed::MdbError::MapFull) => Self::Full(
                 "the LMDB map is full; raise map_size (--lmdb-map-size) or free space".into(),
             ),
-            heed::Error::Io(io) if io.raw_os_error() == Some(libc::ENOSPC) => {
-                Self::Full(format!("disk full while writing LMDB: {io}"))
-            }
             other => Self::Lmdb(other),
         }
     }
@@ -140,6 +152,22 @@ impl From<object_store::Error> for Error {
             }
             other => Self::ObjectStore(other),
         }
+    }
+}
+
+/// `bytes` for people: `512 B`, `3.2 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
@@ -159,5 +187,12 @@ mod tests {
         assert!(matches!(e, Error::Full(_)), "{e:?}");
         let e = Error::io("reading", std::io::Error::other("EIO"));
         assert!(matches!(e, Error::Io { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
     }
 }

@@ -25,6 +25,8 @@
 //! - `hot`, `warm`, `cold`: LMDB chunks (lz4), append-only pack files (zstd low),
 //!   object-store packs (zstd high, written behind).
 //! - `writeback`: the write-behind uploader to the cold tier.
+//! - `disk_space`: free space where the engine writes; which failed writes mean a full disk
+//!   ([`Error::DiskFull`]); the reserve background copies leave for the index.
 //! - `blocking`: the one helper for blocking work and OS threads.
 //! - `store`: the facade, one file per step of the data path (see its docs).
 //!
@@ -43,6 +45,8 @@ pub mod clock;
 pub mod codec;
 #[cfg(feature = "backends")]
 mod cold;
+#[cfg(feature = "backends")]
+mod disk_space;
 pub mod error;
 #[cfg(feature = "backends")]
 mod hot;

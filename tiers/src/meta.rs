@@ -414,7 +414,14 @@ impl Meta {
 
     /// Opens or creates the environment in `dir` with a map of `map_size` bytes, clears reader
     /// slots left by killed processes, and starts the writer thread.
+    ///
+    /// Opening writes too (the tables, the format stamp): a full disk fails it with
+    /// [`Error::DiskFull`].
     pub(crate) fn open_with_clock(dir: &Path, map_size: u64, clock: Clock) -> Result<Self> {
+        Self::open_inner(dir, map_size, clock).map_err(|e| crate::disk_space::classify(e, dir))
+    }
+
+    fn open_inner(dir: &Path, map_size: u64, clock: Clock) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let map_size = usize::try_from(map_size)
@@ -561,8 +568,9 @@ impl Meta {
 
     /// Flushes LMDB buffers to disk.
     pub(crate) fn sync(&self) -> Result<()> {
-        self.env.force_sync()?;
-        Ok(())
+        self.env
+            .force_sync()
+            .map_err(|e| crate::disk_space::classify(e.into(), self.env.path()))
     }
 
     /// Lets the writer finish queued jobs and waits for its thread to exit (blocking). Later
@@ -612,7 +620,8 @@ fn write_loop(env: Env<WithoutTls>, tables: Tables, mut jobs: mpsc::Receiver<Mes
                     }
                     Err(e) => {
                         child.abort();
-                        results.push(Err(e));
+                        // A job's own writes can reach the disk too (LMDB spills dirty pages).
+                        results.push(Err(crate::disk_space::classify(e, env.path())));
                     }
                 }
             }
@@ -626,14 +635,24 @@ fn write_loop(env: Env<WithoutTls>, tables: Tables, mut jobs: mpsc::Receiver<Mes
                 }
             }
             Err(e) => {
+                let e = crate::disk_space::classify(e, env.path());
                 let message = e.to_string();
                 tracing::error!(error = %message, "LMDB group commit failed");
-                let full = matches!(e, Error::Full(_));
+                // The transaction is aborted and the environment stays usable: the next
+                // commit starts from the last committed state (a full disk only needs room).
                 for done in senders {
-                    let err = if full {
-                        Error::Full(message.clone())
-                    } else {
-                        Error::Unavailable(format!("metadata write failed: {message}"))
+                    let err = match &e {
+                        Error::DiskFull {
+                            path,
+                            available,
+                            detail,
+                        } => Error::DiskFull {
+                            path: path.clone(),
+                            available: *available,
+                            detail: detail.clone(),
+                        },
+                        Error::Full(_) => Error::Full(message.clone()),
+                        _ => Error::Unavailable(format!("metadata write failed: {message}")),
                     };
                     let _ = done.send(Err(err));
                 }

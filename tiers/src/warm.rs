@@ -389,6 +389,8 @@ impl WarmTier {
         let new_len = active.len + buf.len() as u64;
         let pack = active.id;
         let n = entries.len() as u64;
+        // A warm copy is never the only one: it may not take the room the index needs.
+        crate::disk_space::ensure_room(&inner.dir, buf.len() as u64, "a warm pack write")?;
         self.write_and_sync(&active, &buf)?;
         let committed = inner.meta.write_blocking(move |t, txn| {
             let pack_key = pack.to_be_bytes();
@@ -460,7 +462,8 @@ impl WarmTier {
         let path = pack_path(&self.inner.dir, active.id);
         if let Err(e) = self.write_at(&active.file, buf, active.len) {
             discard_tail(active, &path);
-            return Err(Error::io(format!("writing to {}", path.display()), e));
+            let err = Error::io(format!("writing to {}", path.display()), e);
+            return Err(crate::disk_space::classify(err, &path));
         }
         #[cfg(test)]
         if self.fault() == Some(Fault::AfterAppend) {
@@ -473,7 +476,8 @@ impl WarmTier {
         }
         if let Err(e) = synced {
             discard_tail(active, &path);
-            return Err(Error::io(format!("syncing {}", path.display()), e));
+            let err = Error::io(format!("syncing {}", path.display()), e);
+            return Err(crate::disk_space::classify(err, &path));
         }
         #[cfg(test)]
         if self.fault() == Some(Fault::AfterSync) {
@@ -554,7 +558,10 @@ fn open_pack(path: &Path) -> Result<File> {
         .read(true)
         .write(true)
         .open(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))
+        .map_err(|e| {
+            let err = Error::io(format!("opening {}", path.display()), e);
+            crate::disk_space::classify(err, path)
+        })
 }
 
 /// Cuts a failed put's bytes off the active pack. Best effort: if this fails too, the bytes

@@ -180,7 +180,7 @@ async fn failed_writes_and_syncs_do_not_shift_later_puts_in_the_same_process() -
         // A short write into the empty pack (its header is part of the lost bytes).
         warm.inject_fault(Some(Fault::WriteFailsMidway));
         let failed = warm.put(frames(&into_empty_pack)).await;
-        assert!(matches!(failed, Err(Error::Full(_))), "{failed:?}");
+        assert!(matches!(failed, Err(Error::DiskFull { .. })), "{failed:?}");
         warm.inject_fault(None);
         warm.put(frames(&first)).await?;
         warm.inject_fault(Some(Fault::SyncFails));
@@ -188,7 +188,7 @@ async fn failed_writes_and_syncs_do_not_shift_later_puts_in_the_same_process() -
         assert!(matches!(failed, Err(Error::Io { .. })), "{failed:?}");
         warm.inject_fault(Some(Fault::WriteFailsMidway));
         let failed = warm.put(frames(&midway)).await;
-        assert!(matches!(failed, Err(Error::Full(_))), "{failed:?}");
+        assert!(matches!(failed, Err(Error::DiskFull { .. })), "{failed:?}");
         warm.inject_fault(None);
         for (key, _, _) in into_empty_pack.iter().chain(&sync_failed).chain(&midway) {
             assert!(!warm.contains(*key).await?, "a failed put indexes nothing");

@@ -11,6 +11,8 @@
 //! - [`data_dir_files`]: chunks live in few files, not one file per chunk.
 //! - [`damaged_index`]: a cut, emptied or scrambled `data.mdb` refuses the start naming
 //!   `scipcached rebuild`; a record damaged while serving is `data loss` from a pull.
+//! - [`full_disk`]: a full disk is `resource exhausted` naming it; nothing acknowledged is
+//!   lost, SIGTERM exits 0, pushes work again once there is room.
 //! - [`killed_daemon`]: a daemon killed mid-push makes the CLI print `unavailable: `.
 
 mod common;
@@ -19,6 +21,7 @@ mod auth_matrix;
 mod bad_input;
 mod damaged_index;
 mod data_dir_files;
+mod full_disk;
 mod killed_daemon;
 mod large_blob;
 mod lifecycle;

@@ -337,12 +337,15 @@ impl Store {
             Some(background) => background.stop().await,
             None => Ok(()),
         };
-        let flushed = engine.access.flush().await;
+        let flushed = unless_full(
+            engine.access.flush().await,
+            "persisting access times and hit counts",
+        );
         let meta = engine.meta.clone();
         let dir_lock = lock(&engine.lock).take();
         drop(engine);
         crate::blocking::run(move || {
-            let synced = meta.sync();
+            let synced = unless_full(meta.sync(), "the final LMDB sync");
             meta.close();
             drop(meta);
             // Waits until every handle on the environment is gone.
@@ -351,6 +354,23 @@ impl Store {
         })
         .await?;
         stopped.and(flushed)
+    }
+}
+
+/// A shutdown step that only persists what can be lost: access times and hit counts (they
+/// order eviction), or a sync of commits that were each durable already. On a full disk its
+/// failure is logged, not returned, so a daemon stopping on a full disk still exits 0: every
+/// acknowledged write is in LMDB, and the cold queue resumes at the next open.
+fn unless_full(result: Result<()>, what: &str) -> Result<()> {
+    match result {
+        Err(e @ (Error::DiskFull { .. } | Error::Full(_))) => {
+            tracing::warn!(
+                error = %e,
+                "{what} failed at shutdown; nothing acknowledged is lost"
+            );
+            Ok(())
+        }
+        other => other,
     }
 }
 

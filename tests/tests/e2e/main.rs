@@ -8,7 +8,9 @@
 //! - [`bad_input`]: malformed names (CLI) and crafted gRPC requests.
 //! - [`large_blob`]: a 2 GiB blob with bounded memory on both sides.
 //! - [`lifecycle`]: SIGTERM, kill -9, the data dir lock, `/healthz`, `/metrics`, keys.
-//! - [`data_dir_files`]: chunks live in few files, not one file per chunk.
+//! - [`data_dir_files`]: chunks live in few files, not one file per chunk; everything under
+//!   the data dir is owner-only, and a key file others can read is warned about.
+//! - [`hostile_reads`]: lying entry lengths, ranged reads, chunk reads of repeated ids.
 //! - [`killed_daemon`]: a daemon killed mid-push makes the CLI print `unavailable: `.
 
 mod common;
@@ -16,6 +18,7 @@ mod common;
 mod auth_matrix;
 mod bad_input;
 mod data_dir_files;
+mod hostile_reads;
 mod killed_daemon;
 mod large_blob;
 mod lifecycle;

@@ -399,7 +399,14 @@ impl Client {
         ids: &[ChunkId],
     ) -> Result<Vec<(ChunkId, Bytes)>> {
         let mut out = Vec::with_capacity(ids.len());
-        for batch in ids.chunks(self.server_info().max_ids_per_request.max(1)) {
+        // Each Read stays within the server's byte limit, whatever the chunks' lengths.
+        let info = self.server_info();
+        let by_bytes = scipcache_proto::MAX_READ_BYTES / u64::from(info.chunker.max.max(1));
+        let per_read = info
+            .max_ids_per_request
+            .min(usize::try_from(by_bytes).unwrap_or(usize::MAX))
+            .max(1);
+        for batch in ids.chunks(per_read) {
             let mut wanted: HashSet<ChunkId> = batch.iter().copied().collect();
             let req = pb::ReadChunksRequest {
                 namespace: ns.to_string(),

@@ -218,7 +218,7 @@ pub struct Config {
     /// Required `aud` of tokens.
     #[arg(long, value_name = "AUDIENCE", env = "SCIPCACHE_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
-    /// Clock skew allowed on exp and nbf.
+    /// Clock skew allowed on exp, nbf and iat.
     #[arg(
         long,
         value_name = "DURATION",
@@ -228,6 +228,11 @@ pub struct Config {
     )]
     #[serde(with = "humantime_serde")]
     pub jwt_leeway: Duration,
+    /// Refuse tokens whose lifetime (exp - iat) exceeds this, and `scipcached token --ttl`
+    /// above it. [default: no limit]
+    #[arg(long, value_name = "DURATION", env = "SCIPCACHE_JWT_MAX_TTL", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde::option")]
+    pub jwt_max_ttl: Option<Duration>,
     /// Revoked token ids (jti) and subjects (sub), one a line; reloaded when it changes.
     #[arg(long, value_name = "FILE", env = "SCIPCACHE_DENYLIST")]
     pub denylist: Option<PathBuf>,
@@ -337,6 +342,14 @@ impl Config {
         if self.jwt_leeway > Duration::from_secs(300) {
             return Err(Error::Config(
                 "--jwt-leeway above 5m defeats token expiry; use at most a few seconds".into(),
+            ));
+        }
+        if self
+            .jwt_max_ttl
+            .is_some_and(|max| max < Duration::from_secs(1))
+        {
+            return Err(Error::Config(
+                "--jwt-max-ttl must be at least 1s (tokens count their lifetime in seconds)".into(),
             ));
         }
         Ok(())
@@ -549,6 +562,7 @@ mod tests {
             jwks: Some("j".into()),
             jwt_issuer: Some("i".into()),
             jwt_audience: Some("a".into()),
+            jwt_max_ttl: Some(Duration::from_secs(86_400)),
             denylist: Some("d".into()),
             ..Config::default()
         }
@@ -566,7 +580,7 @@ mod tests {
             toml::from_str(&full_config().to_toml()?).map_err(|e| Error::Config(e.to_string()))?;
         assert_eq!(
             printed.len(),
-            21,
+            22,
             "a key was added: document it in config.example.toml"
         );
         for key in printed.keys() {

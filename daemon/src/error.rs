@@ -85,6 +85,20 @@ pub enum Error {
         /// The ref whose blob was named.
         key: RefKey,
     },
+    /// A chunk Read whose chunks hold more bytes than one Read returns
+    /// (`RESOURCE_EXHAUSTED`).
+    #[error(
+        "the {chunks} chunks asked for hold {bytes} bytes, more than the {max} bytes one \
+         Chunks/Read returns; ask for fewer ids at once"
+    )]
+    ReadTooLarge {
+        /// Distinct chunks asked for.
+        chunks: usize,
+        /// Their raw bytes.
+        bytes: u64,
+        /// The limit ([`scipcache_proto::MAX_READ_BYTES`]).
+        max: u64,
+    },
     /// No, a bad or an expired token (`UNAUTHENTICATED`).
     #[error(transparent)]
     Unauthenticated(#[from] AuthError),
@@ -157,6 +171,28 @@ pub enum AuthError {
     /// Before `nbf`.
     #[error("token not valid yet (nbf is in the future); check the clocks or wait")]
     NotYetValid,
+    /// `iat` lies further in the future than the leeway allows.
+    #[error(
+        "token issued in the future (its iat is {ahead_s} s ahead of this server's clock, \
+         beyond the leeway); check the clocks of the issuer and of this server"
+    )]
+    IssuedInFuture {
+        /// How far ahead, in seconds.
+        ahead_s: u64,
+    },
+    /// `exp − iat` exceeds `--jwt-max-ttl`.
+    #[error(
+        "token lifetime (exp - iat) of {} exceeds this server's --jwt-max-ttl of {}; mint one \
+         with a shorter --ttl",
+        humantime::format_duration(std::time::Duration::from_secs(*lifetime_s)),
+        humantime::format_duration(std::time::Duration::from_secs(*max_s))
+    )]
+    LifetimeTooLong {
+        /// `exp − iat`, seconds.
+        lifetime_s: u64,
+        /// The limit, seconds.
+        max_s: u64,
+    },
     /// Signature does not verify with the key.
     #[error("bad token signature: it was not signed with a key this server trusts")]
     BadSignature,

@@ -24,12 +24,15 @@
 //!   subcommand `check-index`).
 //! - [`values`]: durations, sizes and the default data dir both command lines share.
 //! - [`error`]: the crate's error type.
+//! - [`file_modes`]: owner-only files: the umask, fixing an existing data dir, key warnings.
 //! - `blocking`: the one helper that runs blocking work off the async threads.
 //!
 //! ## Lifecycle
-//! Start (`main.rs`): the index walk in a child process (`index_check`; a damaged index
-//! refuses the start and names `scipcached rebuild`). Then ([`run`]): HTTP port (so `/healthz` says 503 while starting), data dir, keys, store (which
-//! locks the data dir), gRPC. The log line `scipcached ready grpc=<addr> metrics=<addr>`
+//! Start (`main` first sets the umask to 077, then runs the index walk in a child process,
+//! `index_check`: a damaged index refuses the start and names `scipcached rebuild`). Then
+//! ([`run`]): HTTP port (so `/healthz` says 503 while starting), data dir (created, key files
+//! checked, modes made owner-only), keys, store (which locks the data dir), gRPC. The log line
+//! `scipcached ready grpc=<addr> metrics=<addr>`
 //! marks readiness. On shutdown the gRPC listener closes at once, in-flight calls get
 //! `--shutdown-grace` to finish before they are aborted, then the store shuts down
 //! (persisting its queues).
@@ -38,6 +41,7 @@ pub mod auth;
 mod blocking;
 pub mod config;
 pub mod error;
+pub mod file_modes;
 pub mod http;
 pub mod index_check;
 pub mod metrics;
@@ -307,6 +311,7 @@ async fn prepare_server(
         }
     })
     .await?;
+    secure_data_dir(config).await?;
     let verifier = Arc::new(load_verifier(config, cancel).await?);
     tracing::debug!(?verifier, "token verification");
     let tls = blocking({
@@ -322,6 +327,45 @@ async fn prepare_server(
         server = tls.apply(server)?;
     }
     Ok((server, verifier))
+}
+
+/// Warns about key files that group or others may read, then makes the data dir owner-only
+/// (see [`file_modes`]); the key checks come first, so that a local key the walk fixes was
+/// still reported.
+async fn secure_data_dir(config: &Config) -> Result<()> {
+    let keys = [
+        (config.jwt_key_file.clone(), "--jwt-key-file"),
+        (
+            Some(keys::local_key_path(&config.data_dir)),
+            "the local key",
+        ),
+        (config.tls_key.clone(), "--tls-key"),
+    ];
+    let dir = config.data_dir.clone();
+    let fixed = blocking(move || {
+        for (path, what) in &keys {
+            if let Some(path) = path {
+                file_modes::warn_if_exposed(path, what);
+            }
+        }
+        Ok(file_modes::fix_data_dir(&dir))
+    })
+    .await?;
+    if fixed.changed > 0 || fixed.failed > 0 {
+        tracing::warn!(
+            checked = fixed.checked,
+            changed = fixed.changed,
+            failed = fixed.failed,
+            "the data dir had entries open to group or others: made {} of them owner-only \
+             (directories {:o}, files {:o})",
+            fixed.changed,
+            file_modes::DIR_MODE,
+            file_modes::FILE_MODE
+        );
+    } else {
+        tracing::debug!(checked = fixed.checked, "the data dir is owner-only");
+    }
+    Ok(())
 }
 
 /// Serves until `serve` ends or `cancel` fires; then runs `stopping` and gives in-flight
@@ -412,7 +456,9 @@ async fn load_verifier(config: &Config, cancel: &CancellationToken) -> Result<Ve
         issuer: config.jwt_issuer.clone(),
         audience: config.jwt_audience.clone(),
         leeway: config.jwt_leeway,
+        max_ttl: config.jwt_max_ttl,
         denylist,
+        clock: scipcache_tiers::clock::Clock::system(),
     })
 }
 

@@ -11,6 +11,8 @@ use scipcache_daemon::{Config, run};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // First, while this is the only thread: everything created from here on is owner-only.
+    scipcache_daemon::file_modes::restrict_umask();
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Token(args)) => mint(args),

@@ -22,6 +22,7 @@ impl From<crate::error::Error> for Status {
             E::Store(err) => from_store(err),
             E::BadRequest(_) => Status::invalid_argument(err.to_string()),
             E::OffsetPastEnd { .. } => Status::out_of_range(err.to_string()),
+            E::ReadTooLarge { .. } => Status::resource_exhausted(err.to_string()),
             E::NoRef { .. } | E::ChunkNotInBlob { .. } => Status::not_found(err.to_string()),
             E::Unauthenticated(_) => Status::unauthenticated(err.to_string()),
             E::Denied { .. } | E::DeniedTenant { .. } | E::DeniedEveryTenant => {

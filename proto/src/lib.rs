@@ -41,6 +41,12 @@ pub const MAX_LISTED_MISSING: usize = 64;
 /// limit, and a 10 GB blob (≈ 650 000 chunks) needs 40 requests.
 pub const MAX_IDS_PER_REQUEST: usize = 16_384;
 
+/// Most chunk bytes (the raw lengths of the distinct chunks named) one chunk Read returns;
+/// the server refuses a larger Read with `RESOURCE_EXHAUSTED`. Duplicate ids in a Read are
+/// collapsed (each chunk is sent once), so a Read never returns more than the blob's distinct
+/// chunks either. Clients name at most `MAX_READ_BYTES / chunker max` ids per Read.
+pub const MAX_READ_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Manifest entries per commit batch message.
 pub const ENTRIES_PER_BATCH: usize = 16_384;
 

@@ -28,7 +28,10 @@
 //! | `iss` | string | issuer; required and checked when `--jwt-issuer` is set |
 //! | `aud` | string or array | audience; required and checked when `--jwt-audience` is set (a token with an `aud` is refused by a daemon without `--jwt-audience`) |
 //!
-//! `exp` and `nbf` are checked with `--jwt-leeway` of clock skew (1 s by default).
+//! `exp` and `nbf` are checked with `--jwt-leeway` of clock skew (1 s by default), and so is
+//! `iat`: a token issued further in the future than the leeway is refused. With
+//! `--jwt-max-ttl D` a token must carry `iat`, and one whose `exp − iat` exceeds `D` is
+//! refused (`scipcached token` refuses to mint such a token too).
 //!
 //! ## Scopes
 //! A scope is `team/project:right`. `team` and `project` are exact names or `*`; `*:right`
@@ -71,6 +74,7 @@ use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use scipcache_tiers::clock::Clock;
 use scipcache_tiers::names::{Namespace, Tenant};
 use serde::{Deserialize, Serialize};
 
@@ -167,7 +171,9 @@ pub struct Verifier {
     issuer: Option<String>,
     audience: Option<String>,
     leeway: Duration,
+    max_ttl: Option<Duration>,
     denylist: Option<Denylist>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -178,6 +184,7 @@ impl std::fmt::Debug for Verifier {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
+            .field("max_ttl", &self.max_ttl)
             .field("denylist", &self.denylist.as_ref().map(Denylist::len))
             .finish()
     }
@@ -194,10 +201,15 @@ pub struct VerifierConfig {
     pub issuer: Option<String>,
     /// Required audience.
     pub audience: Option<String>,
-    /// Clock skew allowed on `exp`/`nbf`.
+    /// Clock skew allowed on `exp`/`nbf`/`iat`.
     pub leeway: Duration,
+    /// Longest `exp − iat` accepted (`--jwt-max-ttl`); `None` = no limit.
+    pub max_ttl: Option<Duration>,
     /// Revoked `jti`/`sub` values.
     pub denylist: Option<Denylist>,
+    /// The clock `iat` is compared with (`exp` and `nbf` are checked by `jsonwebtoken`
+    /// against the system clock).
+    pub clock: Clock,
 }
 
 impl Verifier {
@@ -212,7 +224,9 @@ impl Verifier {
             issuer: config.issuer,
             audience: config.audience,
             leeway: config.leeway,
+            max_ttl: config.max_ttl,
             denylist: config.denylist,
+            clock: config.clock,
         })
     }
 
@@ -237,6 +251,7 @@ impl Verifier {
         validation.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<WireClaims>(token, key, &validation)
             .map_err(|e| map_jwt_error(e.kind()))?;
+        self.check_issue_time(&data.claims, validation.leeway)?;
         let claims = parse_claims(data.claims)?;
         if let Some(deny) = &self.denylist
             && (deny.contains(&claims.jti) || deny.contains(&claims.sub))
@@ -244,6 +259,30 @@ impl Verifier {
             return Err(AuthError::Revoked);
         }
         Ok(claims)
+    }
+
+    /// `iat` not beyond the leeway in the future, and `exp − iat` within `--jwt-max-ttl`.
+    fn check_issue_time(&self, claims: &WireClaims, leeway_s: u64) -> Result<(), AuthError> {
+        let now = self.clock.now_s();
+        if claims.iat > now.saturating_add(leeway_s) {
+            return Err(AuthError::IssuedInFuture {
+                ahead_s: claims.iat - now,
+            });
+        }
+        if let Some(max) = self.max_ttl {
+            // Without iat the lifetime is unknown; serde reads an absent iat as 0.
+            if claims.iat == 0 {
+                return Err(AuthError::MissingClaim("iat".into()));
+            }
+            let lifetime_s = claims.exp.saturating_sub(claims.iat);
+            if Duration::from_secs(lifetime_s) > max {
+                return Err(AuthError::LifetimeTooLong {
+                    lifetime_s,
+                    max_s: max.as_secs(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn key_for(&self, header: &Header) -> Result<(&DecodingKey, Algorithm), AuthError> {

@@ -400,3 +400,92 @@ fn tokens_with_invalid_scopes_or_tenants_are_refused() {
         Err(AuthError::BadClaims(_))
     ));
 }
+
+#[test]
+fn tokens_issued_in_the_future_beyond_the_leeway_are_refused() {
+    let key = secret(6);
+    let v = verifier(&key);
+    let mut ahead = claims_at(3600, None);
+    ahead.iat += 120;
+    let refused = v.verify(&sign_hs(&ahead, &key));
+    assert!(
+        matches!(refused, Err(AuthError::IssuedInFuture { ahead_s }) if (119..=121).contains(&ahead_s)),
+        "{refused:?}"
+    );
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("in the future") && message.contains("clock"),
+        "{message}"
+    );
+    // Within the 1 s leeway: the issuer's clock may run a little ahead.
+    let mut within = claims_at(3600, None);
+    within.iat += 1;
+    assert!(v.verify(&sign_hs(&within, &key)).is_ok());
+}
+
+#[test]
+fn the_issue_time_is_compared_with_the_verifiers_clock() {
+    let key = secret(6);
+    let now_ms = scipcache_tiers::clock::Clock::system().now_ms();
+    // This verifier's clock stands ten minutes behind the token's issuer.
+    let v = verifier_with(VerifierConfig {
+        hs256: Some(key.clone()),
+        leeway: Duration::from_secs(1),
+        clock: scipcache_tiers::clock::Clock::manual(now_ms - 600_000),
+        ..VerifierConfig::default()
+    });
+    assert!(matches!(
+        v.verify(&sign_hs(&claims_at(3600, None), &key)),
+        Err(AuthError::IssuedInFuture { .. })
+    ));
+}
+
+fn capped(key: &Secret, max_ttl: Duration) -> Verifier {
+    verifier_with(VerifierConfig {
+        hs256: Some(key.clone()),
+        leeway: Duration::from_secs(1),
+        max_ttl: Some(max_ttl),
+        ..VerifierConfig::default()
+    })
+}
+
+#[test]
+fn tokens_living_longer_than_the_max_ttl_are_refused() -> TestResult {
+    let key = secret(8);
+    let v = capped(&key, Duration::from_secs(3600));
+    let mut long = request("acme", &["*:read"]);
+    long.ttl = Duration::from_secs(7200);
+    let refused = v.verify(&mint(&key, &long)?.token);
+    assert_eq!(
+        refused,
+        Err(AuthError::LifetimeTooLong {
+            lifetime_s: 7200,
+            max_s: 3600
+        })
+    );
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("2h") && message.contains("1h") && message.contains("--jwt-max-ttl"),
+        "{message}"
+    );
+    // Exactly the limit is accepted.
+    let mut exact = request("acme", &["*:read"]);
+    exact.ttl = Duration::from_secs(3600);
+    assert!(v.verify(&mint(&key, &exact)?.token).is_ok());
+    // Without a limit the long token is fine.
+    assert!(verifier(&key).verify(&mint(&key, &long)?.token).is_ok());
+    Ok(())
+}
+
+#[test]
+fn with_a_max_ttl_a_token_without_iat_is_refused() {
+    let key = secret(8);
+    let mut no_iat = claims_at(60, None);
+    no_iat.iat = 0;
+    let token = sign_hs(&no_iat, &key);
+    assert_eq!(
+        capped(&key, Duration::from_secs(3600)).verify(&token),
+        Err(AuthError::MissingClaim("iat".into()))
+    );
+    assert!(verifier(&key).verify(&token).is_ok());
+}

@@ -1,10 +1,17 @@
 //! `scipcache.v1.Chunks`: which chunks are missing, uploading them, reading them by id.
+//!
+//! A Read names at most [`MAX_IDS_PER_REQUEST`] ids; repeated ids are collapsed (each chunk
+//! is sent once, in the order of its first mention), and a Read whose distinct chunks hold
+//! more than [`MAX_READ_BYTES`] raw bytes is refused with `RESOURCE_EXHAUSTED`.
+
+use std::collections::HashSet;
 
 use scipcache_proto::pb;
 use scipcache_proto::pb::chunks_server::Chunks;
-use scipcache_proto::{MAX_IDS_PER_REQUEST, convert};
+use scipcache_proto::{MAX_IDS_PER_REQUEST, MAX_READ_BYTES, convert};
 use scipcache_tiers::codec::{FRAME_HEADER_LEN, Frame};
 use scipcache_tiers::ids::ChunkId;
+use scipcache_tiers::manifest::ManifestEntry;
 use scipcache_tiers::names::Tenant;
 use scipcache_tiers::store::PutSummary;
 use tokio::sync::mpsc;
@@ -58,6 +65,36 @@ impl ChunksService {
         }
         Ok((id, frame))
     }
+}
+
+/// The ids in the order given, each once: a Read sends every chunk it names once, however
+/// often it is named, so a small request cannot ask for the same bytes thousands of times.
+fn distinct(ids: Vec<ChunkId>) -> Vec<ChunkId> {
+    let mut seen = HashSet::with_capacity(ids.len());
+    ids.into_iter().filter(|id| seen.insert(*id)).collect()
+}
+
+/// The raw bytes of the (distinct) chunks `ids`, as the blob's manifest gives them.
+fn raw_bytes(entries: &[ManifestEntry], ids: &[ChunkId]) -> u64 {
+    let mut wanted: HashSet<ChunkId> = ids.iter().copied().collect();
+    entries
+        .iter()
+        .filter(|e| wanted.remove(&e.id))
+        .map(|e| u64::from(e.len))
+        .sum()
+}
+
+/// Refuses a Read whose (distinct) chunks hold more than `max` raw bytes.
+fn within_read_limit(entries: &[ManifestEntry], ids: &[ChunkId], max: u64) -> Result<(), Error> {
+    let bytes = raw_bytes(entries, ids);
+    if bytes > max {
+        return Err(Error::ReadTooLarge {
+            chunks: ids.len(),
+            bytes,
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// Stores batches one at a time in the background, so that receiving the next batch
@@ -198,7 +235,11 @@ impl Chunks for ChunksService {
         let ns = parse_namespace(&req.get_ref().namespace)?;
         interceptor::require(&req, &ns, Right::Read)?;
         let key = parse_key(&req.get_ref().key)?;
-        let ids = parse_ids(&req.get_ref().ids, MAX_IDS_PER_REQUEST, convert::chunk_id)?;
+        let ids = distinct(parse_ids(
+            &req.get_ref().ids,
+            MAX_IDS_PER_REQUEST,
+            convert::chunk_id,
+        )?);
         let store = &self.shared.store;
         let record = store
             .get_ref(&ns, &key)
@@ -210,6 +251,7 @@ impl Chunks for ChunksService {
             .await
             .map_err(|e| status::from_store_for_ref(e, &ns, &key))?;
         access::may_read_chunks(&ns, &key, manifest.entries().iter().map(|e| e.id), &ids)?;
+        within_read_limit(manifest.entries(), &ids, MAX_READ_BYTES)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let store = store.clone();
         let tenant = ns.tenant().clone();
@@ -238,5 +280,53 @@ impl Chunks for ChunksService {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> ChunkId {
+        ChunkId::of(&[n])
+    }
+
+    #[test]
+    fn repeated_ids_are_collapsed_in_the_order_first_named() {
+        let (a, b, c) = (id(1), id(2), id(3));
+        assert_eq!(distinct(vec![b, a, b, b, c, a]), vec![b, a, c]);
+        assert_eq!(distinct(vec![a; 16_384]), vec![a]);
+    }
+
+    #[test]
+    fn a_read_is_refused_when_its_distinct_chunks_hold_more_than_the_limit() {
+        let (a, b) = (id(1), id(2));
+        // The blob holds `a` twice: its bytes count once.
+        let entries = [
+            ManifestEntry { id: a, len: 100 },
+            ManifestEntry { id: b, len: 50 },
+            ManifestEntry { id: a, len: 100 },
+        ];
+        assert_eq!(raw_bytes(&entries, &[a, b]), 150);
+        assert!(within_read_limit(&entries, &[a, b], 150).is_ok());
+        let refused = within_read_limit(&entries, &[a, b], 149);
+        assert!(
+            matches!(
+                refused,
+                Err(Error::ReadTooLarge {
+                    chunks: 2,
+                    bytes: 150,
+                    max: 149
+                })
+            ),
+            "{refused:?}"
+        );
+        let status = tonic::Status::from(refused.err().unwrap_or(Error::BadRequest(String::new())));
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status.message().contains("fewer ids"),
+            "{}",
+            status.message()
+        );
     }
 }

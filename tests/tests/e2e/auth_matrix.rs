@@ -1,7 +1,8 @@
 //! Every way a token can be refused, against every RPC-backed CLI command (push, pull, ls, rm,
 //! stat): exit code 4, the stderr line `unauthenticated: …` or `permission denied: …`, and a
 //! refusal that reads the same for an existing and a missing ref (names the namespace, never
-//! the key), so a caller without access learns nothing about what exists.
+//! the key), so a caller without access learns nothing about what exists. Tokens that live
+//! longer than `--jwt-max-ttl` are refused, and `scipcached token` does not mint them.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -9,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 use scipcache_tests::{
-    CliOutput, Daemon, DaemonOptions, NS, blake3_file, mint, scratch_dir, write_generated,
+    CliOutput, Daemon, DaemonOptions, NS, Spawned, blake3_file, daemon_command, mint, scratch_dir,
+    write_generated,
 };
 
 use crate::common::p;
@@ -252,5 +254,51 @@ fn refused_calls_exit_4_and_read_the_same_for_existing_and_missing_refs() -> Res
             m.failures.join("\n\n")
         );
     }
+    Ok(())
+}
+
+/// `scipcached token … --ttl 2h` with `extra` arguments and environment.
+fn mint_two_hours(d: &Daemon, args: &[&str], envs: &[(&str, &str)]) -> Result<CliOutput> {
+    let mut cmd = daemon_command();
+    cmd.arg("token")
+        .arg("--data-dir")
+        .arg(d.data_dir())
+        .args(["--tenant", "acme", "--scope", "*:read", "--ttl", "2h"])
+        .args(args)
+        .envs(envs.iter().copied());
+    Spawned::spawn(cmd)?.wait(Duration::from_secs(60))
+}
+
+#[test]
+fn tokens_living_longer_than_jwt_max_ttl_are_refused_and_not_minted() -> Result<()> {
+    let d = Daemon::start(DaemonOptions::new().arg("--jwt-max-ttl").arg("1h"))?;
+    let long = d.token("acme", &["*:read"], "2h")?;
+    let out = d.cli(&long, &["ls", NS])?;
+    let stderr = out.stderr.trim();
+    ensure!(
+        out.code() == Some(4)
+            && stderr.starts_with("unauthenticated: token lifetime")
+            && stderr.contains("--jwt-max-ttl"),
+        "a 2h token against --jwt-max-ttl 1h:\n{out}"
+    );
+    let short = d.token("acme", &["*:read"], "1h")?;
+    d.cli(&short, &["ls", NS])?.success()?;
+
+    // `scipcached token` refuses to mint what the daemon would refuse: the limit from the
+    // environment, or from the daemon's config file.
+    let from_env = mint_two_hours(&d, &[], &[("SCIPCACHE_JWT_MAX_TTL", "1h")])?;
+    let config = d.scratch().join("scipcached.toml");
+    std::fs::write(&config, "jwt_max_ttl = \"90m\"\n")?;
+    let from_file = mint_two_hours(&d, &["--config", p(&config)], &[])?;
+    for (how, out) in [("environment", &from_env), ("config file", &from_file)] {
+        ensure!(
+            out.code() == Some(1)
+                && out.stdout_str().trim().is_empty()
+                && out.stderr.contains("--ttl 2h is longer than"),
+            "a 2h token with the limit in the {how}:\n{out}"
+        );
+    }
+    ensure!(from_file.stderr.contains("1h 30m"), "{from_file}");
+    mint_two_hours(&d, &["--config", p(&config), "--jwt-max-ttl", "3h"], &[])?.success()?;
     Ok(())
 }

@@ -29,18 +29,18 @@ const MAX_MESSAGE: usize = scipcache_proto::MAX_MESSAGE_BYTES;
 
 // ---- raw gRPC helpers -------------------------------------------------------------------
 
-struct Raw {
+pub(crate) struct Raw {
     channel: Channel,
     token: String,
 }
 
 impl Raw {
-    async fn connect(d: &Daemon, token: String) -> Result<Self> {
+    pub(crate) async fn connect(d: &Daemon, token: String) -> Result<Self> {
         let channel = Channel::from_shared(d.url())?.connect().await?;
         Ok(Self { channel, token })
     }
 
-    fn req<T>(&self, msg: T) -> Request<T> {
+    pub(crate) fn req<T>(&self, msg: T) -> Request<T> {
         let mut req = Request::new(msg);
         req.metadata_mut().insert(
             scipcache_proto::AUTHORIZATION,
@@ -51,19 +51,19 @@ impl Raw {
         req
     }
 
-    fn chunks(&self) -> ChunksClient<Channel> {
+    pub(crate) fn chunks(&self) -> ChunksClient<Channel> {
         ChunksClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     }
 
-    fn blobs(&self) -> BlobsClient<Channel> {
+    pub(crate) fn blobs(&self) -> BlobsClient<Channel> {
         BlobsClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE)
     }
 
-    async fn chunker(&self) -> Result<pb::ChunkerSpec> {
+    pub(crate) async fn chunker(&self) -> Result<pb::ChunkerSpec> {
         let info = InfoClient::new(self.channel.clone())
             .get_server_info(self.req(pb::GetServerInfoRequest {}))
             .await?
@@ -71,7 +71,10 @@ impl Raw {
         info.chunker.context("ServerInfo has no chunker")
     }
 
-    async fn upload(&self, frames: Vec<pb::ChunkFrame>) -> Result<pb::UploadResponse, Status> {
+    pub(crate) async fn upload(
+        &self,
+        frames: Vec<pb::ChunkFrame>,
+    ) -> Result<pb::UploadResponse, Status> {
         let msg = pb::UploadRequest {
             namespace: NS.to_owned(),
             chunks: frames,
@@ -82,14 +85,17 @@ impl Raw {
             .map(tonic::Response::into_inner)
     }
 
-    async fn commit(&self, msgs: Vec<pb::CommitRequest>) -> Result<pb::CommitResponse, Status> {
+    pub(crate) async fn commit(
+        &self,
+        msgs: Vec<pb::CommitRequest>,
+    ) -> Result<pb::CommitResponse, Status> {
         self.blobs()
             .commit(self.req(futures::stream::iter(msgs)))
             .await
             .map(tonic::Response::into_inner)
     }
 
-    async fn get_ref(&self, key: &str) -> Result<pb::RefInfo, Status> {
+    pub(crate) async fn get_ref(&self, key: &str) -> Result<pb::RefInfo, Status> {
         RefsClient::new(self.channel.clone())
             .get(self.req(pb::GetRefRequest {
                 namespace: NS.to_owned(),
@@ -101,30 +107,30 @@ impl Raw {
 }
 
 /// A blob cut the way the server cuts: its bytes, chunk ranges and ids.
-struct Blob {
-    data: Vec<u8>,
-    chunks: Vec<std::ops::Range<usize>>,
+pub(crate) struct Blob {
+    pub(crate) data: Vec<u8>,
+    pub(crate) chunks: Vec<std::ops::Range<usize>>,
 }
 
 impl Blob {
-    fn new(data: Vec<u8>, spec: pb::ChunkerSpec) -> Result<Self> {
+    pub(crate) fn new(data: Vec<u8>, spec: pb::ChunkerSpec) -> Result<Self> {
         let spec = ChunkerSpec::try_from(spec)?;
         let chunks = spec.splitter()?.cut_all(&data).collect();
         Ok(Self { data, chunks })
     }
 
-    fn id(&self, i: usize) -> [u8; 32] {
+    pub(crate) fn id(&self, i: usize) -> [u8; 32] {
         *blake3::hash(&self.data[self.chunks[i].clone()]).as_bytes()
     }
 
-    fn frame(&self, i: usize) -> pb::ChunkFrame {
+    pub(crate) fn frame(&self, i: usize) -> pb::ChunkFrame {
         pb::ChunkFrame {
             id: self.id(i).to_vec().into(),
             frame: raw_frame(&self.data[self.chunks[i].clone()]).into(),
         }
     }
 
-    fn header(&self, key: &str, spec: pb::ChunkerSpec) -> pb::CommitRequest {
+    pub(crate) fn header(&self, key: &str, spec: pb::ChunkerSpec) -> pb::CommitRequest {
         pb::CommitRequest {
             part: Some(pb::commit_request::Part::Header(pb::CommitHeader {
                 namespace: NS.to_owned(),
@@ -139,7 +145,7 @@ impl Blob {
         }
     }
 
-    fn entries(&self, range: std::ops::Range<usize>) -> pb::CommitRequest {
+    pub(crate) fn entries(&self, range: std::ops::Range<usize>) -> pb::CommitRequest {
         pb::CommitRequest {
             part: Some(pb::commit_request::Part::Entries(pb::EntryBatch {
                 entries: range
@@ -154,20 +160,20 @@ impl Blob {
 }
 
 /// A format-1 frame storing `raw` uncompressed: `0xC1`, codec 0, raw length (u32 LE), bytes.
-fn raw_frame(raw: &[u8]) -> Vec<u8> {
+pub(crate) fn raw_frame(raw: &[u8]) -> Vec<u8> {
     let mut f = vec![0xC1, 0];
     f.extend_from_slice(&u32::try_from(raw.len()).expect("small").to_le_bytes());
     f.extend_from_slice(raw);
     f
 }
 
-fn generated(d: &Daemon, name: &str, len: u64, seed: u64) -> Result<Vec<u8>> {
+pub(crate) fn generated(d: &Daemon, name: &str, len: u64, seed: u64) -> Result<Vec<u8>> {
     let path = d.scratch().join(name);
     write_generated(&path, len, seed)?;
     Ok(std::fs::read(path)?)
 }
 
-fn expect_code<T: std::fmt::Debug>(
+pub(crate) fn expect_code<T: std::fmt::Debug>(
     what: &str,
     got: Result<T, Status>,
     want: Code,

@@ -8,11 +8,13 @@
 //! - [`bad_input`]: malformed names (CLI) and crafted gRPC requests.
 //! - [`large_blob`]: a 2 GiB blob with bounded memory on both sides.
 //! - [`lifecycle`]: SIGTERM, kill -9, the data dir lock, `/healthz`, `/metrics`, keys.
-//! - [`data_dir_files`]: chunks live in few files, not one file per chunk.
 //! - [`damaged_index`]: a cut, emptied or scrambled `data.mdb` refuses the start naming
 //!   `scipcached rebuild`; a record damaged while serving is `data loss` from a pull.
 //! - [`full_disk`]: a full disk is `resource exhausted` naming it; nothing acknowledged is
 //!   lost, SIGTERM exits 0, pushes work again once there is room.
+//! - [`data_dir_files`]: chunks live in few files, not one file per chunk; everything under
+//!   the data dir is owner-only, and a key file others can read is warned about.
+//! - [`hostile_reads`]: lying entry lengths, ranged reads, chunk reads of repeated ids.
 //! - [`killed_daemon`]: a daemon killed mid-push makes the CLI print `unavailable: `.
 
 mod common;
@@ -22,6 +24,7 @@ mod bad_input;
 mod damaged_index;
 mod data_dir_files;
 mod full_disk;
+mod hostile_reads;
 mod killed_daemon;
 mod large_blob;
 mod lifecycle;

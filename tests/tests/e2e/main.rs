@@ -10,6 +10,7 @@
 //! - [`lifecycle`]: SIGTERM, kill -9, the data dir lock, `/healthz`, `/metrics`, keys.
 //! - [`data_dir_files`]: chunks live in few files, not one file per chunk.
 //! - [`killed_daemon`]: a daemon killed mid-push makes the CLI print `unavailable: `.
+//! - [`request_memory`]: commits and uploads bounded in memory, the `--request-memory` budget.
 
 mod common;
 
@@ -20,3 +21,4 @@ mod killed_daemon;
 mod large_blob;
 mod lifecycle;
 mod push_pull;
+mod request_memory;

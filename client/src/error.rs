@@ -445,7 +445,7 @@ mod tests {
     #[test]
     fn the_missing_chunk_list_is_read_from_the_status_metadata() -> Result<()> {
         let ids: Vec<ChunkId> = (0..3u8).map(|i| ChunkId::of(&[i])).collect();
-        let encoded = encode_missing_chunks(&ids);
+        let encoded = encode_missing_chunks(&ids, ids.len() as u64);
         let list = missing_status(Code::FailedPrecondition, Some(&encoded))
             .missing_chunks()?
             .ok_or(Error::Internal("no list".into()))?;
@@ -458,7 +458,7 @@ mod tests {
     #[test]
     fn a_cut_missing_chunk_list_keeps_the_total() -> Result<()> {
         let ids: Vec<ChunkId> = (0..200u32).map(|i| ChunkId::of(&i.to_le_bytes())).collect();
-        let encoded = encode_missing_chunks(&ids);
+        let encoded = encode_missing_chunks(&ids, ids.len() as u64);
         let list = missing_status(Code::FailedPrecondition, Some(&encoded))
             .missing_chunks()?
             .ok_or(Error::Internal("no list".into()))?;
@@ -470,7 +470,7 @@ mod tests {
 
     #[test]
     fn no_list_without_metadata_or_for_other_codes_and_garbage_is_a_protocol_error() -> Result<()> {
-        let encoded = encode_missing_chunks(&[ChunkId::of(b"x")]);
+        let encoded = encode_missing_chunks(&[ChunkId::of(b"x")], 1);
         assert_eq!(
             missing_status(Code::FailedPrecondition, None).missing_chunks()?,
             None

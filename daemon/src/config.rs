@@ -253,6 +253,28 @@ pub struct Config {
         default_value = "256"
     )]
     pub max_concurrent_calls: usize,
+    /// Memory shared by the commit and upload data that calls buffer at once (plain bytes or
+    /// 4GiB-style): a commit reserves its manifest (80 bytes per chunk) from its header, an
+    /// upload each message as it arrives. A call beyond the budget waits for room; one larger
+    /// than the whole budget fails at once with RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "SCIPCACHE_REQUEST_MEMORY",
+        default_value = "512MiB"
+    )]
+    pub request_memory: ByteSize,
+    /// How long a call waits for room in --request-memory before it fails with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SCIPCACHE_REQUEST_MEMORY_WAIT",
+        default_value = "30s",
+        value_parser = parse_duration
+    )]
+    #[serde(with = "humantime_serde")]
+    pub request_memory_wait: Duration,
     /// At SIGINT/SIGTERM, how long in-flight calls may take before they are aborted.
     #[arg(
         long,
@@ -332,6 +354,13 @@ impl Config {
         if self.max_concurrent_calls == 0 {
             return Err(Error::Config(
                 "--max-concurrent-calls must be at least 1".into(),
+            ));
+        }
+        if self.request_memory.0 == 0 {
+            return Err(Error::Config(
+                "--request-memory must be more than 0 bytes (e.g. 512MiB): commits and uploads \
+                 buffer data in it"
+                    .into(),
             ));
         }
         if self.cold_concurrency == Some(0) {
@@ -467,6 +496,8 @@ mod tests {
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
         assert_eq!(c.max_concurrent_calls, 256);
         assert_eq!(c.log_format, LogFormat::Human);
+        assert_eq!(c.request_memory, ByteSize(512 << 20));
+        assert_eq!(c.request_memory_wait, Duration::from_secs(30));
         let store = c.store_config();
         assert_eq!(store.cold_url, "file://./scipcache-data/cold");
         Ok(())
@@ -580,7 +611,7 @@ mod tests {
             toml::from_str(&full_config().to_toml()?).map_err(|e| Error::Config(e.to_string()))?;
         assert_eq!(
             printed.len(),
-            22,
+            24,
             "a key was added: document it in config.example.toml"
         );
         for key in printed.keys() {
@@ -616,6 +647,25 @@ mod tests {
         assert!(
             defaults.verify_hot_reads,
             "hot reads are verified unless configured off"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn request_memory_takes_sizes_and_durations_from_flags_and_the_file() -> Result<()> {
+        let a = args(&["--request-memory", "4GiB"]).map_err(|e| Error::Config(e.to_string()))?;
+        let c = Config::layered(&a, file("request_memory_wait = \"5s\"")?)?;
+        assert_eq!(c.request_memory, ByteSize(4 << 30));
+        assert_eq!(c.request_memory_wait, Duration::from_secs(5));
+        let c = Config::layered(&ServeArgs::default(), file("request_memory = 1048576")?)?;
+        assert_eq!(c.request_memory, ByteSize(1 << 20));
+        let none = Config {
+            request_memory: ByteSize(0),
+            ..Config::default()
+        };
+        assert!(
+            none.validate().is_err(),
+            "a budget of 0 bytes refuses every call"
         );
         Ok(())
     }

@@ -122,6 +122,37 @@ pub enum Error {
         /// The right the call needs over every namespace of it.
         right: Right,
     },
+    /// The request-memory budget stayed full while a call waited for room
+    /// (`RESOURCE_EXHAUSTED`).
+    #[error(
+        "the daemon's request-memory budget ({budget} bytes) is full: {what} needing {bytes} \
+         bytes waited {} for room; retry later, or ask the operator to raise --request-memory",
+        humantime::format_duration(*.waited)
+    )]
+    RequestMemoryFull {
+        /// What needed the memory, with its article ("a commit of 9 chunks").
+        what: String,
+        /// Bytes it needed.
+        bytes: usize,
+        /// The whole budget.
+        budget: usize,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
+    /// A call needs more memory than the whole request-memory budget (`RESOURCE_EXHAUSTED`).
+    #[error(
+        "{what} needs {bytes} bytes of request memory, larger than the daemon's whole \
+         request-memory budget ({budget} bytes); send a smaller one, or ask the operator to \
+         raise --request-memory"
+    )]
+    RequestTooLarge {
+        /// What needed the memory, with its article ("a commit of 9 chunks").
+        what: String,
+        /// Bytes it needed.
+        bytes: usize,
+        /// The whole budget.
+        budget: usize,
+    },
     /// Only the operator may do this for every tenant (`PERMISSION_DENIED`).
     #[error(
         "token has no admin access to every tenant (that needs tenant * with the scope \

@@ -45,6 +45,7 @@ pub mod file_modes;
 pub mod http;
 pub mod index_check;
 pub mod metrics;
+pub mod request_memory;
 pub mod service;
 pub mod status;
 pub mod tls;
@@ -78,6 +79,7 @@ pub use error::{Error, Result};
 use auth::interceptor::AuthInterceptor;
 use auth::{Denylist, Verifier, VerifierConfig, keys};
 use metrics::{Metrics, MetricsLayer};
+use request_memory::RequestMemory;
 use service::Shared;
 
 /// How long the store gets to flush and stop.
@@ -225,6 +227,11 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
     let shared = Shared {
         store: store.clone(),
         metrics: metrics.clone(),
+        request_memory: RequestMemory::new(
+            config.request_memory.0,
+            config.request_memory_wait,
+            metrics.request_memory_reserved.clone(),
+        ),
     };
     let auth = AuthInterceptor::new(verifier);
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -98,6 +98,8 @@ pub struct Metrics {
     refs: IntGauge,
     cold_queue: IntGauge,
     stats_errors: IntCounter,
+    /// Bytes of the request-memory budget that calls hold now.
+    pub request_memory_reserved: IntGauge,
 }
 
 impl Metrics {
@@ -174,6 +176,11 @@ impl Metrics {
         registry.register(Box::new(refs.clone()))?;
         registry.register(Box::new(cold_queue.clone()))?;
         registry.register(Box::new(stats_errors.clone()))?;
+        let request_memory_reserved = IntGauge::new(
+            "request_memory_reserved_bytes",
+            "bytes of the --request-memory budget held by commits and uploads",
+        )?;
+        registry.register(Box::new(request_memory_reserved.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -190,6 +197,7 @@ impl Metrics {
             refs,
             cold_queue,
             stats_errors,
+            request_memory_reserved,
         })
     }
 

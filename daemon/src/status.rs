@@ -25,6 +25,9 @@ impl From<crate::error::Error> for Status {
             E::ReadTooLarge { .. } => Status::resource_exhausted(err.to_string()),
             E::NoRef { .. } | E::ChunkNotInBlob { .. } => Status::not_found(err.to_string()),
             E::Unauthenticated(_) => Status::unauthenticated(err.to_string()),
+            E::RequestMemoryFull { .. } | E::RequestTooLarge { .. } => {
+                Status::resource_exhausted(err.to_string())
+            }
             E::Denied { .. } | E::DeniedTenant { .. } | E::DeniedEveryTenant => {
                 Status::permission_denied(err.to_string())
             }
@@ -61,7 +64,7 @@ pub fn from_store(err: Error) -> Status {
             tracing::error!(error = %err, "the index is damaged");
             Status::data_loss(err.to_string())
         }
-        Error::MissingChunks(ids) => missing_chunks(&ids),
+        Error::MissingChunks { listed, total } => missing_chunks(&listed, total),
         Error::Conflict(msg) => Status::aborted(format!("{msg}; retry")),
         Error::Full(msg) => {
             tracing::error!(detail = %msg, "storage full");
@@ -119,21 +122,21 @@ pub fn from_upload(err: Error) -> Status {
     }
 }
 
-/// `FAILED_PRECONDITION` listing the first [`MAX_LISTED_MISSING`] ids and the total: in hex
-/// in the message, for people, and as an encoded `MissingChunks` in the binary metadata entry
-/// [`scipcache_proto::MISSING_CHUNKS_METADATA`], for clients to upload them and commit again.
-pub fn missing_chunks(ids: &[ChunkId]) -> Status {
-    let listed: Vec<String> = ids
-        .iter()
-        .take(MAX_LISTED_MISSING)
-        .map(ChunkId::to_hex)
-        .collect();
-    let more = if ids.len() > listed.len() {
+/// `FAILED_PRECONDITION` listing the first [`MAX_LISTED_MISSING`] of `listed` and `total`, the
+/// count of every missing chunk: in hex in the message, for people, and as an encoded
+/// `MissingChunks` in the binary metadata entry [`scipcache_proto::MISSING_CHUNKS_METADATA`],
+/// for clients to upload them (or, when not all are listed, the ones FindMissing names) and
+/// commit again.
+pub fn missing_chunks(listed: &[ChunkId], total: u64) -> Status {
+    let listed = &listed[..listed.len().min(MAX_LISTED_MISSING)];
+    let total = total.max(listed.len() as u64);
+    let hex: Vec<String> = listed.iter().map(ChunkId::to_hex).collect();
+    let more = if total > listed.len() as u64 {
         format!(" (first {} listed)", listed.len())
     } else {
         String::new()
     };
-    let (noun, verb) = if ids.len() == 1 {
+    let (noun, verb) = if total == 1 {
         ("chunk", "is")
     } else {
         ("chunks", "are")
@@ -141,14 +144,13 @@ pub fn missing_chunks(ids: &[ChunkId]) -> Status {
     let mut metadata = tonic::metadata::MetadataMap::new();
     metadata.insert_bin(
         scipcache_proto::MISSING_CHUNKS_METADATA,
-        tonic::metadata::MetadataValue::from_bytes(&encode_missing_chunks(ids)),
+        tonic::metadata::MetadataValue::from_bytes(&encode_missing_chunks(listed, total)),
     );
     Status::with_metadata(
         tonic::Code::FailedPrecondition,
         format!(
-            "{} {noun} {verb} missing{more}; upload them with Chunks/Upload and commit again: {}",
-            ids.len(),
-            listed.join(",")
+            "{total} {noun} {verb} missing{more}; upload them with Chunks/Upload and commit again: {}",
+            hex.join(",")
         ),
         metadata,
     )
@@ -179,7 +181,13 @@ mod tests {
                 },
                 Code::DataLoss,
             ),
-            (Error::MissingChunks(vec![id]), Code::FailedPrecondition),
+            (
+                Error::MissingChunks {
+                    listed: vec![id],
+                    total: 1,
+                },
+                Code::FailedPrecondition,
+            ),
             (Error::Full("disk".into()), Code::ResourceExhausted),
             (
                 Error::DiskFull {
@@ -259,6 +267,29 @@ mod tests {
                  '*:admin')",
             ),
             (
+                crate::error::Error::RequestMemoryFull {
+                    what: "an upload message".into(),
+                    bytes: 30,
+                    budget: 100,
+                    waited: std::time::Duration::from_secs(30),
+                },
+                Code::ResourceExhausted,
+                "the daemon's request-memory budget (100 bytes) is full: an upload message \
+                 needing 30 bytes waited 30s for room; retry later, or ask the operator to raise \
+                 --request-memory",
+            ),
+            (
+                crate::error::Error::RequestTooLarge {
+                    what: "a commit of 9 chunks".into(),
+                    bytes: 756,
+                    budget: 100,
+                },
+                Code::ResourceExhausted,
+                "a commit of 9 chunks needs 756 bytes of request memory, larger than the \
+                 daemon's whole request-memory budget (100 bytes); send a smaller one, or ask \
+                 the operator to raise --request-memory",
+            ),
+            (
                 crate::error::Error::Store(Error::NotFound("gone".into())),
                 Code::NotFound,
                 "gone",
@@ -329,7 +360,7 @@ mod tests {
     fn missing_chunks_lists_at_most_64_ids_and_the_total_in_message_and_metadata()
     -> Result<(), Box<dyn std::error::Error>> {
         let ids: Vec<ChunkId> = (0..100u32).map(|i| ChunkId::of(&i.to_le_bytes())).collect();
-        let status = missing_chunks(&ids);
+        let status = missing_chunks(&ids, 100);
         assert_eq!(status.code(), Code::FailedPrecondition);
         let msg = status.message();
         assert!(
@@ -346,7 +377,15 @@ mod tests {
         let listed = scipcache_proto::convert::decode_missing_chunks(&listed)?;
         assert_eq!(listed.listed, ids[..MAX_LISTED_MISSING]);
         assert_eq!(listed.total, 100);
-        let one = missing_chunks(&ids[..1]);
+        // A list cut by the engine keeps its total.
+        let cut = missing_chunks(&ids[..4], 1000);
+        assert!(
+            cut.message()
+                .starts_with("1000 chunks are missing (first 4 listed)"),
+            "{}",
+            cut.message()
+        );
+        let one = missing_chunks(&ids[..1], 1);
         assert!(
             one.message().starts_with("1 chunk is missing;"),
             "{}",

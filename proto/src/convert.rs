@@ -88,19 +88,18 @@ impl MissingChunkList {
     }
 }
 
-/// Encodes the first [`crate::MAX_LISTED_MISSING`] of `missing` and their count, for the
+/// Encodes the first [`crate::MAX_LISTED_MISSING`] of `listed` and `total`, the count of
+/// every missing chunk (at least as many as listed), for the
 /// [`crate::MISSING_CHUNKS_METADATA`] entry.
-pub fn encode_missing_chunks(missing: &[ChunkId]) -> Vec<u8> {
+pub fn encode_missing_chunks(listed: &[ChunkId], total: u64) -> Vec<u8> {
     use prost::Message;
-    pb::MissingChunks {
-        ids: missing
-            .iter()
-            .take(crate::MAX_LISTED_MISSING)
-            .map(|id| id.as_bytes().to_vec().into())
-            .collect(),
-        total: missing.len() as u64,
-    }
-    .encode_to_vec()
+    let ids: Vec<_> = listed
+        .iter()
+        .take(crate::MAX_LISTED_MISSING)
+        .map(|id| id.as_bytes().to_vec().into())
+        .collect();
+    let total = total.max(ids.len() as u64);
+    pb::MissingChunks { ids, total }.encode_to_vec()
 }
 
 /// Decodes a [`crate::MISSING_CHUNKS_METADATA`] entry.
@@ -153,11 +152,11 @@ mod tests {
     #[test]
     fn missing_chunk_lists_round_trip_and_keep_the_total_when_cut() -> Result<()> {
         let ids: Vec<ChunkId> = (0..100u32).map(|i| ChunkId::of(&i.to_le_bytes())).collect();
-        let few = decode_missing_chunks(&encode_missing_chunks(&ids[..3]))?;
+        let few = decode_missing_chunks(&encode_missing_chunks(&ids[..3], 3))?;
         assert_eq!(few.listed, ids[..3]);
         assert_eq!(few.total, 3);
         assert!(few.is_complete());
-        let cut = decode_missing_chunks(&encode_missing_chunks(&ids))?;
+        let cut = decode_missing_chunks(&encode_missing_chunks(&ids, 100))?;
         assert_eq!(cut.listed, ids[..crate::MAX_LISTED_MISSING]);
         assert_eq!(cut.total, 100);
         assert!(!cut.is_complete());

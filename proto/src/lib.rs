@@ -35,7 +35,7 @@ pub const MISSING_CHUNKS_METADATA: &str = "scipcache-missing-chunks-bin";
 
 /// Most chunk ids listed in a commit's `FAILED_PRECONDITION` (message and metadata): 64 ids
 /// are about 4 KiB of hex and 3 KiB of base64, well inside a client's 16 KiB header limit.
-pub const MAX_LISTED_MISSING: usize = 64;
+pub const MAX_LISTED_MISSING: usize = scipcache_tiers::error::MAX_LISTED_MISSING;
 
 /// Ids per FindMissing or chunk Read request: 16 384 × 34 bytes stays far below any message
 /// limit, and a 10 GB blob (≈ 650 000 chunks) needs 40 requests.

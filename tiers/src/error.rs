@@ -3,6 +3,10 @@
 
 use crate::ids::ChunkId;
 
+/// Most chunk ids [`Error::MissingChunks`] lists: a commit naming millions of absent chunks
+/// must not cost a list of millions (64 ids are about 4 KiB of hex in a status message).
+pub const MAX_LISTED_MISSING: usize = 64;
+
 /// Everything the engine can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -46,9 +50,15 @@ pub enum Error {
         /// What is wrong with it.
         detail: String,
     },
-    /// A manifest refers to chunks the store does not have.
-    #[error("{} chunks are missing", .0.len())]
-    MissingChunks(Vec<ChunkId>),
+    /// A manifest refers to chunks the store does not have: the first
+    /// [`MAX_LISTED_MISSING`] of them, in manifest order, and how many there are in all.
+    #[error("{total} chunks are missing")]
+    MissingChunks {
+        /// The first missing chunks (each once), at most [`MAX_LISTED_MISSING`].
+        listed: Vec<ChunkId>,
+        /// Every distinct missing chunk, listed or not.
+        total: u64,
+    },
     /// A compare-and-set on a ref found another value.
     #[error("{0}")]
     Conflict(String),

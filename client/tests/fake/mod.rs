@@ -140,7 +140,10 @@ impl State {
         if !self.unlisted_missing.load(Ordering::SeqCst) {
             metadata.insert_bin(
                 MISSING_CHUNKS_METADATA,
-                tonic::metadata::MetadataValue::from_bytes(&encode_missing_chunks(missing)),
+                tonic::metadata::MetadataValue::from_bytes(&encode_missing_chunks(
+                    missing,
+                    missing.len() as u64,
+                )),
             );
         }
         Status::with_metadata(tonic::Code::FailedPrecondition, message, metadata)

@@ -22,9 +22,19 @@ use crate::auth::{Right, access, interceptor};
 use crate::error::Error;
 use crate::status;
 
-/// Entries allocated up front for a commit; more grow as they arrive, so a header alone
-/// cannot make the server allocate for millions of entries.
+/// Entries allocated up front for a commit; more grow as they arrive (never past the count
+/// the header declares), so a header alone cannot make the server allocate for millions of
+/// entries.
 const INITIAL_ENTRIES: usize = 64 * 1024;
+
+/// Request memory a commit reserves per manifest entry ([`crate::request_memory`]): the entry
+/// and its offset in the blob while the manifest is checked, the index of an absent one, and
+/// its encoding while the manifest is stored. Decoding one message at a time adds at most a
+/// message (the gRPC message limit) to that.
+pub const COMMIT_BYTES_PER_ENTRY: usize = size_of::<ManifestEntry>()
+    + size_of::<u64>()
+    + size_of::<u32>()
+    + scipcache_tiers::manifest::ENTRY_LEN;
 
 /// The Blobs service.
 #[derive(Clone, Debug)]
@@ -80,7 +90,17 @@ impl Blobs for BlobsService {
         };
         opts.validate().map_err(status::from_store)?;
 
+        // All at once, before any entry arrives: a commit that waits holds nothing.
+        let _memory = self
+            .shared
+            .request_memory
+            .reserve(
+                count.saturating_mul(COMMIT_BYTES_PER_ENTRY),
+                &format!("a commit of {count} chunks"),
+            )
+            .await?;
         let entries = read_entries(&mut stream, count).await?;
+        drop(stream);
         let manifest =
             Manifest::new(chunker, blob, header.size, entries).map_err(status::from_store)?;
         let record = self
@@ -216,6 +236,12 @@ async fn read_entries(
                 "more manifest entries than the {count} chunks the header declares"
             ))
             .into());
+        }
+        let needed = entries.len() + batch.entries.len();
+        if needed > entries.capacity() {
+            // Doubling, but never past the declared count: no slack at the end.
+            let grown = entries.capacity().saturating_mul(2).max(needed).min(count);
+            entries.reserve_exact(grown - entries.len());
         }
         for entry in &batch.entries {
             entries.push(ManifestEntry::try_from(entry).map_err(status::from_store)?);

@@ -22,6 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::{STREAM_BUFFER, Shared, no_ref, parse_ids, parse_key, parse_namespace};
 use crate::auth::{Right, access, interceptor};
 use crate::error::Error;
+use crate::request_memory::Reservation;
 use crate::status;
 
 /// An upload batch is handed to the store once it holds this many bytes…
@@ -99,24 +100,40 @@ fn within_read_limit(entries: &[ManifestEntry], ids: &[ChunkId], max: u64) -> Re
 
 /// Stores batches one at a time in the background, so that receiving the next batch
 /// overlaps with the previous batch's verification and fsync. At most one batch is in the
-/// store and one being filled, which bounds memory per upload.
+/// store and one being filled, which bounds memory per upload; both hold their share of the
+/// request-memory budget until the store has them.
 struct Pipeline {
     shared: Shared,
     tenant: Tenant,
     batch: Vec<(ChunkId, Frame)>,
     batch_bytes: usize,
+    batch_memory: Reservation,
     in_flight: Option<JoinHandle<scipcache_tiers::Result<PutSummary>>>,
     totals: PutSummary,
 }
 
 impl Pipeline {
-    async fn push(&mut self, id: ChunkId, frame: Frame) -> Result<(), Status> {
+    async fn push(&mut self, id: ChunkId, frame: Frame, memory: Reservation) -> Result<(), Status> {
         self.batch_bytes += frame.stored_len();
         self.batch.push((id, frame));
+        self.batch_memory.merge(memory);
         if self.batch.len() >= BATCH_CHUNKS || self.batch_bytes >= BATCH_BYTES {
             self.flush().await?;
         }
         Ok(())
+    }
+
+    /// Reserves `bytes` of request memory for the next message. When there is no room, first
+    /// stores what this upload holds (giving its share back), so that it waits only for
+    /// other calls, never for itself.
+    async fn reserve(&mut self, bytes: usize) -> Result<Reservation, Status> {
+        let what = "an upload message";
+        if let Some(memory) = self.shared.request_memory.try_reserve(bytes, what)? {
+            return Ok(memory);
+        }
+        self.flush().await?;
+        self.wait().await?;
+        Ok(self.shared.request_memory.reserve(bytes, what).await?)
     }
 
     /// Waits for the batch in the store, then hands it the current one.
@@ -127,12 +144,15 @@ impl Pipeline {
         }
         let batch = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
+        let memory = std::mem::replace(&mut self.batch_memory, self.shared.request_memory.none());
         let store = self.shared.store.clone();
         let tenant = self.tenant.clone();
         // A spawned put finishes even if the client leaves: its chunks are complete and
         // verified, so storing them is harmless, and no ref changes.
         self.in_flight = Some(tokio::spawn(async move {
-            store.put_chunks(&tenant, batch).await
+            let stored = store.put_chunks(&tenant, batch).await;
+            drop(memory);
+            stored
         }));
         Ok(())
     }
@@ -153,6 +173,11 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// The bytes of a message's chunks: what an upload buffers of it.
+fn chunk_bytes(chunks: &[pb::ChunkFrame]) -> usize {
+    chunks.iter().map(|c| c.id.len() + c.frame.len()).sum()
 }
 
 #[tonic::async_trait]
@@ -197,6 +222,7 @@ impl Chunks for ChunksService {
             tenant: ns.tenant().clone(),
             batch: Vec::new(),
             batch_bytes: 0,
+            batch_memory: self.shared.request_memory.none(),
             in_flight: None,
             totals: PutSummary::default(),
         };
@@ -210,11 +236,13 @@ impl Chunks for ChunksService {
                     None => break,
                 },
             };
+            let mut memory = pipeline.reserve(chunk_bytes(&message.chunks)).await?;
             for chunk in message.chunks {
                 received += 1;
                 self.shared.metrics.chunks_received.inc();
+                let share = memory.split(chunk.id.len() + chunk.frame.len());
                 let (id, frame) = self.parse_chunk(chunk)?;
-                pipeline.push(id, frame).await?;
+                pipeline.push(id, frame, share).await?;
             }
         }
         pipeline.flush().await?;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::request_memory::RequestMemory;
 use scipcache_proto::pb;
 use scipcache_tiers::Store;
 use scipcache_tiers::names::{KeyPrefix, Namespace, RefKey};
@@ -38,6 +39,8 @@ pub struct Shared {
     pub store: Store,
     /// Metrics the services update directly.
     pub metrics: Arc<Metrics>,
+    /// The budget of buffered commit and upload data (`--request-memory`).
+    pub request_memory: RequestMemory,
 }
 
 /// Parses a namespace sent by a caller.

@@ -16,6 +16,7 @@
 //!   the data dir is owner-only, and a key file others can read is warned about.
 //! - [`hostile_reads`]: lying entry lengths, ranged reads, chunk reads of repeated ids.
 //! - [`killed_daemon`]: a daemon killed mid-push makes the CLI print `unavailable: `.
+//! - [`request_memory`]: commits and uploads bounded in memory, the `--request-memory` budget.
 
 mod common;
 
@@ -29,3 +30,4 @@ mod killed_daemon;
 mod large_blob;
 mod lifecycle;
 mod push_pull;
+mod request_memory;

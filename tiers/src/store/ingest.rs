@@ -19,12 +19,13 @@ use super::types::{BlobPart, PutSummary};
 use super::verify::VERIFY_PART;
 use super::{Engine, Store};
 use crate::codec::Frame;
+use crate::error::MAX_LISTED_MISSING;
 use crate::error::{Error, Result};
 use crate::hot;
-use crate::ids::{BlobId, ChunkId};
-use crate::manifest::{MAX_CHUNKS_PER_BLOB, Manifest};
+use crate::ids::{BlobId, ChunkId, ManifestId};
+use crate::manifest::{MAX_CHUNKS_PER_BLOB, Manifest, ManifestEntry};
 use crate::meta::{ChunkKey, Tables, chunk_info, manifest_key};
-use crate::names::{Namespace, RefKey, Tenant};
+use crate::names::{Namespace, RefKey, Tenant, TenantId};
 use crate::refs::{RefOptions, RefRecord};
 use crate::writeback::{QueueItem, enqueue_in_txn};
 
@@ -116,18 +117,13 @@ impl Store {
             )));
         }
         let tid = ns.tenant().id();
-        let entries: Arc<Vec<(ChunkKey, u32)>> = Arc::new(
-            manifest
-                .entries()
-                .iter()
-                .map(|m| (ChunkKey::new(tid, &m.id), m.len))
-                .collect(),
-        );
-        let check = entries.clone();
-        e.meta
-            .read(move |t, txn| check_entries(t, txn, &check))
-            .await?;
+        // One copy of the entries, shared by the checks: a manifest of millions of chunks
+        // costs its own size once, plus four bytes per absent chunk.
         let manifest = Arc::new(manifest);
+        let check = manifest.clone();
+        e.meta
+            .read(move |t, txn| check_entries(t, txn, tid, check.entries()))
+            .await?;
         verify_blob(&e, ns.tenant(), manifest.clone()).await?;
         #[cfg(test)]
         {
@@ -136,7 +132,7 @@ impl Store {
                 hook().await;
             }
         }
-        set_ref(&e, ns, key, &manifest, opts, Some(entries)).await
+        set_ref(&e, ns, key, manifest, opts, true).await
     }
 }
 
@@ -152,37 +148,62 @@ fn verify_frame(id: &ChunkId, frame: &Frame, limit: usize, scratch: &mut Vec<u8>
     frame.decode_verified_into(id, &mut scratch[..len])
 }
 
-/// Fails with [`Error::MissingChunks`] (each missing chunk once) when the tenant lacks chunks,
-/// or with [`Error::InvalidArgument`] when a stored chunk's length differs from its entry's.
+/// Fails with [`Error::MissingChunks`] when the tenant lacks chunks of `entries`, or with
+/// [`Error::InvalidArgument`] when a stored chunk's length differs from its entry's.
 fn check_entries(
     t: &Tables,
     txn: &RoTxn<'_, WithoutTls>,
-    entries: &[(ChunkKey, u32)],
+    tid: TenantId,
+    entries: &[ManifestEntry],
 ) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut seen = HashSet::new();
-    for (key, len) in entries {
-        match chunk_info(t, txn, key)? {
+    // Indices of the absent entries, four bytes each (not ids, not a set of them).
+    let mut missing: Vec<u32> = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let key = ChunkKey::new(tid, &entry.id);
+        match chunk_info(t, txn, &key)? {
             Some(info) => {
-                if info.raw_len != *len {
+                if info.raw_len != entry.len {
                     return Err(Error::InvalidArgument(format!(
-                        "the manifest gives chunk {} a length of {len} bytes, but it has {}",
-                        key.id(),
-                        info.raw_len
+                        "the manifest gives chunk {} a length of {} bytes, but it has {}",
+                        entry.id, entry.len, info.raw_len
                     )));
                 }
             }
-            None => {
-                if seen.insert(*key) {
-                    missing.push(key.id());
-                }
-            }
+            None => missing.push(u32::try_from(index).map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "blob has more than {MAX_CHUNKS_PER_BLOB} chunks, the most allowed"
+                ))
+            })?),
         }
     }
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(Error::MissingChunks(missing))
+        Err(missing_chunks(entries, missing))
+    }
+}
+
+/// [`Error::MissingChunks`] for the entries at `missing` (ascending indices): the first
+/// [`MAX_LISTED_MISSING`] distinct ids in manifest order, and the count of distinct ones.
+fn missing_chunks(entries: &[ManifestEntry], mut missing: Vec<u32>) -> Error {
+    // The indices come from enumerating `entries`.
+    let id = |index: &u32| entries[*index as usize].id;
+    let mut listed: Vec<ChunkId> = Vec::with_capacity(MAX_LISTED_MISSING);
+    for index in &missing {
+        if listed.len() == MAX_LISTED_MISSING {
+            break;
+        }
+        let chunk = id(index);
+        if !listed.contains(&chunk) {
+            listed.push(chunk);
+        }
+    }
+    // Counting distinct ids by sorting the indices in place costs no memory of its own.
+    missing.sort_unstable_by_key(id);
+    missing.dedup_by_key(|index| id(&*index));
+    Error::MissingChunks {
+        listed,
+        total: missing.len() as u64,
     }
 }
 
@@ -278,14 +299,16 @@ pub(super) async fn set_ref(
     e: &Engine,
     ns: &Namespace,
     key: &RefKey,
-    manifest: &Manifest,
+    manifest: Arc<Manifest>,
     opts: RefOptions,
-    check: Option<Arc<Vec<(ChunkKey, u32)>>>,
+    check: bool,
 ) -> Result<RefRecord> {
+    // Encoded once: the id is the hash of these bytes.
+    let encoded = manifest.encode();
     let now = e.meta.clock().now_ms();
     let record = RefRecord {
         blob: manifest.blob(),
-        manifest: manifest.id(),
+        manifest: ManifestId::of(&encoded),
         size: manifest.total_len(),
         chunks: manifest.entries().len() as u64,
         created_at_ms: now,
@@ -296,7 +319,6 @@ pub(super) async fn set_ref(
     };
     let tid = ns.tenant().id();
     let mkey = manifest_key(tid, &record.manifest);
-    let encoded = manifest.encode();
     let rkey = crate::refs::ref_table_key(ns, key);
     let value = record.encode();
     let name = ns.tenant().as_str().to_owned();
@@ -304,8 +326,8 @@ pub(super) async fn set_ref(
     let queued = e
         .meta
         .write(move |t, txn| {
-            if let Some(entries) = &check {
-                check_entries(t, txn, entries)?;
+            if check {
+                check_entries(t, txn, tid, manifest.entries())?;
             }
             if t.tenants.get(txn, &tid.0)?.is_none() {
                 t.tenants.put(txn, &tid.0, name.as_bytes())?;
@@ -328,12 +350,53 @@ pub(super) async fn set_ref(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{config, data, tmp};
+    use super::super::tests::{config, data, key, ns, tmp};
     use crate::codec::{Compression, Frame};
-    use crate::error::{Error, Result};
-    use crate::ids::ChunkId;
+    use crate::error::{Error, MAX_LISTED_MISSING, Result};
+    use crate::ids::{BlobId, ChunkId};
+    use crate::manifest::{Manifest, ManifestEntry};
     use crate::names::Tenant;
+    use crate::refs::RefOptions;
     use crate::store::Store;
+
+    #[tokio::test]
+    async fn a_commit_lacking_many_chunks_lists_the_first_ones_and_counts_each_once() -> Result<()>
+    {
+        let dir = tmp()?;
+        let store = Store::open(config(dir.path())).await?;
+        let n = ns("acme/web/app");
+        let present = data(1000, 1, false);
+        let present_id = ChunkId::of(&present);
+        store
+            .put_chunks(
+                n.tenant(),
+                vec![(present_id, Frame::encode(&present, Compression::Lz4)?)],
+            )
+            .await?;
+        // 200 absent chunks, each named twice (the second time in reverse order), after a
+        // present one.
+        let absent: Vec<ChunkId> = (0..200u32).map(|i| ChunkId::of(&i.to_le_bytes())).collect();
+        let entry = |id: ChunkId, len: usize| ManifestEntry {
+            id,
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+        };
+        let mut entries = vec![entry(present_id, present.len())];
+        entries.extend(absent.iter().map(|id| entry(*id, 10)));
+        entries.extend(absent.iter().rev().map(|id| entry(*id, 10)));
+        let total = 1000 + 2 * 200 * 10;
+        let manifest = Manifest::new(store.chunker(), BlobId::of(b"b"), total, entries)?;
+        match store
+            .commit(&n, &key("many"), manifest, RefOptions::default())
+            .await
+        {
+            Err(Error::MissingChunks { listed, total }) => {
+                assert_eq!(listed, absent[..MAX_LISTED_MISSING]);
+                assert_eq!(total, 200);
+            }
+            other => panic!("expected MissingChunks, got {other:?}"),
+        }
+        store.shutdown().await
+    }
 
     #[tokio::test]
     async fn put_chunks_verifies_frames_of_any_length_in_one_batch_and_refuses_oversized_ones()

@@ -115,7 +115,7 @@ impl Store {
         drop(tx);
         let entries = writer.await.map_err(|_| Error::ShuttingDown)??;
         let manifest = Manifest::new(spec, BlobId::from(blob.finalize()), total, entries)?;
-        set_ref(&e, ns, key, &manifest, opts, None).await
+        set_ref(&e, ns, key, std::sync::Arc::new(manifest), opts, false).await
     }
 
     /// Copies chunks to the warm tier (what demotion under a hot budget will do) and, with

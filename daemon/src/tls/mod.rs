@@ -122,14 +122,16 @@ impl TlsFiles {
     /// Builds the TLS acceptor, refusing unusable certificates or keys now rather than at
     /// the first handshake.
     pub fn setup(self) -> Result<TlsSetup> {
-        let bad = |option: &str, detail: String| {
-            Error::Config(format!("cannot use {option}: {detail}"))
-        };
+        let bad =
+            |option: &str, detail: String| Error::Config(format!("cannot use {option}: {detail}"));
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&self.cert)
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| bad("--tls-cert", format!("not a PEM certificate chain ({e})")))?;
         let Some(leaf) = chain.first() else {
-            return Err(bad("--tls-cert", "the file holds no PEM certificate".into()));
+            return Err(bad(
+                "--tls-cert",
+                "the file holds no PEM certificate".into(),
+            ));
         };
         let certificate = CertificateInfo {
             path: self.cert_path.clone(),

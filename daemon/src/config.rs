@@ -275,6 +275,24 @@ pub struct Config {
     )]
     #[serde(with = "humantime_serde")]
     pub request_memory_wait: Duration,
+    /// Connections the gRPC port holds at most. At the bound a new connection is still
+    /// accepted and the oldest one that has not completed its HTTP/2 handshake is closed; if
+    /// every one has, the new one is closed. Capped so that a quarter of the open-file limit
+    /// (at least 128 descriptors) stays for the engine's files. [default: a quarter of the
+    /// open-file limit, at least 64]
+    #[arg(long, value_name = "N", env = "SCIPCACHE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// A gRPC connection that has not completed the HTTP/2 handshake (with TLS, the TLS
+    /// handshake first) this long after it was accepted is closed.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SCIPCACHE_HANDSHAKE_TIMEOUT",
+        default_value = "5s",
+        value_parser = parse_duration
+    )]
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
     /// At SIGINT/SIGTERM, how long in-flight calls may take before they are aborted.
     #[arg(
         long,
@@ -361,6 +379,14 @@ impl Config {
                 "--request-memory must be more than 0 bytes (e.g. 512MiB): commits and uploads \
                  buffer data in it"
                     .into(),
+            ));
+        }
+        if self.max_connections == Some(0) {
+            return Err(Error::Config("--max-connections must be at least 1".into()));
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err(Error::Config(
+                "--handshake-timeout must be above 0 (e.g. 5s)".into(),
             ));
         }
         if self.cold_concurrency == Some(0) {
@@ -495,6 +521,8 @@ mod tests {
         assert_eq!(c.jwt_leeway, Duration::from_secs(1));
         assert_eq!(c.shutdown_grace, Duration::from_secs(5));
         assert_eq!(c.max_concurrent_calls, 256);
+        assert_eq!(c.max_connections, None, "a quarter of the open-file limit");
+        assert_eq!(c.handshake_timeout, Duration::from_secs(5));
         assert_eq!(c.log_format, LogFormat::Human);
         assert_eq!(c.request_memory, ByteSize(512 << 20));
         assert_eq!(c.request_memory_wait, Duration::from_secs(30));
@@ -559,6 +587,8 @@ mod tests {
             args(&["--max-concurrent-calls", "256"]).map_err(|e| Error::Config(e.to_string()))?;
         let c = Config::layered(&a, file("max_concurrent_calls = 8")?)?;
         assert_eq!(c.max_concurrent_calls, 256);
+        assert_eq!(c.max_connections, None, "a quarter of the open-file limit");
+        assert_eq!(c.handshake_timeout, Duration::from_secs(5));
         Ok(())
     }
 
@@ -583,6 +613,7 @@ mod tests {
             cold_url: Some("s3://b/p".into()),
             cold_options: vec![("k".into(), "v".into())],
             cold_concurrency: Some(1),
+            max_connections: Some(1),
             cold_flush_after: Some(Duration::from_secs(1)),
             lmdb_map_size: Some(ByteSize(1)),
             verify_hot_reads: Some(true),
@@ -611,7 +642,7 @@ mod tests {
             toml::from_str(&full_config().to_toml()?).map_err(|e| Error::Config(e.to_string()))?;
         assert_eq!(
             printed.len(),
-            24,
+            26,
             "a key was added: document it in config.example.toml"
         );
         for key in printed.keys() {
@@ -667,6 +698,29 @@ mod tests {
             none.validate().is_err(),
             "a budget of 0 bytes refuses every call"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn connection_options_come_from_flags_variables_and_the_file() -> Result<()> {
+        let a = args(&["--handshake-timeout", "2s"]).map_err(|e| Error::Config(e.to_string()))?;
+        let c = Config::layered(
+            &a,
+            file("max_connections = 300\nhandshake_timeout = \"9s\"")?,
+        )?;
+        assert_eq!(c.max_connections, Some(300));
+        assert_eq!(c.handshake_timeout, Duration::from_secs(2), "the flag wins");
+        c.validate()?;
+        let zero = Config {
+            max_connections: Some(0),
+            ..Config::default()
+        };
+        assert!(zero.validate().is_err());
+        let instant = Config {
+            handshake_timeout: Duration::ZERO,
+            ..Config::default()
+        };
+        assert!(instant.validate().is_err());
         Ok(())
     }
 

@@ -2,7 +2,8 @@
 //!
 //! `/healthz` answers 200 only while the daemon is ready: the gRPC port is bound and
 //! served, the signing key exists and the store is open; otherwise 503 (starting up or
-//! shutting down).
+//! shutting down). Below its first line (`ok` or `not ready`) come warnings an operator must
+//! act on, one a line starting with `warning: `: an expired TLS certificate (`--tls-cert`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -13,9 +14,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use scipcache_tiers::Store;
+use scipcache_tiers::{Clock, Store};
 
 use crate::metrics::Metrics;
+use crate::tls::CertificateInfo;
 
 /// How long a scrape waits for the engine's figures.
 const STATS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,22 +31,41 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     /// The store, once open.
     pub store: Arc<OnceLock<Store>>,
+    /// The gRPC port's TLS certificate, once loaded.
+    pub certificate: Arc<OnceLock<CertificateInfo>>,
 }
 
-/// The router.
+/// The router. Every answer closes its connection (`Connection: close`): the port holds
+/// few connections (see the listener), and scrapers and probes connect per request anyway.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::map_response(close_connection))
         .with_state(state)
 }
 
+async fn close_connection(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 async fn healthz(State(state): State<HttpState>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ok\n").into_response()
+    let (status, mut body) = if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, String::from("ok\n"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, String::from("not ready\n"))
+    };
+    let now = i64::try_from(Clock::system().now_s()).unwrap_or(i64::MAX);
+    if let Some(warning) = state.certificate.get().and_then(|c| c.expired_warning(now)) {
+        body.push_str("warning: ");
+        body.push_str(&warning);
+        body.push('\n');
     }
+    (status, body).into_response()
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {

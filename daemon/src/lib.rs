@@ -18,7 +18,12 @@
 //!   thin methods.
 //! - [`status`]: the only mapping of engine errors to gRPC statuses.
 //! - [`metrics`]: Prometheus registry and the per-call tower layer; [`http`]: the HTTP port.
-//! - [`tls`]: TLS and mutual TLS for the gRPC port.
+//! - [`tls`]: TLS and mutual TLS for the gRPC port, and the certificate's expiry.
+//! - `listener`: the gRPC port's accept loop: `--max-connections`, `--handshake-timeout`,
+//!   shedding of connections that never complete their HTTP/2 handshake, accept errors.
+//! - [`open_files`]: the open-file limit (raised at start) and the descriptor reserve.
+//! - `message_limit`: the tower layer that answers an oversized message with
+//!   `RESOURCE_EXHAUSTED` and the limit.
 //! - [`token`]: `scipcached token`.
 //! - [`index_check`]: the walk of the index in a child process before serving (hidden
 //!   subcommand `check-index`).
@@ -30,8 +35,9 @@
 //! ## Lifecycle
 //! Start (`main` first sets the umask to 077, then runs the index walk in a child process,
 //! `index_check`: a damaged index refuses the start and names `scipcached rebuild`). Then
-//! ([`run`]): HTTP port (so `/healthz` says 503 while starting), data dir (created, key files
-//! checked, modes made owner-only), keys, store (which locks the data dir), gRPC. The log line
+//! ([`run`]): the open-file soft limit raised to the hard limit, HTTP port (so `/healthz` says
+//! 503 while starting), data dir (created, key files checked, modes made owner-only), keys,
+//! TLS, store (which locks the data dir), gRPC. The log line
 //! `scipcached ready grpc=<addr> metrics=<addr>`
 //! marks readiness. On shutdown the gRPC listener closes at once, in-flight calls get
 //! `--shutdown-grace` to finish before they are aborted, then the store shuts down
@@ -44,7 +50,10 @@ pub mod error;
 pub mod file_modes;
 pub mod http;
 pub mod index_check;
+mod listener;
+mod message_limit;
 pub mod metrics;
+pub mod open_files;
 pub mod request_memory;
 pub mod service;
 pub mod status;
@@ -69,7 +78,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -78,9 +86,13 @@ pub use error::{Error, Result};
 
 use auth::interceptor::AuthInterceptor;
 use auth::{Denylist, Verifier, VerifierConfig, keys};
+use listener::AcceptSettings;
+use message_limit::MessageLimitLayer;
 use metrics::{Metrics, MetricsLayer};
 use request_memory::RequestMemory;
+use open_files::ConnectionBudget;
 use service::Shared;
+use tls::{CertificateInfo, TlsSetup};
 
 /// How long the store gets to flush and stop.
 const STORE_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -125,9 +137,11 @@ pub async fn run_until_cancelled(
     let metrics_addr = metrics_listener
         .local_addr()
         .map_err(|e| Error::Config(format!("metrics listener has no address: {e}")))?;
+    raise_open_file_limit();
     let metrics = Arc::new(Metrics::new()?);
     let ready = Arc::new(AtomicBool::new(false));
     let store_cell = Arc::new(OnceLock::new());
+    let certificate = Arc::new(OnceLock::new());
 
     // The HTTP port first, so /healthz answers (503) while the store opens.
     let http_stop = CancellationToken::new();
@@ -135,7 +149,9 @@ pub async fn run_until_cancelled(
         metrics: metrics.clone(),
         ready: ready.clone(),
         store: store_cell.clone(),
+        certificate: certificate.clone(),
     });
+    let metrics_listener = listener::HttpListener::new(metrics_listener, config.handshake_timeout);
     let mut http_task = tokio::spawn(
         axum::serve(metrics_listener, router)
             .with_graceful_shutdown(http_stop.clone().cancelled_owned())
@@ -150,6 +166,7 @@ pub async fn run_until_cancelled(
         metrics,
         ready: ready.clone(),
         store_cell,
+        certificate,
         cancel: cancel.clone(),
     })
     .await;
@@ -177,6 +194,7 @@ struct GrpcParts {
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     store_cell: Arc<OnceLock<Store>>,
+    certificate: Arc<OnceLock<CertificateInfo>>,
     cancel: CancellationToken,
 }
 
@@ -201,10 +219,14 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
         metrics,
         ready,
         store_cell,
+        certificate,
         cancel,
     } = parts;
     // Keys and TLS are checked before the store opens, so a bad certificate fails fast.
-    let (server, verifier) = prepare_server(&config, &cancel).await?;
+    let (verifier, tls) = prepare_server(&config, &cancel).await?;
+    if let Some(tls) = &tls {
+        let _ = certificate.set(tls.certificate.clone());
+    }
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(scipcache_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -237,7 +259,7 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
 
-    let router = server
+    let router = Server::builder()
         .concurrency_limit_per_connection(config.max_concurrent_calls)
         // The 64 KiB HTTP/2 defaults throttle multi-MiB upload and read streams.
         .initial_stream_window_size(8 << 20)
@@ -245,6 +267,8 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .layer(MetricsLayer::new(metrics))
+        // Inside the metrics layer, so that calls are counted with the rewritten code.
+        .layer(MessageLimitLayer::new(MAX_MESSAGE_BYTES))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -279,9 +303,8 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
             &auth
         ));
 
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(TCP_KEEPALIVE));
+    let settings = accept_settings(&config, tls.map(|tls| tls.acceptor));
+    let (incoming, _connections) = listener::incoming(listener, settings, cancel.clone());
     let serve = router.serve_with_incoming_shutdown(incoming, cancel.clone().cancelled_owned());
     ready.store(true, Ordering::Release);
     let scheme = if config.tls_cert.is_some() {
@@ -305,12 +328,51 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
     stopped
 }
 
+/// Raises the soft open-file limit to the hard limit, saying what it is now.
+fn raise_open_file_limit() {
+    match open_files::raise_to_hard_limit() {
+        Ok(limit) if limit.before < limit.soft => tracing::info!(
+            "open-file limit raised from {} to the hard limit {}",
+            limit.before,
+            limit.soft
+        ),
+        Ok(limit) => tracing::debug!("open-file limit {} (the hard limit)", limit.soft),
+        Err(e) => tracing::warn!("{e}; connections are bounded by the limit as it is"),
+    }
+}
+
+/// The gRPC port's accept settings: the connection bound within the open-file limit.
+fn accept_settings(config: &Config, tls: Option<tokio_rustls::TlsAcceptor>) -> AcceptSettings {
+    let budget = ConnectionBudget::new(open_files::current(), config.max_connections);
+    if let Some(wanted) = budget.lowered_from {
+        tracing::warn!(
+            "--max-connections {wanted} lowered to {}: {} of the {} open-file descriptors stay \
+             reserved for the engine's files; raise the hard limit (`ulimit -Hn`) to allow more",
+            budget.max_connections,
+            budget.reserved,
+            open_files::current().map_or_else(|| "?".to_owned(), |n| n.to_string()),
+        );
+    }
+    tracing::info!(
+        "gRPC connections: at most {} (--max-connections), each closed unless its HTTP/2 \
+         handshake completes within {} (--handshake-timeout)",
+        budget.max_connections,
+        humantime::format_duration(config.handshake_timeout)
+    );
+    AcceptSettings {
+        max_connections: budget.max_connections,
+        handshake_timeout: config.handshake_timeout,
+        tls,
+        tcp_keepalive: TCP_KEEPALIVE,
+    }
+}
+
 /// What the gRPC server needs before the store opens: the data dir, the token verifier and
 /// the TLS setup (each failure here is a configuration error).
 async fn prepare_server(
     config: &Config,
     cancel: &CancellationToken,
-) -> Result<(Server, Arc<Verifier>)> {
+) -> Result<(Arc<Verifier>, Option<TlsSetup>)> {
     blocking({
         let dir = config.data_dir.clone();
         move || {
@@ -326,14 +388,18 @@ async fn prepare_server(
         move || tls::TlsFiles::read(&config)
     })
     .await?;
-    let mut server = Server::builder();
-    if let Some(tls) = tls {
-        if tls.is_mutual() {
-            tracing::info!("mutual TLS: clients must present a certificate from --tls-client-ca");
-        }
-        server = tls.apply(server)?;
+    let Some(tls) = tls else {
+        return Ok((verifier, None));
+    };
+    let tls = tls.setup()?;
+    if tls.mutual {
+        tracing::info!("mutual TLS: clients must present a certificate from --tls-client-ca");
     }
-    Ok((server, verifier))
+    let now = i64::try_from(scipcache_tiers::clock::Clock::system().now_s()).unwrap_or(i64::MAX);
+    if let Some(warning) = tls.certificate.expired_warning(now) {
+        tracing::warn!("{warning}");
+    }
+    Ok((verifier, Some(tls)))
 }
 
 /// Warns about key files that group or others may read, then makes the data dir owner-only

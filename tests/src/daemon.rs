@@ -27,6 +27,7 @@ pub struct DaemonOptions {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
     data_dir: Option<PathBuf>,
+    open_files: Option<u32>,
 }
 
 impl DaemonOptions {
@@ -55,6 +56,14 @@ impl DaemonOptions {
     #[must_use]
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Starts the daemon with this many file descriptors, soft and hard limit alike (as
+    /// `ulimit -n N` in a shell sets both), through `sh -c 'ulimit -n N && exec …'`.
+    #[must_use]
+    pub fn open_file_limit(mut self, n: u32) -> Self {
+        self.open_files = Some(n);
         self
     }
 }
@@ -116,7 +125,10 @@ impl Daemon {
         self.starts += 1;
         self.log_path = self.root.path().join(format!("daemon-{}.log", self.starts));
         let log = File::create(&self.log_path)?;
-        let mut cmd = daemon_command();
+        let mut cmd = match self.opts.open_files {
+            Some(n) => limited_daemon_command(n),
+            None => daemon_command(),
+        };
         if let Some(filter) = std::env::var_os("SCIPCACHE_TEST_RUST_LOG") {
             cmd.env("RUST_LOG", filter);
         }
@@ -429,6 +441,17 @@ pub fn cli_command() -> Command {
 pub fn daemon_command() -> Command {
     let mut cmd = Command::new(&binaries().daemon);
     clean_env(&mut cmd);
+    cmd
+}
+
+/// A `scipcached` command (clean environment, no arguments) that runs with `n` file
+/// descriptors, soft and hard limit: `sh` lowers both, then `exec`s the daemon (same pid).
+fn limited_daemon_command(n: u32) -> Command {
+    let mut cmd = Command::new("sh");
+    clean_env(&mut cmd);
+    cmd.arg("-c")
+        .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+        .arg(&binaries().daemon);
     cmd
 }
 

@@ -15,6 +15,10 @@
 //! - [`data_dir_files`]: chunks live in few files, not one file per chunk; everything under
 //!   the data dir is owner-only, and a key file others can read is warned about.
 //! - [`hostile_reads`]: lying entry lengths, ranged reads, chunk reads of repeated ids.
+//! - [`connection_flood`]: idle connections beyond the descriptor limit leave the daemon
+//!   serving.
+//! - [`message_limit`]: an oversized message is `RESOURCE_EXHAUSTED` naming the limit.
+//! - [`tls_certificate`]: an expired `--tls-cert` is reported at start and by `/healthz`.
 //! - [`killed_daemon`]: a daemon killed mid-push makes the CLI print `unavailable: `.
 //! - [`request_memory`]: commits and uploads bounded in memory, the `--request-memory` budget.
 
@@ -22,6 +26,7 @@ mod common;
 
 mod auth_matrix;
 mod bad_input;
+mod connection_flood;
 mod damaged_index;
 mod data_dir_files;
 mod full_disk;
@@ -29,5 +34,7 @@ mod hostile_reads;
 mod killed_daemon;
 mod large_blob;
 mod lifecycle;
+mod message_limit;
 mod push_pull;
 mod request_memory;
+mod tls_certificate;

@@ -92,8 +92,9 @@ pub fn from_store(err: Error) -> Status {
 /// Maps an engine error met while serving the ref `ns`/`key`: data loss names the ref.
 pub fn from_store_for_ref(err: Error, ns: &Namespace, key: &RefKey) -> Status {
     let status = from_store(err);
-    if status.code() == tonic::Code::DataLoss {
-        return Status::data_loss(format!("ref {ns} {key}: {}", status.message()));
+    let named = format!("ref {ns} {key}");
+    if status.code() == tonic::Code::DataLoss && !status.message().starts_with(&named) {
+        return Status::data_loss(format!("{named}: {}", status.message()));
     }
     status
 }
@@ -179,6 +180,10 @@ mod tests {
                     id,
                     detail: "all".into(),
                 },
+                Code::DataLoss,
+            ),
+            (
+                Error::MetadataLoss("manifest m is stored neither here nor there".into()),
                 Code::DataLoss,
             ),
             (
@@ -392,5 +397,25 @@ mod tests {
             one.message()
         );
         Ok(())
+    }
+
+    #[test]
+    fn data_loss_met_serving_a_ref_names_the_ref_once() {
+        let ns: Namespace = "acme/web/app".parse().expect("namespace");
+        let key: RefKey = "commit/1".parse().expect("key");
+        let lost = from_store_for_ref(Error::MetadataLoss("manifest m is lost".into()), &ns, &key);
+        assert_eq!(lost.code(), Code::DataLoss);
+        assert_eq!(
+            lost.message(),
+            "ref acme/web/app commit/1: manifest m is lost"
+        );
+        let named = from_store_for_ref(
+            Error::MetadataLoss("ref acme/web/app commit/1 is damaged".into()),
+            &ns,
+            &key,
+        );
+        assert_eq!(named.message(), "ref acme/web/app commit/1 is damaged");
+        let other = from_store_for_ref(Error::NotFound("gone".into()), &ns, &key);
+        assert_eq!(other.code(), Code::NotFound);
     }
 }

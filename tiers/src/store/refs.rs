@@ -57,6 +57,14 @@ impl Store {
         let limit = encoded_len(MAX_CHUNKS_PER_BLOB);
         let cold = match e.cold.get_manifest(tid, &id, limit).await {
             Ok(bytes) => bytes,
+            Err(Error::Format(why)) => {
+                return Err(damage.unwrap_or_else(|| {
+                    Error::MetadataLoss(format!(
+                        "manifest {id} in the cold tier is damaged ({why}), so the blob cannot \
+                         be served"
+                    ))
+                }));
+            }
             Err(Error::Unavailable(m)) if damage.is_some() => {
                 tracing::warn!(manifest = %id, error = %m, "the cold tier cannot be reached for a damaged manifest");
                 None

@@ -89,8 +89,8 @@ use auth::{Denylist, Verifier, VerifierConfig, keys};
 use listener::AcceptSettings;
 use message_limit::MessageLimitLayer;
 use metrics::{Metrics, MetricsLayer};
-use request_memory::RequestMemory;
 use open_files::ConnectionBudget;
+use request_memory::RequestMemory;
 use service::Shared;
 use tls::{CertificateInfo, TlsSetup};
 

@@ -26,43 +26,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::parser::ValueSource;
-use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, FromArgMatches, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::token::TokenArgs;
 use crate::values::{ByteSize, DEFAULT_DATA_DIR, humantime_serde, parse_duration};
-
-/// `scipcached`: the command line.
-#[derive(Debug, Parser)]
-#[command(
-    name = "scipcached",
-    version,
-    about = "scipcache daemon: a content-addressed cache for SCIP code indexes, served over gRPC",
-    after_help = "Every option can also be set in the environment (SCIPCACHE_<NAME>, e.g. \
-                  SCIPCACHE_DATA_DIR) or in the --config TOML file (key = option name with '_', \
-                  e.g. data_dir). Precedence: flag > environment > file > default."
-)]
-pub struct Cli {
-    /// A subcommand; without one the daemon runs.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Options of the daemon.
-    #[command(flatten)]
-    pub serve: ServeArgs,
-}
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Mint a token signed with the local key: prints only the token on stdout, its jti on
-    /// stderr. Works while the daemon runs (it only reads the key file).
-    Token(TokenArgs),
-    /// Walk every page and record of a data dir's index and exit 0 if it is intact (the
-    /// daemon runs this in a child process before it serves).
-    #[command(hide = true)]
-    CheckIndex(crate::index_check::CheckIndexArgs),
-}
 
 /// What the command line and the environment say about running the daemon.
 #[derive(Debug, Default, Args)]
@@ -501,10 +469,18 @@ mod key_values {
 mod tests {
     use super::*;
 
+    /// The daemon's options as the command line gives them (the subcommands are `cli.rs`'s).
+    #[derive(Debug, clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
     fn args(argv: &[&str]) -> std::result::Result<ServeArgs, clap::Error> {
+        use clap::Parser;
         let mut full = vec!["scipcached"];
         full.extend_from_slice(argv);
-        Cli::try_parse_from(full).map(|cli| cli.serve)
+        Serve::try_parse_from(full).map(|cli| cli.serve)
     }
 
     fn file(text: &str) -> Result<toml::Table> {

@@ -11,6 +11,7 @@
 //!
 //! ## Layout
 //! - `main.rs`: the binary: command line, logging, binding, signals, `token` subcommand.
+//! - [`cli`]: the command line: the daemon's options and its subcommands.
 //! - [`config`]: every option; flags > environment > TOML file > defaults.
 //! - [`auth`]: the token spec (its docs), the pure [`auth::Verifier`], scopes, keys,
 //!   denylist; [`auth::interceptor`] is the tonic adapter.
@@ -45,6 +46,7 @@
 
 pub mod auth;
 mod blocking;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod file_modes;

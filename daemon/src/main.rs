@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use scipcache_daemon::config::{Cli, Command, LogFormat};
+use scipcache_daemon::cli::{Cli, Command};
+use scipcache_daemon::config::LogFormat;
 use scipcache_daemon::{Config, run};
 use tracing_subscriber::EnvFilter;
 

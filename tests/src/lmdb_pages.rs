@@ -42,25 +42,36 @@ fn read_pages(path: &Path) -> Result<(Vec<u8>, usize)> {
     Ok((bytes, page))
 }
 
-/// Page numbers of every branch and leaf page (not meta, overflow or free pages' data).
+/// Whether page `n` starts with its own page number (pages inside an overflow value hold
+/// the value's bytes instead).
+fn numbered(bytes: &[u8], page: usize, n: usize) -> bool {
+    bytes[n * page..n * page + 8] == (n as u64).to_le_bytes()
+}
+
+/// Page numbers of every branch and leaf page (not meta pages or the bytes of overflow
+/// values; freed pages that were branches or leaves count too).
 pub fn branch_and_leaf_pages(path: &Path) -> Result<Vec<usize>> {
     let (bytes, page) = read_pages(path)?;
     Ok((0..bytes.len() / page)
         .filter(|n| {
             let flags = u16_at(&bytes, n * page + 10);
-            flags & P_META == 0 && flags & (P_BRANCH | P_LEAF) != 0
+            numbered(&bytes, page, *n) && flags & P_META == 0 && flags & (P_BRANCH | P_LEAF) != 0
         })
         .collect())
 }
 
 /// Page numbers of the leaf pages whose first record looks like a `chunks` table record (a
-/// 40-byte chunk key and a chunk entry).
+/// 40-byte chunk key and a chunk entry): the table's leaves, and stale copies of them in
+/// freed pages.
 pub fn chunk_index_leaf_pages(path: &Path) -> Result<Vec<usize>> {
     let (bytes, page) = read_pages(path)?;
     Ok((0..bytes.len() / page)
         .filter(|n| {
             let p = &bytes[n * page..(n + 1) * page];
-            if u16_at(p, 10) & (P_LEAF | P_META) != P_LEAF || u16_at(p, 12) <= 16 {
+            if !numbered(&bytes, page, *n)
+                || u16_at(p, 10) & (P_LEAF | P_META) != P_LEAF
+                || u16_at(p, 12) <= 16
+            {
                 return false;
             }
             let node = usize::from(u16_at(p, 16));

@@ -2,34 +2,33 @@
 //!
 //! LMDB keeps no page checksums, and it follows page numbers and node offsets it reads from
 //! the map: random bytes in a branch or leaf page can send it outside the map (SIGSEGV) or
-//! past the end of the file (SIGBUS). [`walk`] therefore runs in a **child process** (the
-//! daemon's hidden `check-index` subcommand), which opens the environment read-only and
-//! iterates every table with cursors, so that every branch and leaf page is visited:
+//! past the end of the file (SIGBUS). [`walk`] therefore never reads the index through LMDB:
+//! it reads the file's pages with ordinary reads and checks every page number, offset, size,
+//! key order and count before it follows them (`lmdb_tree.rs`), for every table and the free
+//! list. On the records it finds:
 //!
-//! - every key and value must lie inside the mapped file (checked on the addresses, from
-//!   `/proc/self/maps`, without touching the bytes);
-//! - keys of the chunk-keyed tables are 40 bytes, of `manifests` 40;
+//! - keys of the chunk-keyed tables (`chunks`, `hot`, `warm`, `cold`, `manifests`) are 40
+//!   bytes;
 //! - every sealed record (`chunks`, `warm`, `cold`, `manifests`, `refs`; `sealed.rs`) must
 //!   match its checksum (data dirs of format 3 and later);
 //! - values of `hot` (chunk frames, checked by their own checksum when read) are not read,
-//!   only their length is checked against the largest frame.
+//!   only their length is checked against the largest frame, and their pages against the file.
 //!
-//! If the walk finds damage, or the child dies of a signal, the daemon refuses to start and
-//! names `scipcached rebuild`. The walk reads no chunk bytes: at a million chunks it takes a
-//! fraction of a second (`bench`, `index_walk`).
+//! The daemon runs the walk in a child process (its hidden `check-index` subcommand), so that
+//! even a fault the checks missed kills only the child. If the walk finds damage, or the
+//! child dies, the daemon refuses to start and names `scipcached rebuild`. The walk reads no
+//! chunk bytes: at a million chunks it reads the leaf pages of the index once
+//! (`bench`, `index_walk`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use heed::types::Bytes as RawBytes;
-use heed::{CommitOrAbort, EnvFlags, EnvOpenOptions};
-
 use crate::codec::MAX_CHUNK_LEN;
 use crate::error::{Error, Result};
-use crate::lmdb_file::{self, DATA_FILE};
-use crate::meta::{TABLE_NAMES, Table};
+use crate::lmdb_file::DATA_FILE;
+use crate::lmdb_tree::{Trees, Value};
 use crate::sealed::{Kind, unseal};
-use crate::version::{SEALED_FORMAT, UNSTAMPED_FORMAT, stored_format};
+use crate::version::{FORMAT_KEY, SEALED_FORMAT, UNSTAMPED_FORMAT};
 
 /// Largest hot value the walk accepts: the largest chunk, stored uncompressed, and a header.
 const MAX_HOT_VALUE: usize = MAX_CHUNK_LEN + 64;
@@ -39,6 +38,8 @@ const MAX_HOT_VALUE: usize = MAX_CHUNK_LEN + 64;
 pub struct IndexReport {
     /// Records per table, in the order of the tables.
     pub tables: Vec<(String, u64)>,
+    /// Pages on the free list.
+    pub free_pages: u64,
     /// Whether the records carry checksums (format 3 and later) and were checked.
     pub sealed: bool,
     /// How long the walk took.
@@ -65,29 +66,6 @@ fn sealed_kind(table: &str) -> Option<Kind> {
     .find(|k| k.table() == table)
 }
 
-/// The address range the data file is mapped at, from `/proc/self/maps` (None where that
-/// cannot be read: the address check is then skipped).
-fn mapped_range(file: &Path) -> Option<(usize, usize)> {
-    let file = std::fs::canonicalize(file).ok()?;
-    let file = file.to_str()?;
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    let mut range: Option<(usize, usize)> = None;
-    for line in maps.lines() {
-        if !line.ends_with(file) {
-            continue;
-        }
-        let (addrs, _) = line.split_once(' ')?;
-        let (from, to) = addrs.split_once('-')?;
-        let from = usize::from_str_radix(from, 16).ok()?;
-        let to = usize::from_str_radix(to, 16).ok()?;
-        range = Some(match range {
-            Some((a, b)) => (a.min(from), b.max(to)),
-            None => (from, to),
-        });
-    }
-    range
-}
-
 /// Walks every table of the index in `data_dir` (see the module docs). A data dir without an
 /// index yet passes with an empty report.
 pub fn walk(data_dir: &Path) -> Result<IndexReport> {
@@ -98,108 +76,56 @@ pub fn walk(data_dir: &Path) -> Result<IndexReport> {
         path: path.display().to_string(),
         detail,
     };
-    let Some(meta) = lmdb_file::check(&dir)? else {
+    let Some(mut trees) = Trees::open(&dir)? else {
         return Ok(IndexReport::default());
     };
-    let file_len = std::fs::metadata(&path)
-        .map_err(|e| Error::io(format!("reading the size of {}", path.display()), e))?
-        .len();
-    let map_size = usize::try_from(meta.map_size.max(file_len))
-        .map_err(|_| damaged(format!("its map size {} does not fit", meta.map_size)))?;
-    let mut options = EnvOpenOptions::new().read_txn_without_tls();
-    options.map_size(map_size).max_dbs(16).max_readers(1024);
-    // SAFETY: `flags` is unsafe because some flags change LMDB's durability guarantees;
-    // READ_ONLY only forbids writes. `open` requires that the environment is opened once per
-    // process and not changed by other means meanwhile: this is a child process that opens
-    // it once, read-only, and exits; the daemon that spawned it has not opened it yet.
-    #[allow(unsafe_code)]
-    let env = unsafe {
-        options.flags(EnvFlags::READ_ONLY);
-        options.open(&dir)
-    }
-    .map_err(|e| damaged(format!("LMDB cannot open it: {e}")))?;
-    let bounds = mapped_range(&path).map(|(from, to)| {
-        let end = from.saturating_add(usize::try_from(file_len).unwrap_or(usize::MAX));
-        (from, end.min(to))
-    });
-    let inside = |b: &[u8]| match bounds {
-        Some((from, to)) => {
-            let at = b.as_ptr() as usize;
-            b.is_empty() || (at >= from && at.saturating_add(b.len()) <= to)
-        }
-        None => true,
-    };
-    let opening = env
-        .read_txn()
-        .map_err(|e| damaged(format!("LMDB cannot read it: {e}")))?;
-    let opened: [Option<Table>; TABLE_NAMES.len()] = env
-        .open_databases_and_commit(opening, |opener, txn| -> Result<_> {
-            let mut out = Vec::with_capacity(TABLE_NAMES.len());
-            for name in TABLE_NAMES {
-                out.push(
-                    opener
-                        .open_database::<RawBytes, RawBytes>(txn, Some(name))
-                        .map_err(|e| damaged(format!("table {name} cannot be opened: {e}")))?,
-                );
-            }
-            let array: [Option<_>; TABLE_NAMES.len()] = out
-                .try_into()
-                .map_err(|_| Error::Format("table count".into()))?;
-            Ok(CommitOrAbort::<_, ()>::Commit(array))
-        })?
-        .unwrap_commit();
-    let tables: Vec<(&str, Table)> = TABLE_NAMES
-        .into_iter()
-        .zip(opened)
-        .filter_map(|(name, table)| table.map(|t| (name, t)))
-        .collect();
-    let txn = env
-        .read_txn()
-        .map_err(|e| damaged(format!("LMDB cannot read it: {e}")))?;
-    let format = match tables.iter().find(|(n, _)| *n == "state") {
-        Some((_, state)) => stored_format(*state, &txn, &dir)?,
-        None => None,
-    };
-    let sealed = format.unwrap_or(UNSTAMPED_FORMAT) >= SEALED_FORMAT;
-    let mut report = IndexReport {
-        sealed,
-        ..IndexReport::default()
-    };
-    for (name, table) in tables {
-        let kind = sealed_kind(name).filter(|_| sealed);
-        let keyed_by_chunk = matches!(name, "chunks" | "hot" | "warm" | "cold" | "manifests");
+    let mut tables = trees.tables()?;
+    // `state` first: its format record says whether the other records are sealed.
+    tables.sort_by_key(|(name, _)| name != "state");
+    let mut format = None;
+    let mut report = IndexReport::default();
+    for (name, db) in &tables {
+        let kind = sealed_kind(name).filter(|_| report.sealed);
+        let keyed_by_chunk = matches!(
+            name.as_str(),
+            "chunks" | "hot" | "warm" | "cold" | "manifests"
+        );
+        let is_state = name == "state";
+        let is_hot = name == "hot";
         let mut count = 0u64;
-        let iter = table
-            .iter(&txn)
-            .map_err(|e| damaged(format!("table {name}: {e}")))?;
-        for item in iter {
-            let (k, v) =
-                item.map_err(|e| damaged(format!("table {name}, after {count} records: {e}")))?;
-            if !inside(k) || !inside(v) {
-                return Err(damaged(format!(
-                    "table {name}, record {count}: points outside the file"
-                )));
-            }
+        trees.walk(name, db, !is_hot, &mut |k, v| {
             if keyed_by_chunk && k.len() != 40 {
                 return Err(damaged(format!(
                     "table {name}, record {count}: a key of {} bytes, not 40",
                     k.len()
                 )));
             }
-            if name == "hot" && (v.is_empty() || v.len() > MAX_HOT_VALUE) {
+            if is_hot && (v.len() == 0 || v.len() > MAX_HOT_VALUE) {
                 return Err(damaged(format!(
                     "table hot, record {count}: a frame of {} bytes",
                     v.len()
                 )));
             }
-            if let Some(kind) = kind {
-                unseal(kind, k, v).map_err(|e| damaged(format!("table {name}: {e}")))?;
+            if let Value::Inline(v) = v {
+                if is_state && k == FORMAT_KEY.as_bytes() {
+                    let bytes: [u8; 8] = v.try_into().map_err(|_| {
+                        damaged(format!("its format record is {} bytes, not 8", v.len()))
+                    })?;
+                    format = Some(u64::from_le_bytes(bytes));
+                }
+                if let Some(kind) = kind {
+                    unseal(kind, k, v).map_err(|e| damaged(format!("table {name}: {e}")))?;
+                }
             }
             count += 1;
+            Ok(())
+        })?;
+        if is_state {
+            report.sealed = format.unwrap_or(UNSTAMPED_FORMAT) >= SEALED_FORMAT;
         }
-        report.tables.push((name.to_owned(), count));
+        report.tables.push((name.clone(), count));
     }
-    drop(txn);
+    report.free_pages = trees.check_free_list()?;
     report.elapsed = started.elapsed();
     Ok(report)
 }

@@ -20,6 +20,8 @@
 //! - `version`: the data dir's format version and the rule for changing formats.
 //! - `sealed`: the checksum every metadata record carries, and the tables that check it.
 //! - `lmdb_file`: the check of the LMDB file against its meta pages before it is mapped.
+//! - `lmdb_tree`: LMDB's B-trees read from the file with every page number, offset and length
+//!   checked, never through LMDB's map.
 //! - [`index_check`]: the walk of every page and record run in a child process at start.
 //! - `tier`: `TierName`, the `ChunkTier` trait every tier implements, and its conformance suite.
 //! - `hot`, `warm`, `cold`: LMDB chunks (lz4), append-only pack files (zstd low),
@@ -55,6 +57,8 @@ pub mod ids;
 pub mod index_check;
 #[cfg(feature = "backends")]
 mod lmdb_file;
+#[cfg(feature = "backends")]
+mod lmdb_tree;
 pub mod manifest;
 #[cfg(feature = "backends")]
 pub mod meta;

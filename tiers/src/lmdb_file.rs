@@ -40,6 +40,49 @@ const P_META: u16 = 0x08;
 /// Bytes of a meta page that hold the header and `MDB_meta`.
 const META_BYTES: usize = 152;
 
+/// Bytes of an `MDB_db` record.
+pub(crate) const DB_RECORD_LEN: usize = 48;
+/// The root page number of an empty tree.
+pub(crate) const NO_PAGE: u64 = u64::MAX;
+
+/// One `MDB_db` record: a B-tree's root and what LMDB counts in it.
+///
+/// | offset | size | field |
+/// | --- | --- | --- |
+/// | 0 | 4 | pad (in the free-list record of a meta page: the page size) |
+/// | 4 | 2 | flags (`0x08` = integer keys) |
+/// | 6 | 2 | depth |
+/// | 8 | 8 | branch pages |
+/// | 16 | 8 | leaf pages |
+/// | 24 | 8 | overflow pages |
+/// | 32 | 8 | entries |
+/// | 40 | 8 | root page number (`u64::MAX` when empty) |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DbRecord {
+    pub(crate) flags: u16,
+    pub(crate) depth: u16,
+    pub(crate) branch_pages: u64,
+    pub(crate) leaf_pages: u64,
+    pub(crate) overflow_pages: u64,
+    pub(crate) entries: u64,
+    pub(crate) root: u64,
+}
+
+impl DbRecord {
+    /// Parses the 48 bytes of a record.
+    pub(crate) fn parse(b: &[u8]) -> Option<Self> {
+        (b.len() == DB_RECORD_LEN).then(|| Self {
+            flags: u16_at(b, 4),
+            depth: u16_at(b, 6),
+            branch_pages: u64_at(b, 8),
+            leaf_pages: u64_at(b, 16),
+            overflow_pages: u64_at(b, 24),
+            entries: u64_at(b, 32),
+            root: u64_at(b, 40),
+        })
+    }
+}
+
 /// What the newest valid meta page records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct MetaPage {
@@ -47,6 +90,10 @@ pub(crate) struct MetaPage {
     pub(crate) map_size: u64,
     pub(crate) last_page: u64,
     pub(crate) txn_id: u64,
+    /// The tree of free pages.
+    pub(crate) free: DbRecord,
+    /// The main tree, whose records are the named tables.
+    pub(crate) main: DbRecord,
 }
 
 impl MetaPage {
@@ -58,19 +105,19 @@ impl MetaPage {
     }
 }
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
+pub(crate) fn u16_at(b: &[u8], at: usize) -> u16 {
     let mut a = [0u8; 2];
     a.copy_from_slice(&b[at..at + 2]);
     u16::from_le_bytes(a)
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(a)
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
@@ -96,6 +143,8 @@ fn parse(page: &[u8]) -> std::result::Result<MetaPage, String> {
         map_size: u64_at(page, 32),
         last_page: u64_at(page, 136),
         txn_id: u64_at(page, 144),
+        free: DbRecord::parse(&page[40..88]).ok_or("a short free-list record")?,
+        main: DbRecord::parse(&page[88..136]).ok_or("a short main record")?,
     };
     if !meta.page_size.is_power_of_two() || !(512..=65_536).contains(&meta.page_size) {
         return Err(format!(
@@ -113,7 +162,7 @@ fn parse(page: &[u8]) -> std::result::Result<MetaPage, String> {
 }
 
 /// Reads up to `buf.len()` bytes at `offset` (fewer at the end of the file).
-fn read_at(file: &std::fs::File, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn read_at(file: &std::fs::File, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
     use std::os::unix::fs::FileExt;
     let mut got = 0;
     while got < buf.len() {

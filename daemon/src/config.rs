@@ -50,6 +50,30 @@ pub struct ServeArgs {
     pub options: Config,
 }
 
+impl ServeArgs {
+    /// These arguments, given after a subcommand, over `outer`, given before it: an option
+    /// counts as given in either place, and the one after the subcommand wins.
+    pub fn over(&self, outer: &Self) -> Result<Self> {
+        let mut table = toml::Table::try_from(&outer.options).map_err(printing)?;
+        for (key, value) in toml::Table::try_from(&self.options).map_err(printing)? {
+            if self.given.contains(&key) {
+                table.insert(key, value);
+            }
+        }
+        let options = table
+            .try_into()
+            .map_err(|e| Error::Config(format!("options: {e}")))?;
+        let mut given = outer.given.clone();
+        given.0.extend(self.given.0.iter().cloned());
+        Ok(Self {
+            given,
+            config: self.config.clone().or_else(|| outer.config.clone()),
+            print_config: self.print_config || outer.print_config,
+            options,
+        })
+    }
+}
+
 /// The options given as a flag or an environment variable: they beat the file. Read from
 /// clap's record of where each value came from; it adds no arguments of its own.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

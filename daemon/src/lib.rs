@@ -56,6 +56,7 @@ mod listener;
 mod message_limit;
 pub mod metrics;
 pub mod open_files;
+pub mod rebuild;
 pub mod request_memory;
 pub mod service;
 pub mod status;

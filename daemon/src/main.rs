@@ -1,5 +1,6 @@
 //! `scipcached`: parse the command line, set up logging, bind, run until SIGINT/SIGTERM.
-//! `scipcached token …` mints a token instead.
+//! `scipcached token …` mints a token instead; `scipcached rebuild` recreates the local index
+//! from the cold tier.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -7,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use scipcache_daemon::cli::{Cli, Command};
-use scipcache_daemon::config::LogFormat;
+use scipcache_daemon::config::{LogFormat, ServeArgs};
+use scipcache_daemon::rebuild::RebuildArgs;
 use scipcache_daemon::{Config, run};
 use tracing_subscriber::EnvFilter;
 
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Token(args)) => mint(args),
         Some(Command::CheckIndex(args)) => args.run().map_err(anyhow::Error::from),
+        Some(Command::Rebuild(args)) => rebuild(&cli.serve, args),
         None => serve(&cli),
     };
     match result {
@@ -46,6 +49,24 @@ fn mint(args: &scipcache_daemon::token::TokenArgs) -> anyhow::Result<()> {
     let minted = args.mint()?;
     println!("{}", minted.token);
     eprintln!("{}", minted.jti);
+    Ok(())
+}
+
+fn rebuild(outer: &ServeArgs, args: &RebuildArgs) -> anyhow::Result<()> {
+    let serve = args.serve.over(outer)?;
+    let config = Config::load(&serve)?;
+    if serve.print_config {
+        print!("{}", config.to_toml()?);
+        return Ok(());
+    }
+    init_tracing(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("scipcached-rebuild")
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(scipcache_daemon::rebuild::rebuild(&config))?;
+    println!("{report}");
     Ok(())
 }
 

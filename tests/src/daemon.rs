@@ -122,6 +122,12 @@ impl Daemon {
     }
 
     fn spawn(&mut self) -> Result<()> {
+        self.launch()?;
+        self.wait_ready()
+    }
+
+    /// Starts the process, without waiting for it.
+    fn launch(&mut self) -> Result<()> {
         self.starts += 1;
         self.log_path = self.root.path().join(format!("daemon-{}.log", self.starts));
         let log = File::create(&self.log_path)?;
@@ -142,7 +148,69 @@ impl Daemon {
             .stderr(log);
         let child = cmd.spawn().context("cannot start scipcached")?;
         self.child = Some(child);
-        self.wait_ready()
+        Ok(())
+    }
+
+    /// Starts the stopped daemon again on the same data dir and options, expecting it to
+    /// refuse: waits (60 s at most) for it to exit, and returns its exit status and log.
+    /// Fails if it gets ready instead.
+    pub fn start_refused(&mut self) -> Result<(ExitStatus, String)> {
+        if self.child.is_some() {
+            bail!("start_refused needs a stopped daemon");
+        }
+        self.launch()?;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let log = self.log();
+            let child = self.child.as_mut().context("no daemon process")?;
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok((status, self.log()));
+            }
+            if parse_ready_line(&log).is_some() || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.child = None;
+                bail!("scipcached started instead of refusing; log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// `scipcached rebuild --data-dir <dir>` with this daemon's options and environment (the
+    /// daemon must be stopped), run to completion (120 s at most).
+    pub fn rebuild(&self) -> Result<CliOutput> {
+        let mut cmd = daemon_command();
+        cmd.arg("rebuild")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.opts.args)
+            .envs(self.opts.envs.iter().map(|(k, v)| (k, v)));
+        Spawned::spawn(cmd)?.wait(Duration::from_secs(120))
+    }
+
+    /// Entries waiting for their cold copy, as `stat` (with an admin token) reports them.
+    pub fn cold_queue(&self, admin: &str) -> Result<u64> {
+        let j = self.cli(admin, &["--json", "stat"])?.success()?.json()?;
+        j["cold_queue"]
+            .as_u64()
+            .with_context(|| format!("stat has no cold_queue count: {j}"))
+    }
+
+    /// Waits until the cold write-behind has drained (`stat`'s `cold_queue` is 0); fails with
+    /// the last count after 120 s.
+    pub fn wait_cold_drained(&self, admin: &str) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let queued = self.cold_queue(admin)?;
+            if queued == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("the cold queue still holds {queued} entries after 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn wait_ready(&mut self) -> Result<()> {

@@ -8,6 +8,11 @@
 //!   `PutMode::Create` and "already exists" means "already stored".
 //! - `manifests/<tenant id hex>/<manifest id hex>`: a manifest's encoding (`manifest.rs`),
 //!   zstd-compressed.
+//! - `refs/<tenant id hex>/<ref hash hex>/<version>`: one object per set or deletion of a
+//!   ref, the newest version wins (`cold_refs.rs` specifies names, format and ordering).
+//!
+//! With these three, the bucket alone can restore the local index (`store/rebuild.rs`, read
+//! through `cold_scan.rs`).
 //!
 //! # Pack object, format 1
 //!
@@ -538,6 +543,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[path = "cold_batch.rs"]
 mod batch;
+#[path = "cold_refs.rs"]
+pub(crate) mod refs;
+#[path = "cold_scan.rs"]
+pub(crate) mod scan;
 
 #[cfg(test)]
 #[path = "cold_tests.rs"]

@@ -106,6 +106,19 @@ pub enum Error {
         /// The newest format version this build reads.
         supported: u64,
     },
+    /// The data dir's index has no format record (deleted or emptied) while the cold tier
+    /// holds data: starting would look like an empty cache.
+    #[error(
+        "data dir {data_dir} has no index ({data_dir}/meta holds no format record) but its cold \
+         tier {cold_url} holds data: run `scipcached rebuild` with the same --data-dir, \
+         --cold-url and config to restore the index from the cold tier, then start again"
+    )]
+    IndexLost {
+        /// The data directory.
+        data_dir: String,
+        /// The cold tier's URL.
+        cold_url: String,
+    },
     /// The engine is shutting down.
     #[error("the store is shutting down")]
     ShuttingDown,

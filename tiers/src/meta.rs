@@ -12,12 +12,12 @@
 //! | `warm` | chunk key | pack `u32`, offset `u64`, length `u32` of the frame in that pack |
 //! | `warm_packs` | pack `u32` BE | durable length `u64`, live bytes `u64`, dead bytes `u64` |
 //! | `cold` | chunk key | pack object id (32), offset `u64`, length `u32` |
-//! | `cold_queue` | sequence `u64` BE | kind `u8` (1 chunk, 2 manifest), enqueued Unix ms `u64`, tenant id (8), id (32) |
+//! | `cold_queue` | sequence `u64` BE | kind `u8` (1 chunk, 2 manifest, 3 ref set, 4 ref deleted), enqueued Unix ms `u64`, tenant id (8), then for kinds 1 and 2 the id (32), for kinds 3 and 4 the cold ref object (`cold_refs.rs`) |
 //! | `manifests` | tenant id (8) + manifest id (32) | the manifest encoding (`manifest.rs`) |
 //! | `refs` | namespace, `0x00`, key | the ref record (`refs.rs`) |
 //! | `tenants` | tenant id (8) | tenant name (UTF-8) |
 //! | `counters` | tenant id (8) + tier `u8` | chunks `u64`, stored bytes `u64` |
-//! | `state` | name (UTF-8) | `u64` (`format`, next queue sequence, next pack number, hit counts) |
+//! | `state` | name (UTF-8) | `u64` (`format`, next queue sequence, next pack number, hit counts, `ref_version`: the last version given to a ref event) |
 //!
 //! From data dir format 3 on, every value of `chunks`, `warm`, `cold`, `manifests` and `refs`
 //! is *sealed*: followed by an XXH3-64 of its key and value, checked on every read
@@ -395,6 +395,8 @@ pub(crate) struct Meta {
     tables: Tables,
     writer: mpsc::Sender<Message>,
     thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    /// See [`Meta::is_fresh`].
+    fresh: bool,
 }
 
 impl std::fmt::Debug for Meta {
@@ -406,10 +408,15 @@ impl std::fmt::Debug for Meta {
 }
 
 impl Meta {
-    /// [`Meta::open_with_clock`] on the system clock (tests of a single tier).
+    /// [`Meta::open_with_clock`] on the system clock, stamping a fresh environment as a store
+    /// with an empty cold tier does (tests of a single tier).
     #[cfg(test)]
     pub(crate) fn open(dir: &Path, map_size: u64) -> Result<Self> {
-        Self::open_with_clock(dir, map_size, Clock::system())
+        let meta = Self::open_with_clock(dir, map_size, Clock::system())?;
+        if meta.is_fresh() {
+            meta.stamp_format()?;
+        }
+        Ok(meta)
     }
 
     /// Opens or creates the environment in `dir` with a map of `map_size` bytes, clears reader
@@ -475,7 +482,7 @@ impl Meta {
         let manifests = Sealed::new(manifests, Kind::Manifest);
         let refs = Sealed::new(refs, Kind::Ref);
         let sealed = [chunks, warm, cold, manifests, refs];
-        crate::version::check_data_dir(&env, state, &tables, &sealed, dir)?;
+        let fresh = crate::version::check_data_dir(&env, state, &tables, &sealed, dir)?;
         let tables = Tables {
             chunks,
             hot,
@@ -501,7 +508,19 @@ impl Meta {
             tables,
             writer,
             thread: std::sync::Arc::new(std::sync::Mutex::new(Some(thread))),
+            fresh,
         })
+    }
+
+    /// Whether the environment had no format record and no data when it opened (and is not
+    /// stamped yet: see [`Meta::stamp_format`]).
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    /// Records this build's data dir format in a fresh environment.
+    pub(crate) fn stamp_format(&self) -> Result<()> {
+        crate::version::stamp(&self.env, self.tables.state)
     }
 
     /// Runs `f` in a read transaction on the blocking pool.

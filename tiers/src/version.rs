@@ -8,7 +8,9 @@
 //! # Rule
 //!
 //! - A new data dir is stamped with [`DATA_DIR_FORMAT`], the newest format this build reads
-//!   and writes.
+//!   and writes. "New" means no `format` key and no data: the store first checks that the
+//!   cold tier holds nothing either (an index that was lost while the bucket still holds data
+//!   must be rebuilt, not silently started empty; `store/mod.rs`), then stamps it.
 //! - A data dir with data but no `format` key was made before the key existed: it is format
 //!   1 and opens as it is.
 //! - A data dir of a newer format is refused with [`Error::NewerFormat`] before anything is
@@ -25,7 +27,8 @@
 //! | --- | --- |
 //! | 1 | the tables in `meta.rs` (data dirs made before the key existed are format 1 too) |
 //! | 2 | every tier may hold chunk frames of format 2 (`0xC2`, with a checksum; `codec.rs`), which format-1 builds cannot read; format-1 frames are still read, so a format-1 dir is stamped 2 as it is |
-//! | 3 | every record of `chunks`, `warm`, `cold`, `manifests` and `refs` is sealed: it ends with an XXH3-64 of its key and value (`sealed.rs`), which older builds would misread as part of the record. Opening a format-1 or 2 dir seals every record of those tables in the transaction that stamps 3 ([`seal_records`]) |
+//! | 3 | every record of `chunks`, `warm`, `cold`, `manifests` and `refs` is sealed: it ends with an XXH3-64 of its key and value (`sealed.rs`), which older builds would misread as part of the record. Opening a format-1 or 2 dir seals every record of those tables in the transaction that stamps the current format ([`seal_records`]) |
+//! | 4 | `cold_queue` entries of kinds 3 (ref set) and 4 (ref deleted), which carry a cold ref object (`cold_refs.rs`) instead of an id, and the `state` key `ref_version`; format-3 builds would stop at those entries. Nothing else changes, so a format-3 dir is stamped 4 as it is |
 
 use std::path::Path;
 
@@ -38,7 +41,7 @@ use crate::error::{Error, Result};
 use crate::sealed::{Sealed, seal};
 
 /// Newest data dir format this build reads and writes.
-pub(crate) const DATA_DIR_FORMAT: u64 = 3;
+pub(crate) const DATA_DIR_FORMAT: u64 = 4;
 /// The first format whose metadata records are sealed (`sealed.rs`).
 pub(crate) const SEALED_FORMAT: u64 = 3;
 /// The format of a data dir that has data but no [`FORMAT_KEY`].
@@ -48,23 +51,24 @@ pub(crate) const FORMAT_KEY: &str = "format";
 
 type RawTable = Database<'static, RawBytes, RawBytes>;
 
-/// Refuses a data dir of a newer format and stamps a new or older one with
-/// [`DATA_DIR_FORMAT`], sealing the records of `sealed` when it is older than
-/// [`SEALED_FORMAT`]. `state` is the `state` table, `all` every table of the environment in
-/// `dir` (the `meta` folder of the data dir).
+/// Refuses a data dir of a newer format and stamps an older one with [`DATA_DIR_FORMAT`],
+/// sealing the records of `sealed` when it is older than [`SEALED_FORMAT`]. A new one (no
+/// format key, no data) is left unstamped: returns `true` for it, and the caller stamps it
+/// with [`stamp`] once it knows that nothing was lost. `state` is the `state` table, `all`
+/// every table of the environment in `dir` (the `meta` folder of the data dir).
 pub(crate) fn check_data_dir(
     env: &Env<WithoutTls>,
     state: RawTable,
     all: &[RawTable],
     sealed: &[Sealed],
     dir: &Path,
-) -> Result<()> {
+) -> Result<bool> {
     let mut txn = env.write_txn()?;
     let stored = stored_format(state, &txn, dir)?;
     let found = match stored {
         Some(v) => v,
         None if has_data(all, &txn)? => UNSTAMPED_FORMAT,
-        None => DATA_DIR_FORMAT,
+        None => return Ok(true),
     };
     if found > DATA_DIR_FORMAT {
         return Err(Error::NewerFormat {
@@ -101,6 +105,18 @@ pub(crate) fn check_data_dir(
         )?;
         txn.commit()?;
     }
+    Ok(false)
+}
+
+/// Records [`DATA_DIR_FORMAT`] in a new data dir.
+pub(crate) fn stamp(env: &Env<WithoutTls>, state: RawTable) -> Result<()> {
+    let mut txn = env.write_txn()?;
+    state.put(
+        &mut txn,
+        FORMAT_KEY.as_bytes(),
+        &DATA_DIR_FORMAT.to_le_bytes(),
+    )?;
+    txn.commit()?;
     Ok(())
 }
 

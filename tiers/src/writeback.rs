@@ -9,6 +9,11 @@
 //! entry has waited `StoreConfig::cold_flush_after`. Only after the pack is written
 //! and indexed are its queue entries removed; a failure leaves them queued and is retried with
 //! exponential backoff.
+//!
+//! Sets and deletions of refs are queued the same way, each as a complete cold ref object
+//! with its version (`cold_refs.rs`, `writeback_refs.rs`); a tenant's ref events are uploaded
+//! once the chunks queued before them are, and in any order among themselves (the newest
+//! version wins).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -33,16 +38,26 @@ use crate::warm::WarmTier;
 use tokio_util::sync::CancellationToken;
 
 /// Something waiting for its cold copy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum QueueItem {
     /// A chunk.
     Chunk(ChunkKey),
     /// A manifest.
     Manifest(TenantId, ManifestId),
+    /// A set or a deletion of a ref of the tenant: its cold ref object (`cold_refs.rs`).
+    Ref {
+        tenant: TenantId,
+        deleted: bool,
+        object: Vec<u8>,
+    },
 }
 
 const KIND_CHUNK: u8 = 1;
 const KIND_MANIFEST: u8 = 2;
+const KIND_REF_SET: u8 = 3;
+const KIND_REF_DELETED: u8 = 4;
+/// Bytes before the id or object of a queue entry: kind, enqueued ms, tenant id.
+const ENTRY_HEAD: usize = 17;
 /// Queue entries read per round.
 const ROUND: usize = 4096;
 
@@ -50,15 +65,28 @@ const ROUND: usize = 4096;
 pub(crate) fn enqueue_in_txn(t: &Tables, txn: &mut RwTxn<'_>, item: QueueItem) -> Result<()> {
     let seq = state_get(t, txn, "cold_seq")?;
     state_put(t, txn, "cold_seq", seq + 1)?;
-    let mut v = [0u8; 49];
-    let (kind, tenant, id) = match item {
-        QueueItem::Chunk(k) => (KIND_CHUNK, k.tenant(), *k.id().as_bytes()),
-        QueueItem::Manifest(t, m) => (KIND_MANIFEST, t, *m.as_bytes()),
+    let (kind, tenant, body): (u8, TenantId, &[u8]) = match &item {
+        QueueItem::Chunk(k) => (KIND_CHUNK, k.tenant(), k.as_bytes()[8..].as_ref()),
+        QueueItem::Manifest(t, m) => (KIND_MANIFEST, *t, m.as_bytes().as_slice()),
+        QueueItem::Ref {
+            tenant,
+            deleted,
+            object,
+        } => (
+            if *deleted {
+                KIND_REF_DELETED
+            } else {
+                KIND_REF_SET
+            },
+            *tenant,
+            object.as_slice(),
+        ),
     };
-    v[0] = kind;
-    v[1..9].copy_from_slice(&t.clock.now_ms().to_le_bytes());
-    v[9..17].copy_from_slice(&tenant.0);
-    v[17..].copy_from_slice(&id);
+    let mut v = Vec::with_capacity(ENTRY_HEAD + body.len());
+    v.push(kind);
+    v.extend_from_slice(&t.clock.now_ms().to_le_bytes());
+    v.extend_from_slice(&tenant.0);
+    v.extend_from_slice(body);
     t.cold_queue.put(txn, &seq.to_be_bytes(), &v)?;
     Ok(())
 }
@@ -70,19 +98,29 @@ struct Entry {
 }
 
 fn decode_entry(k: &[u8], v: &[u8]) -> Result<Entry> {
-    if k.len() != 8 || v.len() != 49 {
+    let fixed = matches!(v.first(), Some(&(KIND_CHUNK | KIND_MANIFEST)));
+    if k.len() != 8 || v.len() < ENTRY_HEAD || (fixed && v.len() != ENTRY_HEAD + 32) {
         return Err(Error::Format("cold queue entry".into()));
     }
     let mut seq = [0u8; 8];
     seq.copy_from_slice(k);
     let mut tenant = [0u8; 8];
-    tenant.copy_from_slice(&v[9..17]);
+    tenant.copy_from_slice(&v[9..ENTRY_HEAD]);
     let tenant = TenantId(tenant);
-    let mut id = [0u8; 32];
-    id.copy_from_slice(&v[17..]);
+    let body = &v[ENTRY_HEAD..];
+    let id = || {
+        let mut id = [0u8; 32];
+        id.copy_from_slice(body);
+        id
+    };
     let item = match v[0] {
-        KIND_CHUNK => QueueItem::Chunk(ChunkKey::new(tenant, &ChunkId::from_bytes(id))),
-        KIND_MANIFEST => QueueItem::Manifest(tenant, ManifestId::from_bytes(id)),
+        KIND_CHUNK => QueueItem::Chunk(ChunkKey::new(tenant, &ChunkId::from_bytes(id()))),
+        KIND_MANIFEST => QueueItem::Manifest(tenant, ManifestId::from_bytes(id())),
+        kind @ (KIND_REF_SET | KIND_REF_DELETED) => QueueItem::Ref {
+            tenant,
+            deleted: kind == KIND_REF_DELETED,
+            object: body.to_vec(),
+        },
         other => return Err(Error::Format(format!("cold queue kind {other}"))),
     };
     Ok(Entry {
@@ -311,6 +349,9 @@ pub(crate) async fn run(inner: Arc<Uploader>) {
 pub(crate) async fn drain(inner: &Uploader, force: bool) -> Result<()> {
     let mut pending = inner.pending.lock().await;
     let mut after = 0u64;
+    // Per tenant, the first queue sequence of a chunk left waiting for a fuller pack: that
+    // tenant's later ref events wait too, so a ref reaches the cold tier after its chunks.
+    let mut waiting: HashMap<TenantId, u64> = HashMap::new();
     loop {
         let entries = read_round(inner, after).await?;
         let Some(last) = entries.last() else {
@@ -319,11 +360,13 @@ pub(crate) async fn drain(inner: &Uploader, force: bool) -> Result<()> {
         after = last.seq + 1;
         let full_round = entries.len() >= ROUND;
         let mut manifests = Vec::new();
+        let mut ref_events = Vec::new();
         let mut chunks: BTreeMap<TenantId, Vec<Entry>> = BTreeMap::new();
         for e in entries {
             match e.item {
                 QueueItem::Manifest(tenant, id) => manifests.push((e.seq, tenant, id)),
                 QueueItem::Chunk(key) => chunks.entry(key.tenant()).or_default().push(e),
+                QueueItem::Ref { tenant, object, .. } => ref_events.push((e.seq, tenant, object)),
             }
         }
         upload_manifests(inner, manifests).await?;
@@ -351,7 +394,12 @@ pub(crate) async fn drain(inner: &Uploader, force: bool) -> Result<()> {
             if !pack.frames.is_empty() && due {
                 upload(inner, tenant, &mut pending, pack.take()).await?;
             }
+            if let Some(first) = pack.seqs.iter().min() {
+                let w = waiting.entry(tenant).or_insert(*first);
+                *w = (*w).min(*first);
+            }
         }
+        refs::upload_ref_events(inner, ref_events, &waiting, &mut done_seqs).await?;
         remove(inner, done_seqs).await?;
         if !full_round {
             return Ok(());
@@ -550,6 +598,10 @@ async fn read_local(inner: &Uploader, keys: Vec<ChunkKey>) -> Result<Vec<Option<
     }
     Ok(out)
 }
+
+#[path = "writeback_refs.rs"]
+mod refs;
+pub(crate) use refs::{REF_VERSION_KEY, enqueue_ref_in_txn};
 
 #[cfg(test)]
 mod tests {

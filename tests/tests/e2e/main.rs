@@ -21,6 +21,8 @@
 //! - [`tls_certificate`]: an expired `--tls-cert` is reported at start and by `/healthz`.
 //! - [`killed_daemon`]: a daemon killed mid-push makes the CLI print `unavailable: `.
 //! - [`request_memory`]: commits and uploads bounded in memory, the `--request-memory` budget.
+//! - [`rebuild`]: a deleted index is refused at start; `scipcached rebuild` restores it from
+//!   the cold tier, and deleted and expired refs stay gone.
 
 mod common;
 
@@ -36,5 +38,6 @@ mod large_blob;
 mod lifecycle;
 mod message_limit;
 mod push_pull;
+mod rebuild;
 mod request_memory;
 mod tls_certificate;

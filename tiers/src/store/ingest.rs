@@ -19,6 +19,7 @@ use super::types::{BlobPart, PutSummary};
 use super::verify::VERIFY_PART;
 use super::{Engine, Store};
 use crate::codec::Frame;
+use crate::cold::refs::RefChange;
 use crate::error::MAX_LISTED_MISSING;
 use crate::error::{Error, Result};
 use crate::hot;
@@ -27,7 +28,7 @@ use crate::manifest::{MAX_CHUNKS_PER_BLOB, Manifest, ManifestEntry};
 use crate::meta::{ChunkKey, Tables, chunk_info, manifest_key};
 use crate::names::{Namespace, RefKey, Tenant, TenantId};
 use crate::refs::{RefOptions, RefRecord};
-use crate::writeback::{QueueItem, enqueue_in_txn};
+use crate::writeback::{QueueItem, enqueue_in_txn, enqueue_ref_in_txn};
 
 /// Bytes of a blob hashed per blocking job while a commit verifies it.
 const HASH_STEP: usize = 4 << 20;
@@ -323,8 +324,8 @@ pub(super) async fn set_ref(
     let value = record.encode();
     let name = ns.tenant().as_str().to_owned();
     let manifest_id = record.manifest;
-    let queued = e
-        .meta
+    let (ns, key, set) = (ns.clone(), key.clone(), RefChange::Set(record.clone()));
+    e.meta
         .write(move |t, txn| {
             if check {
                 check_entries(t, txn, tid, manifest.entries())?;
@@ -333,18 +334,15 @@ pub(super) async fn set_ref(
                 t.tenants.put(txn, &tid.0, name.as_bytes())?;
             }
             // A damaged manifest is written again.
-            let fresh = t.manifests.get_unless_damaged(txn, &mkey)?.is_none();
-            if fresh {
+            if t.manifests.get_unless_damaged(txn, &mkey)?.is_none() {
                 t.manifests.put(txn, &mkey, &encoded)?;
                 enqueue_in_txn(t, txn, QueueItem::Manifest(tid, manifest_id))?;
             }
             t.refs.put(txn, &rkey, &value)?;
-            Ok(fresh)
+            enqueue_ref_in_txn(t, txn, &ns, &key, set)
         })
         .await?;
-    if queued {
-        e.uploader.notify.notify_one();
-    }
+    e.uploader.notify.notify_one();
     Ok(record)
 }
 

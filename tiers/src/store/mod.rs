@@ -11,6 +11,7 @@
 //! | `stats.rs` | per-tier figures |
 //! | `background.rs` | write-behind uploader, access flusher, encoders: started and joined here |
 //! | `dir_lock.rs` | the data-dir lock |
+//! | `rebuild.rs` | recreating the local index from the cold tier alone (`scipcached rebuild`) |
 //! | `testing.rs` | entry points for tests and benchmarks only (feature `testing`) |
 //!
 //! # Where a new chunk lives
@@ -44,6 +45,9 @@ mod ingest;
 #[cfg(test)]
 mod lifecycle_tests;
 mod read;
+mod rebuild;
+#[cfg(test)]
+mod rebuild_tests;
 mod refs;
 mod repair;
 mod stats;
@@ -77,6 +81,7 @@ use dir_lock::DirLock;
 
 pub use crate::tier::TierName;
 pub use read::listed_chunk_lost;
+pub use rebuild::RebuildReport;
 pub use types::{BlobPart, PutSummary, Stats, TierStats};
 
 /// How to open a [`Store`].
@@ -195,11 +200,49 @@ struct Opened {
     hits: [u64; 3],
 }
 
-fn open_blocking(cfg: &StoreConfig) -> Result<Opened> {
+/// The first, blocking part of [`Store::open`]: the lock, the index and the cold tier's handle
+/// (no request yet), but nothing that writes to the data dir before the lost-index check.
+fn open_index(cfg: &StoreConfig) -> Result<(DirLock, Meta, ColdTier)> {
     let dir = &cfg.data_dir;
     let mut lock = DirLock::acquire(dir)?;
     let meta = Meta::open_with_clock(&dir.join("meta"), cfg.lmdb_map_size, cfg.clock.clone())?;
     lock.guard_env(meta.closing_event());
+    let cold = ColdTier::open(
+        &cfg.cold_url,
+        &cfg.cold_options,
+        cfg.cold_concurrency,
+        meta.clone(),
+    )?;
+    Ok((lock, meta, cold))
+}
+
+/// Closes what [`open_index`] opened and releases the data dir (blocking).
+fn close_index(lock: DirLock, meta: Meta, cold: ColdTier) {
+    meta.close();
+    drop(cold);
+    drop(meta);
+    drop(lock);
+}
+
+/// A fresh index (no format record, no data) over a cold tier that holds data means the index
+/// was lost: refuse to start empty. Otherwise stamp it and go on.
+async fn check_fresh_index(cfg: &StoreConfig, meta: &Meta, cold: &ColdTier) -> Result<()> {
+    if !meta.is_fresh() {
+        return Ok(());
+    }
+    if cold.holds_data().await? {
+        return Err(Error::IndexLost {
+            data_dir: cfg.data_dir.display().to_string(),
+            cold_url: cfg.cold_url.clone(),
+        });
+    }
+    let meta = meta.clone();
+    crate::blocking::run(move || meta.stamp_format()).await
+}
+
+/// The rest of [`Store::open`]: warm packs recovered, the existence filter, the encoders.
+fn open_blocking(cfg: &StoreConfig, lock: DirLock, meta: Meta, cold: ColdTier) -> Result<Opened> {
+    let dir = &cfg.data_dir;
     let warm = WarmTier::open(
         &dir.join("warm"),
         meta.clone(),
@@ -229,12 +272,6 @@ fn open_blocking(cfg: &StoreConfig) -> Result<Opened> {
         ms = started.elapsed().as_millis() as u64,
         "existence filter rebuilt"
     );
-    let cold = ColdTier::open(
-        &cfg.cold_url,
-        &cfg.cold_options,
-        cfg.cold_concurrency,
-        meta.clone(),
-    )?;
     let encoder = Encoder::start(cfg.cold_encoders)?;
     Ok(Opened {
         lock,
@@ -249,11 +286,23 @@ fn open_blocking(cfg: &StoreConfig) -> Result<Opened> {
 
 impl Store {
     /// Opens (creating if needed) the store, locks its data dir, recovers warm packs,
-    /// rebuilds the existence filter, and starts the background work.
+    /// rebuilds the existence filter, and starts the background work. A data dir whose index
+    /// has no format record while the cold tier holds data is refused with
+    /// [`Error::IndexLost`] (run a rebuild: [`Store::rebuild`]).
     pub async fn open(config: StoreConfig) -> Result<Self> {
         config.chunker.validate()?;
         let cfg = config.clone();
-        let opened = crate::blocking::run(move || open_blocking(&cfg)).await?;
+        let (lock, meta, cold) = crate::blocking::run(move || open_index(&cfg)).await?;
+        if let Err(e) = check_fresh_index(&config, &meta, &cold).await {
+            crate::blocking::run(move || {
+                close_index(lock, meta, cold);
+                Ok(())
+            })
+            .await?;
+            return Err(e);
+        }
+        let cfg = config.clone();
+        let opened = crate::blocking::run(move || open_blocking(&cfg, lock, meta, cold)).await?;
         let hot = HotTier::new(opened.meta.clone(), config.hot_compression);
         let uploader = Arc::new(Uploader::new(
             opened.meta.clone(),

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::Store;
+use crate::cold::refs::RefChange;
 use crate::error::{Error, Result};
 use crate::ids::ManifestId;
 use crate::manifest::{MAX_CHUNKS_PER_BLOB, Manifest, encoded_len};
@@ -11,6 +12,7 @@ use crate::meta::manifest_key;
 use crate::names::{KeyPrefix, Namespace, RefKey, Tenant};
 use crate::refs::{RefRecord, ref_table_key, ref_table_prefix};
 use crate::sealed::missing_manifest;
+use crate::writeback::enqueue_ref_in_txn;
 
 /// Decodes a stored manifest that must hash to `id`; anything else is
 /// [`Error::MetadataLoss`] naming the copy (`place`).
@@ -167,24 +169,32 @@ impl Store {
         Ok((all, truncated))
     }
 
-    /// Deletes a ref; whether it existed (and was live).
+    /// Deletes a ref; whether it existed (and was live). The deletion is queued for the cold
+    /// tier with the change, so a rebuild from the cold tier never brings the ref back.
     pub async fn delete_ref(&self, ns: &Namespace, key: &RefKey) -> Result<bool> {
         let e = self.engine()?;
         let rkey = ref_table_key(ns, key);
         let now = e.meta.clock().now_ms();
-        e.meta
+        let (ns, key) = (ns.clone(), key.clone());
+        let (existed, live) = e
+            .meta
             .write(move |t, txn| {
                 let live = match t.refs.get(txn, &rkey) {
                     Ok(Some(v)) => !decode_ref(v, &rkey)?.is_expired(now),
-                    Ok(None) => return Ok(false),
+                    Ok(None) => return Ok((false, false)),
                     // A damaged ref can still be deleted.
                     Err(Error::MetadataLoss(_)) => true,
                     Err(err) => return Err(err),
                 };
                 t.refs.delete(txn, &rkey)?;
-                Ok(live)
+                enqueue_ref_in_txn(t, txn, &ns, &key, RefChange::Deleted)?;
+                Ok((true, live))
             })
-            .await
+            .await?;
+        if existed {
+            e.uploader.notify.notify_one();
+        }
+        Ok(live)
     }
 }
 

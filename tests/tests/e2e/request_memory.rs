@@ -197,6 +197,68 @@ async fn commit_naming_four_mi_absent_chunks_costs_a_small_multiple_of_its_wire_
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_concurrent_commits_of_four_mi_absent_chunks_share_the_budget_within_one_commits_bound()
+-> Result<()> {
+    let d = Daemon::start(DaemonOptions::new())?;
+    let token = d.token("acme", &["web/app:write"], "1h")?;
+    let channel = Channel::from_shared(d.url())?.connect().await?;
+    let started = d.peak_rss()?;
+    let commits = (0..4u64).map(|i| {
+        let (channel, token) = (channel.clone(), token.clone());
+        tokio::spawn(async move {
+            commit_absent(
+                &channel,
+                &token,
+                &format!("commit/absent-{i}"),
+                ABSENT,
+                10 + i,
+            )
+            .await
+        })
+    });
+    let mut wire = 0;
+    let mut codes = Vec::new();
+    for commit in futures::future::join_all(commits).await {
+        let (answer, sent) = commit??;
+        wire = wire.max(sent);
+        match answer {
+            Ok(done) => bail!("a commit of absent chunks succeeded: {done:?}"),
+            Err(status) => codes.push(status.code()),
+        }
+    }
+    let peak = d.peak_rss()?;
+    eprintln!(
+        "request_memory: four concurrent commits of {ABSENT} absent chunks ({:.0} MiB on the \
+         wire each): answers {codes:?}; daemon VmHWM {:.0} MiB at start, {:.0} MiB after",
+        mib(wire),
+        mib(started),
+        mib(peak)
+    );
+    // Each reserves its manifest (about 350 MB) from the 512 MiB budget before it reads its
+    // entries, so they run one at a time; one that waits past --request-memory-wait is told
+    // so.
+    ensure!(
+        codes
+            .iter()
+            .all(|c| matches!(c, Code::FailedPrecondition | Code::ResourceExhausted)),
+        "every commit is answered missing chunks or resource exhausted: {codes:?}"
+    );
+    ensure!(
+        codes.contains(&Code::FailedPrecondition),
+        "at least one commit ran: {codes:?}"
+    );
+    let bound = WIRE_MULTIPLE * wire + BASE;
+    ensure!(
+        peak < bound,
+        "four concurrent commits took the daemon's peak RSS to {:.0} MiB, beyond one commit's \
+         bound of {:.0} MiB",
+        mib(peak),
+        mib(bound)
+    );
+    Ok(())
+}
+
 /// A chunk of `CHUNK` pseudo-random bytes, distinct per `i`, as an uncompressed frame.
 fn chunk_frame(i: usize) -> pb::ChunkFrame {
     let mut raw = vec![0u8; CHUNK];

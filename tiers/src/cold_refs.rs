@@ -54,6 +54,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use super::ColdTier;
+use crate::byte_reader::ByteReader;
 use crate::error::{Error, Result};
 use crate::ids::{BlobId, ManifestId};
 use crate::names::{Namespace, RefKey, TenantId};
@@ -151,7 +152,7 @@ impl RefEvent {
         if format == 0 {
             return Err(bad("format 0, which no build writes"));
         }
-        let mut r = Reader(&body[5..]);
+        let mut r = ByteReader::new(&body[5..]);
         let truncated = || bad("truncated");
         let event = r.u8().ok_or_else(truncated)?;
         let version = r.u64().ok_or_else(truncated)?;
@@ -163,7 +164,7 @@ impl RefEvent {
             EVENT_SET => RefChange::Set(read_record(&mut r).ok_or_else(truncated)??),
             other => return Err(bad(&format!("unknown event {other}"))),
         };
-        if !r.0.is_empty() {
+        if !r.is_empty() {
             return Err(bad("bytes after the record"));
         }
         Ok(Self {
@@ -176,7 +177,7 @@ impl RefEvent {
     }
 }
 
-fn read_record(r: &mut Reader<'_>) -> Option<Result<RefRecord>> {
+fn read_record(r: &mut ByteReader<'_>) -> Option<Result<RefRecord>> {
     let blob = r.take(32)?;
     let manifest = r.take(32)?;
     let size = r.u64()?;
@@ -208,42 +209,9 @@ fn read_record(r: &mut Reader<'_>) -> Option<Result<RefRecord>> {
     }))
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Some(head)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2)
-            .and_then(|b| b.try_into().ok())
-            .map(u16::from_le_bytes)
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-    }
-    fn text(&mut self) -> Option<&'a str> {
-        let n = usize::from(self.u16()?);
-        std::str::from_utf8(self.take(n)?).ok()
-    }
-}
-
 /// The ref hash of the object names (see the module docs).
 pub(crate) fn ref_hash(ns: &Namespace, key: &RefKey) -> [u8; 32] {
-    let mut name = Vec::with_capacity(ns.as_str().len() + 1 + key.as_str().len());
-    name.extend_from_slice(ns.as_str().as_bytes());
-    name.push(0);
-    name.extend_from_slice(key.as_str().as_bytes());
+    let name = crate::refs::ref_table_key(ns, key);
     blake3::derive_key("scipcache 2026 cold ref name v1", &name)
 }
 

@@ -15,6 +15,7 @@
 //! - [`codec`]: the chunk frame (codec id, raw length, payload): the format spec.
 //! - [`manifest`]: the manifest and its versioned encoding.
 //! - [`refs`]: the ref record and its table keys.
+//! - `byte_reader`: the checked cursor the record decoders read with.
 //! - [`clock`]: the one place the engine reads the time (tests set it).
 //! - `meta`: the LMDB environment: every table's key and value layout, tier-bit helpers.
 //! - `version`: the data dir's format version and the rule for changing formats.
@@ -42,6 +43,7 @@
 
 #[cfg(feature = "backends")]
 mod blocking;
+mod byte_reader;
 pub mod chunking;
 pub mod clock;
 pub mod codec;

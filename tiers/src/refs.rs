@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 
+use crate::byte_reader::ByteReader;
 use crate::error::{Error, Result};
 use crate::ids::{BlobId, ManifestId};
 use crate::names::{Namespace, RefKey};
@@ -107,7 +108,7 @@ impl RefRecord {
 
     /// Decodes [`RefRecord::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader(bytes);
+        let mut r = ByteReader::new(bytes);
         let bad = || Error::Format("ref record is truncated or has an unknown format".into());
         if r.take(1).ok_or_else(bad)? != [1] {
             return Err(bad());
@@ -141,34 +142,6 @@ impl RefRecord {
             expires_at_ms: (expires != 0).then_some(expires),
             labels,
         })
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Some(head)
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2)
-            .and_then(|b| b.try_into().ok())
-            .map(u16::from_le_bytes)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .and_then(|b| b.try_into().ok())
-            .map(u32::from_le_bytes)
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
     }
 }
 

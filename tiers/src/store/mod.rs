@@ -205,15 +205,21 @@ struct Opened {
 fn open_index(cfg: &StoreConfig) -> Result<(DirLock, Meta, ColdTier)> {
     let dir = &cfg.data_dir;
     let mut lock = DirLock::acquire(dir)?;
-    let meta = Meta::open_with_clock(&dir.join("meta"), cfg.lmdb_map_size, cfg.clock.clone())?;
+    let (meta, cold) = open_meta_and_cold(cfg, &dir.join("meta"))?;
     lock.guard_env(meta.closing_event());
+    Ok((lock, meta, cold))
+}
+
+/// Opens the LMDB environment in `meta_dir` and the cold tier of `cfg` over it (blocking).
+fn open_meta_and_cold(cfg: &StoreConfig, meta_dir: &std::path::Path) -> Result<(Meta, ColdTier)> {
+    let meta = Meta::open_with_clock(meta_dir, cfg.lmdb_map_size, cfg.clock.clone())?;
     let cold = ColdTier::open(
         &cfg.cold_url,
         &cfg.cold_options,
         cfg.cold_concurrency,
         meta.clone(),
     )?;
-    Ok((lock, meta, cold))
+    Ok((meta, cold))
 }
 
 /// Closes what [`open_index`] opened and releases the data dir (blocking).

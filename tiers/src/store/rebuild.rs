@@ -172,14 +172,8 @@ fn open_building(cfg: &StoreConfig) -> Result<(DirLock, Meta, ColdTier)> {
             )
         })?;
     }
-    let meta = Meta::open_with_clock(&building, cfg.lmdb_map_size, cfg.clock.clone())?;
+    let (meta, cold) = super::open_meta_and_cold(cfg, &building)?;
     meta.stamp_format()?;
-    let cold = ColdTier::open(
-        &cfg.cold_url,
-        &cfg.cold_options,
-        cfg.cold_concurrency,
-        meta.clone(),
-    )?;
     Ok((lock, meta, cold))
 }
 

@@ -30,7 +30,7 @@ use clap::{ArgMatches, Args, FromArgMatches, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::values::{ByteSize, DEFAULT_DATA_DIR, humantime_serde, parse_duration};
+use crate::values::{ByteSize, DEFAULT_DATA_DIR, Share, humantime_serde, parse_duration};
 
 /// What the command line and the environment say about running the daemon.
 #[derive(Debug, Default, Args)]
@@ -186,6 +186,10 @@ pub struct Config {
     /// [default: true]
     #[arg(long, value_name = "BOOL", env = "SCIPCACHE_VERIFY_HOT_READS")]
     pub verify_hot_reads: Option<bool>,
+    /// Share of the chunks whose every tier's copy the background scrub reads and verifies per
+    /// day (bad copies are repaired from good ones); 0 turns the scrub off. [default: 0.1]
+    #[arg(long, value_name = "F", env = "SCIPCACHE_SCRUB_PER_DAY")]
+    pub scrub_per_day: Option<Share>,
 
     /// TLS certificate chain (PEM); serves https with --tls-key.
     #[arg(long, value_name = "FILE", env = "SCIPCACHE_TLS_CERT")]
@@ -424,6 +428,9 @@ impl Config {
         if let Some(size) = self.lmdb_map_size {
             store.lmdb_map_size = size.0;
         }
+        if let Some(share) = self.scrub_per_day {
+            store.scrub_per_day = share.get();
+        }
         if let Some(verify) = self.verify_hot_reads {
             store.verify_hot_reads = verify;
         }
@@ -617,6 +624,7 @@ mod tests {
             cold_flush_after: Some(Duration::from_secs(1)),
             lmdb_map_size: Some(ByteSize(1)),
             verify_hot_reads: Some(true),
+            scrub_per_day: "0.5".parse().ok(),
             tls_cert: Some("c".into()),
             tls_key: Some("k".into()),
             tls_client_ca: Some("ca".into()),
@@ -642,7 +650,7 @@ mod tests {
             toml::from_str(&full_config().to_toml()?).map_err(|e| Error::Config(e.to_string()))?;
         assert_eq!(
             printed.len(),
-            26,
+            27,
             "a key was added: document it in config.example.toml"
         );
         for key in printed.keys() {
@@ -651,6 +659,25 @@ mod tests {
                 "config.example.toml does not document {key}"
             );
         }
+        Ok(())
+    }
+
+    #[test]
+    fn the_scrub_share_reaches_the_store_and_a_negative_one_is_refused() -> Result<()> {
+        let store =
+            Config::layered(&ServeArgs::default(), file("scrub_per_day = 0.5")?)?.store_config();
+        assert!((store.scrub_per_day - 0.5).abs() < 1e-12);
+        let defaults = Config::default().store_config();
+        assert!(
+            (defaults.scrub_per_day - 0.1).abs() < 1e-12,
+            "the contract's default"
+        );
+        // The file is refused as it is read, naming the key's rule.
+        let refused = file("scrub_per_day = -1.0");
+        assert!(
+            refused.is_err_and(|e| e.to_string().contains("0 or more")),
+            "a negative share is refused"
+        );
         Ok(())
     }
 

@@ -97,6 +97,10 @@ pub struct Metrics {
     logical_bytes: IntGauge,
     refs: IntGauge,
     cold_queue: IntGauge,
+    scrub_checked: IntGauge,
+    scrub_bad_copies: IntGaugeVec,
+    scrub_lost: IntGauge,
+    scrub_cycles: IntGauge,
     stats_errors: IntCounter,
     /// Bytes of the request-memory budget that calls hold now.
     pub request_memory_reserved: IntGauge,
@@ -158,6 +162,25 @@ impl Metrics {
             IntGauge::new("logical_bytes", "sum of the sizes of all live refs' blobs")?;
         let refs = IntGauge::new("refs", "live refs")?;
         let cold_queue = IntGauge::new("cold_queue", "chunks waiting for their cold copy")?;
+        let scrub_checked = IntGauge::new(
+            "scrub_checked_chunks",
+            "chunks whose every copy the background scrub verified since start",
+        )?;
+        let scrub_bad_copies = IntGaugeVec::new(
+            Opts::new(
+                "scrub_bad_copies",
+                "bad copies the scrub found (and repaired from a good one) since start, per tier",
+            ),
+            &["tier"],
+        )?;
+        let scrub_lost = IntGauge::new(
+            "scrub_lost_chunks",
+            "chunks the scrub found no good copy of since start",
+        )?;
+        let scrub_cycles = IntGauge::new(
+            "scrub_cycles",
+            "passes of the scrub over every chunk completed since start",
+        )?;
         let stats_errors = IntCounter::new(
             "stats_errors_total",
             "scrapes whose engine figures could not be read",
@@ -175,6 +198,10 @@ impl Metrics {
         registry.register(Box::new(logical_bytes.clone()))?;
         registry.register(Box::new(refs.clone()))?;
         registry.register(Box::new(cold_queue.clone()))?;
+        registry.register(Box::new(scrub_checked.clone()))?;
+        registry.register(Box::new(scrub_bad_copies.clone()))?;
+        registry.register(Box::new(scrub_lost.clone()))?;
+        registry.register(Box::new(scrub_cycles.clone()))?;
         registry.register(Box::new(stats_errors.clone()))?;
         let request_memory_reserved = IntGauge::new(
             "request_memory_reserved_bytes",
@@ -196,6 +223,10 @@ impl Metrics {
             logical_bytes,
             refs,
             cold_queue,
+            scrub_checked,
+            scrub_bad_copies,
+            scrub_lost,
+            scrub_cycles,
             stats_errors,
             request_memory_reserved,
         })
@@ -219,6 +250,14 @@ impl Metrics {
         self.logical_bytes.set(gauge(stats.logical_bytes));
         self.refs.set(gauge(stats.refs));
         self.cold_queue.set(gauge(stats.cold_queue));
+        self.scrub_checked.set(gauge(stats.scrub.checked));
+        for (tier, n) in &stats.scrub.bad_copies {
+            self.scrub_bad_copies
+                .with_label_values(&[tier.as_str()])
+                .set(gauge(*n));
+        }
+        self.scrub_lost.set(gauge(stats.scrub.lost));
+        self.scrub_cycles.set(gauge(stats.scrub.cycles));
     }
 
     /// Counts a scrape whose engine figures failed.
@@ -411,7 +450,7 @@ impl<B> Drop for MeteredBody<B> {
 
 #[cfg(test)]
 mod tests {
-    use scipcache_tiers::store::{TierName, TierStats};
+    use scipcache_tiers::store::{ScrubStats, TierName, TierStats};
 
     use super::*;
 
@@ -449,6 +488,12 @@ mod tests {
             logical_bytes: 1000,
             refs: 2,
             cold_queue: 0,
+            scrub: ScrubStats {
+                checked: 7,
+                bad_copies: vec![(TierName::Cold, 1)],
+                lost: 0,
+                cycles: 1,
+            },
         });
         m.finish("scipcache.v1.Refs/Get", "NOT_FOUND", Instant::now());
         let text = m.render()?;
@@ -457,6 +502,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("scipcache_logical_bytes 1000"));
+        assert!(text.contains("scipcache_scrub_checked_chunks 7"), "{text}");
+        assert!(text.contains("scipcache_scrub_bad_copies{tier=\"cold\"} 1"));
         assert!(text.contains(
             "scipcache_rpc_requests_total{code=\"NOT_FOUND\",method=\"scipcache.v1.Refs/Get\"} 1"
         ));

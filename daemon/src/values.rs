@@ -1,5 +1,5 @@
 //! Value types both command lines share (`scipcached` in [`crate::config`] and
-//! `scipcached token` in [`crate::token`]): humantime durations, byte sizes, and the default
+//! `scipcached token` in [`crate::token`]): humantime durations, byte sizes, shares, and the default
 //! data dir. It depends on neither of them, so they do not depend on each other.
 
 use std::fmt;
@@ -115,6 +115,56 @@ pub mod humantime_serde {
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
             super::deserialize(d).map(Some)
         }
+    }
+}
+
+/// A share per day (`0.1`: a tenth), finite and not negative; in files a number.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Share(f64);
+
+// Never NaN (refused when parsed), so equality is total.
+impl Eq for Share {}
+
+impl Share {
+    /// The share as a number.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl TryFrom<f64> for Share {
+    type Error = String;
+    fn try_from(f: f64) -> Result<Self, String> {
+        if f.is_finite() && f >= 0.0 {
+            Ok(Self(f))
+        } else {
+            Err(format!(
+                "invalid share {f}: use a number of 0 or more, such as 0.1 (0 = off)"
+            ))
+        }
+    }
+}
+
+impl From<Share> for f64 {
+    fn from(s: Share) -> f64 {
+        s.0
+    }
+}
+
+impl FromStr for Share {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let f: f64 = s.trim().parse().map_err(|_| {
+            format!("invalid share {s:?}: use a number of 0 or more, such as 0.1 (0 = off)")
+        })?;
+        Self::try_from(f)
+    }
+}
+
+impl fmt::Display for Share {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
     }
 }
 

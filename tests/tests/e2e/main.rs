@@ -20,6 +20,7 @@
 //! - [`message_limit`]: an oversized message is `RESOURCE_EXHAUSTED` naming the limit.
 //! - [`tls_certificate`]: an expired `--tls-cert` is reported at start and by `/healthz`.
 //! - [`killed_daemon`]: a daemon killed mid-push makes the CLI print `unavailable: `.
+//! - [`scrub`]: the background scrub finds and repairs a flipped byte in a cold pack.
 //! - [`request_memory`]: commits and uploads bounded in memory, the `--request-memory` budget.
 //! - [`rebuild`]: a deleted index is refused at start; `scipcached rebuild` restores it from
 //!   the cold tier, and deleted and expired refs stay gone.
@@ -40,4 +41,5 @@ mod message_limit;
 mod push_pull;
 mod rebuild;
 mod request_memory;
+mod scrub;
 mod tls_certificate;

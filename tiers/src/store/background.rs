@@ -108,6 +108,15 @@ impl Background {
         }
     }
 
+    /// Spawns one more task, stopped and joined with the others; it gets the cancel token.
+    pub(crate) fn spawn<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.push(tokio::spawn(task(self.cancel.clone())));
+    }
+
     /// Cancels the tasks, waits for them, and joins the encoder threads. What is queued stays
     /// in LMDB for the next open.
     pub(crate) async fn stop(self) -> Result<()> {

@@ -10,6 +10,7 @@
 //! | `refs.rs` | get, resolve, list, delete refs |
 //! | `stats.rs` | per-tier figures |
 //! | `background.rs` | write-behind uploader, access flusher, encoders: started and joined here |
+//! | `scrub.rs` | the background scrub: every tier's copy of each chunk verified, a share a day |
 //! | `dir_lock.rs` | the data-dir lock |
 //! | `rebuild.rs` | recreating the local index from the cold tier alone (`scipcached rebuild`) |
 //! | `testing.rs` | entry points for tests and benchmarks only (feature `testing`) |
@@ -50,6 +51,7 @@ mod rebuild;
 mod rebuild_tests;
 mod refs;
 mod repair;
+mod scrub;
 mod stats;
 #[cfg(any(test, feature = "testing"))]
 mod testing;
@@ -82,7 +84,7 @@ use dir_lock::DirLock;
 pub use crate::tier::TierName;
 pub use read::listed_chunk_lost;
 pub use rebuild::RebuildReport;
-pub use types::{BlobPart, PutSummary, Stats, TierStats};
+pub use types::{BlobPart, PutSummary, ScrubStats, Stats, TierStats};
 
 /// How to open a [`Store`].
 #[derive(Clone, Debug)]
@@ -115,6 +117,9 @@ pub struct StoreConfig {
     pub cold_concurrency: usize,
     /// Background threads compressing cold packs.
     pub cold_encoders: usize,
+    /// Share of the chunks the background scrub verifies (every tier's copy) per day; `0`
+    /// turns it off (`scrub.rs`).
+    pub scrub_per_day: f64,
     /// Where the engine reads the time (tests set a manual clock).
     pub clock: Clock,
 }
@@ -139,6 +144,7 @@ impl StoreConfig {
             cold_flush_after: Duration::from_secs(5),
             cold_concurrency: 8,
             cold_encoders: 1,
+            scrub_per_day: 0.1,
             clock: Clock::system(),
         }
     }
@@ -165,6 +171,7 @@ pub(crate) struct Engine {
     pub(crate) cold: ColdTier,
     pub(crate) uploader: Arc<Uploader>,
     pub(crate) access: Arc<AccessLog>,
+    pub(crate) scrub: scrub::ScrubCounters,
     bloom: RwLock<GrowableBloom>,
     /// Single flight: one gate per chunk being fetched from warm or cold.
     inflight: Mutex<HashMap<ChunkKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -334,6 +341,7 @@ impl Store {
             cold: opened.cold,
             uploader,
             access,
+            scrub: scrub::ScrubCounters::default(),
             bloom: RwLock::new(opened.bloom),
             inflight: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
@@ -342,8 +350,13 @@ impl Store {
             commit_hook: Mutex::new(None),
             lock: Mutex::new(Some(opened.lock)),
         };
+        let engine = Arc::new(engine);
+        let weak = Arc::downgrade(&engine);
+        if let Some(background) = background::lock(&engine.background).as_mut() {
+            background.spawn(|cancel| scrub::run(weak, cancel));
+        }
         Ok(Self {
-            slot: Arc::new(RwLock::new(Some(Arc::new(engine)))),
+            slot: Arc::new(RwLock::new(Some(engine))),
         })
     }
 

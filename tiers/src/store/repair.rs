@@ -102,11 +102,49 @@ async fn repair_lower(e: &Engine, key: ChunkKey, frame: &Frame, bad: &[TierName]
     Ok(())
 }
 
+/// Reads every tier's copy of the chunk `key`, verifies each, and repairs bad copies from a
+/// good one (a scrub of one chunk). Returns the tiers whose copy was bad; a chunk no tier
+/// holds intact is the lookup's failure ([`crate::Error::DataLoss`] or `NotFound`).
+pub(super) async fn scrub_key(e: &Engine, key: ChunkKey) -> Result<Vec<TierName>> {
+    let copies = [
+        (TierName::Hot, e.hot.get(key).await),
+        (TierName::Warm, e.warm.get(key).await),
+        (TierName::Cold, e.cold.get(key).await),
+    ];
+    let lookup = crate::blocking::run(move || {
+        let mut l = Lookup::new(key, false);
+        for (tier, got) in copies {
+            l.offer(tier, got);
+        }
+        Ok(l)
+    })
+    .await?;
+    let Some((_, copy)) = &lookup.good else {
+        return Err(lookup.failure());
+    };
+    if lookup.bad.is_empty() {
+        return Ok(Vec::new());
+    }
+    let raw = copy
+        .raw
+        .clone()
+        .ok_or_else(|| crate::Error::Format("a verified copy without its bytes".into()))?;
+    let hot_bad = lookup.bad.contains(&TierName::Hot);
+    promote(e, vec![(key, copy.frame.clone(), raw, hot_bad)]).await?;
+    let lower: Vec<TierName> = lookup
+        .bad
+        .iter()
+        .copied()
+        .filter(|t| *t != TierName::Hot)
+        .collect();
+    repair_lower(e, key, &copy.frame, &lower).await?;
+    Ok(lookup.bad)
+}
+
 #[cfg(any(test, feature = "testing"))]
 mod scrub {
     use super::*;
     use crate::Store;
-    use crate::error::Error;
     use crate::ids::ChunkId;
     use crate::names::Tenant;
 
@@ -115,40 +153,7 @@ mod scrub {
         /// good one (a scrub). Returns the tiers whose copy was bad.
         pub async fn scrub_chunk(&self, tenant: &Tenant, id: ChunkId) -> Result<Vec<TierName>> {
             let e = self.engine()?;
-            let key = ChunkKey::new(tenant.id(), &id);
-            let copies = [
-                (TierName::Hot, e.hot.get(key).await),
-                (TierName::Warm, e.warm.get(key).await),
-                (TierName::Cold, e.cold.get(key).await),
-            ];
-            let lookup = crate::blocking::run(move || {
-                let mut l = Lookup::new(key, false);
-                for (tier, got) in copies {
-                    l.offer(tier, got);
-                }
-                Ok(l)
-            })
-            .await?;
-            let Some((_, copy)) = &lookup.good else {
-                return Err(lookup.failure());
-            };
-            if lookup.bad.is_empty() {
-                return Ok(Vec::new());
-            }
-            let raw = copy
-                .raw
-                .clone()
-                .ok_or_else(|| Error::Format("a verified copy without its bytes".into()))?;
-            let hot_bad = lookup.bad.contains(&TierName::Hot);
-            promote(&e, vec![(key, copy.frame.clone(), raw, hot_bad)]).await?;
-            let lower: Vec<TierName> = lookup
-                .bad
-                .iter()
-                .copied()
-                .filter(|t| *t != TierName::Hot)
-                .collect();
-            repair_lower(&e, key, &copy.frame, &lower).await?;
-            Ok(lookup.bad)
+            scrub_key(&e, ChunkKey::new(tenant.id(), &id)).await
         }
     }
 }

@@ -88,6 +88,7 @@ impl Store {
             logical_bytes: logical,
             refs,
             cold_queue: queue,
+            scrub: e.scrub.snapshot(),
         })
     }
 }

@@ -311,7 +311,7 @@ async fn damage_hot(store: &Store, k: ChunkKey) -> Result<()> {
 }
 
 /// Flips the last byte of a chunk's frame in its cold pack object.
-async fn damage_cold(store: &Store, k: ChunkKey) -> Result<()> {
+pub(super) async fn damage_cold(store: &Store, k: ChunkKey) -> Result<()> {
     let (object, at) = store
         .engine()?
         .cold

@@ -28,6 +28,21 @@ pub struct Stats {
     pub refs: u64,
     /// Chunks and manifests waiting for their cold copy.
     pub cold_queue: u64,
+    /// What the background scrub did since the store opened.
+    pub scrub: ScrubStats,
+}
+
+/// The background scrub's findings since the store opened (`scrub.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScrubStats {
+    /// Chunks whose every copy was read and verified.
+    pub checked: u64,
+    /// Bad copies found (and repaired from a good one), per tier.
+    pub bad_copies: Vec<(TierName, u64)>,
+    /// Chunks no tier held intact.
+    pub lost: u64,
+    /// Times the scrub reached the end of the chunk index and started again.
+    pub cycles: u64,
 }
 
 /// What [`crate::Store::put_chunks`] did.

@@ -49,7 +49,6 @@
 //! one is written, or right after its own upload if the later one is already stored.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
@@ -245,8 +244,7 @@ impl ColdTier {
         let path = folder.clone().join(format!("{:016x}", event.version));
         self.put_create(&path, Bytes::copy_from_slice(encoded))
             .await?;
-        let listed: Vec<object_store::ObjectMeta> =
-            self.store.list(Some(&folder)).try_collect().await?;
+        let listed = self.list_all(&folder).await?;
         let versions: Vec<(u64, Path)> = listed
             .into_iter()
             .filter_map(|m| {
@@ -270,8 +268,7 @@ impl ColdTier {
     /// skipped and counted).
     pub(crate) async fn list_ref_objects(&self) -> Result<(Vec<RefObjectName>, u64)> {
         let root = self.refs_root();
-        let listed: Vec<object_store::ObjectMeta> =
-            self.store.list(Some(&root)).try_collect().await?;
+        let listed = self.list_all(&root).await?;
         let mut out = Vec::with_capacity(listed.len());
         let mut foreign = 0;
         for m in listed {

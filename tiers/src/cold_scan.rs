@@ -51,15 +51,19 @@ impl ColdTier {
         ))
     }
 
+    /// Every object under `folder`; a failed listing names the cold tier.
+    pub(crate) async fn list_all(&self, folder: &Path) -> Result<Vec<object_store::ObjectMeta>> {
+        self.store
+            .list(Some(folder))
+            .try_collect()
+            .await
+            .map_err(|e| self.list_error(e))
+    }
+
     /// Every pack object; the number of objects under `packs/` whose names are not a pack's.
     pub(crate) async fn list_packs(&self) -> Result<(Vec<PackObject>, u64)> {
         let root = self.prefix.clone().join("packs");
-        let listed: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&root))
-            .try_collect()
-            .await
-            .map_err(|e| self.list_error(e))?;
+        let listed = self.list_all(&root).await?;
         let mut out = Vec::with_capacity(listed.len());
         let mut foreign = 0;
         for m in listed {
@@ -174,12 +178,7 @@ impl ColdTier {
     /// The ids of every manifest object of every tenant.
     pub(crate) async fn list_manifests(&self) -> Result<Vec<(TenantId, ManifestId)>> {
         let root = self.prefix.clone().join("manifests");
-        let listed: Vec<object_store::ObjectMeta> = self
-            .store
-            .list(Some(&root))
-            .try_collect()
-            .await
-            .map_err(|e| self.list_error(e))?;
+        let listed = self.list_all(&root).await?;
         Ok(listed
             .into_iter()
             .filter_map(|m| {

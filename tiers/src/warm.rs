@@ -51,8 +51,12 @@
 //! At open, every pack is truncated to its durable length, so bytes of a put that crashed
 //! before its commit (a torn tail) vanish, and no index entry can point at bytes that were not
 //! fsync'd. Once a pack reaches the size limit, the next put starts a new one. Deleting a
-//! chunk only drops its index entry and counts its bytes as dead; compaction reclaims them
-//! (lifecycle issue).
+//! chunk only drops its index entry and counts its bytes as dead. A sealed pack whose last
+//! live chunk goes is removed: its row is deleted in that transaction and the file after the
+//! commit (a crash in between leaves a row-less file, removed at the next open). Eviction
+//! drops chunks in least-recently-used order, which is about the order demotion wrote them,
+//! so whole packs empty and give their space back; compaction of partly live packs is the
+//! garbage collector's (lifecycle issue).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -64,8 +68,10 @@ use bytes::Bytes;
 
 use crate::codec::{Compression, Frame, MAX_CHUNK_LEN};
 use crate::error::{Error, Result};
+use heed::RwTxn;
+
 use crate::meta::{
-    ChunkKey, Meta, bump_counter, clear_tier_bit, le_u32, le_u64, list_table, set_tier_bit,
+    ChunkKey, Meta, Tables, bump_counter, clear_tier_bit, le_u32, le_u64, list_table, set_tier_bit,
     tier_bits,
 };
 use crate::names::TenantId;
@@ -264,6 +270,7 @@ impl WarmTier {
         // Cut torn tails, and remove packs that never had a committed byte.
         let entries = std::fs::read_dir(dir)
             .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let mut unindexed = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("listing warm packs", e))?;
             let name = entry.file_name();
@@ -276,6 +283,9 @@ impl WarmTier {
                 continue;
             };
             let path = entry.path();
+            if !known.contains_key(&id) {
+                unindexed.push((id, path.clone()));
+            }
             let durable = known.get(&id).map_or(0, |r| r.durable_len);
             let len = entry
                 .metadata()
@@ -298,6 +308,14 @@ impl WarmTier {
             Some(&(id, _)) => (id + 1, 0),
             None => (1, 0),
         };
+        // A pack below the active one without a row was emptied by eviction and its removal
+        // did not happen (a crash after the commit), or it never had a committed byte.
+        for (stale, path) in unindexed {
+            if stale < id {
+                std::fs::remove_file(&path)
+                    .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+            }
+        }
         let path = pack_path(dir, id);
         let file = open_pack(&path)?;
         if len > 0 {
@@ -510,44 +528,105 @@ impl WarmTier {
 
     /// Drops index entries (blocking).
     pub(crate) fn delete_now(&self, keys: Vec<ChunkKey>) -> Result<u64> {
-        self.inner.meta.write_blocking(move |t, txn| {
-            let mut n = 0;
-            for key in keys {
-                let Some(loc) = t
-                    .warm
-                    .get_unless_damaged(txn, key.as_bytes())?
-                    .map(Location::decode)
-                    .transpose()?
-                else {
-                    // A damaged location goes too (its bytes are not counted).
-                    if t.warm.delete(txn, key.as_bytes())? {
-                        clear_tier_bit(t, txn, key, tier_bits::WARM)?;
-                        n += 1;
-                    }
-                    continue;
-                };
-                t.warm.delete(txn, key.as_bytes())?;
-                clear_tier_bit(t, txn, key, tier_bits::WARM)?;
-                bump_counter(
-                    t,
-                    txn,
-                    key.tenant(),
-                    tier_bits::WARM,
-                    -1,
-                    -i64::from(loc.len),
-                )?;
-                let pack_key = loc.pack.to_be_bytes();
-                if let Some(v) = t.warm_packs.get(txn, &pack_key)? {
-                    let mut row = PackRow::decode(v)?;
-                    row.live_bytes = row.live_bytes.saturating_sub(u64::from(loc.len));
-                    row.dead_bytes += u64::from(loc.len);
-                    t.warm_packs.put(txn, &pack_key, &row.encode())?;
-                }
-                n += 1;
-            }
-            Ok(n)
-        })
+        let (n, _) = self.drop_now(keys, false)?;
+        Ok(n)
     }
+
+    /// Drops the warm copies of `keys`, with `only_if_cold` only those the cold tier holds (the
+    /// evictor: checked in the transaction that drops them). Returns the copies dropped and
+    /// their stored bytes. A sealed pack left without a live chunk is removed from disk.
+    pub(crate) fn drop_now(&self, keys: Vec<ChunkKey>, only_if_cold: bool) -> Result<(u64, u64)> {
+        let active = lock(&self.inner.active).id;
+        let (n, bytes, emptied) = self.inner.meta.write_blocking(move |t, txn| {
+            let (mut n, mut bytes) = (0, 0);
+            let mut emptied = Vec::new();
+            for key in keys {
+                if only_if_cold && !t.cold.contains(txn, key.as_bytes())? {
+                    continue;
+                }
+                match delete_in_txn(t, txn, key, active)? {
+                    Dropped::No => {}
+                    Dropped::Yes { len, emptied: e } => {
+                        n += 1;
+                        bytes += u64::from(len);
+                        emptied.extend(e);
+                    }
+                }
+            }
+            Ok((n, bytes, emptied))
+        })?;
+        for pack in emptied {
+            lock(&self.inner.readers).remove(&pack);
+            let path = pack_path(&self.inner.dir, pack);
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::debug!(pack = %path.display(), "removed an empty warm pack"),
+                // Removed at the next open if this fails.
+                Err(e) => {
+                    tracing::warn!(pack = %path.display(), error = %e, "removing an empty warm pack failed")
+                }
+            }
+        }
+        Ok((n, bytes))
+    }
+}
+
+/// What [`delete_in_txn`] did.
+enum Dropped {
+    No,
+    /// The copy of `len` stored bytes went; `emptied` names its pack when no live chunk is left
+    /// in it and it is sealed (its row is gone; the caller removes the file after the commit).
+    Yes {
+        len: u32,
+        emptied: Option<u32>,
+    },
+}
+
+/// Drops one warm copy inside a write transaction. `active` is the pack puts go to (never
+/// removed).
+fn delete_in_txn(t: &Tables, txn: &mut RwTxn<'_>, key: ChunkKey, active: u32) -> Result<Dropped> {
+    let Some(loc) = t
+        .warm
+        .get_unless_damaged(txn, key.as_bytes())?
+        .map(Location::decode)
+        .transpose()?
+    else {
+        // A damaged location goes too (its bytes are not counted).
+        if t.warm.delete(txn, key.as_bytes())? {
+            clear_tier_bit(t, txn, key, tier_bits::WARM)?;
+            return Ok(Dropped::Yes {
+                len: 0,
+                emptied: None,
+            });
+        }
+        return Ok(Dropped::No);
+    };
+    t.warm.delete(txn, key.as_bytes())?;
+    clear_tier_bit(t, txn, key, tier_bits::WARM)?;
+    bump_counter(
+        t,
+        txn,
+        key.tenant(),
+        tier_bits::WARM,
+        -1,
+        -i64::from(loc.len),
+    )?;
+    let pack_key = loc.pack.to_be_bytes();
+    let mut emptied = None;
+    if let Some(v) = t.warm_packs.get(txn, &pack_key)? {
+        let mut row = PackRow::decode(v)?;
+        row.live_bytes = row.live_bytes.saturating_sub(u64::from(loc.len));
+        row.dead_bytes += u64::from(loc.len);
+        if row.live_bytes == 0 && loc.pack != active {
+            t.warm_packs.delete(txn, &pack_key)?;
+            emptied = Some(loc.pack);
+        } else {
+            t.warm_packs.put(txn, &pack_key, &row.encode())?;
+        }
+    }
+    Ok(Dropped::Yes {
+        len: loc.len,
+        emptied,
+    })
 }
 
 /// Opens a pack for positioned writes (not `O_APPEND`: offsets come from the durable length).

@@ -601,7 +601,7 @@ async fn read_local(inner: &Uploader, keys: Vec<ChunkKey>) -> Result<Vec<Option<
 
 #[path = "writeback_refs.rs"]
 mod refs;
-pub(crate) use refs::{REF_VERSION_KEY, enqueue_ref_in_txn};
+pub(crate) use refs::{REF_VERSION_KEY, enqueue_ref_in_txn, next_ref_version};
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use crate::names::{Namespace, RefKey, TenantId};
 pub(crate) const REF_VERSION_KEY: &str = "ref_version";
 
 /// Queues the cold copy of a change of a ref, inside the transaction that makes the change.
-/// Its version is `max(last + 1, now in Unix ms)`: larger than every earlier one.
+/// Its version comes from [`next_ref_version`].
 pub(crate) fn enqueue_ref_in_txn(
     t: &Tables,
     txn: &mut RwTxn<'_>,
@@ -24,10 +24,7 @@ pub(crate) fn enqueue_ref_in_txn(
     change: RefChange,
 ) -> Result<()> {
     let now = t.clock.now_ms();
-    let version = state_get(t, txn, REF_VERSION_KEY)?
-        .saturating_add(1)
-        .max(now);
-    state_put(t, txn, REF_VERSION_KEY, version)?;
+    let version = next_ref_version(t, txn)?;
     let event = RefEvent {
         ns: ns.clone(),
         key: key.clone(),
@@ -41,6 +38,16 @@ pub(crate) fn enqueue_ref_in_txn(
         object: event.encode(),
     };
     enqueue_in_txn(t, txn, item)
+}
+
+/// Gives out the next ref event version: `max(last + 1, now in Unix ms)`, larger than every
+/// earlier one.
+pub(crate) fn next_ref_version(t: &Tables, txn: &mut RwTxn<'_>) -> Result<u64> {
+    let version = state_get(t, txn, REF_VERSION_KEY)?
+        .saturating_add(1)
+        .max(t.clock.now_ms());
+    state_put(t, txn, REF_VERSION_KEY, version)?;
+    Ok(version)
 }
 
 /// Uploads the ref events of this round, except those of a tenant with chunks queued before

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use heed::{RoTxn, WithoutTls};
 
 use super::read::read_blob;
-use super::types::{BlobPart, PutSummary};
+use super::types::{BlobPart, Durability, PutSummary};
 use super::verify::VERIFY_PART;
 use super::{Engine, Store};
 use crate::codec::Frame;
@@ -290,6 +290,7 @@ pub(super) async fn put_prepared(
     e.remember(&keys);
     if summary.stored > 0 {
         e.uploader.notify.notify_one();
+        e.evict_wake.notify_one();
     }
     Ok(summary)
 }
@@ -297,7 +298,7 @@ pub(super) async fn put_prepared(
 /// Stores the manifest (queued for its cold copy) and sets the ref in one transaction; with
 /// `check`, first re-checks in that transaction that every chunk is present.
 pub(super) async fn set_ref(
-    e: &Engine,
+    e: &Arc<Engine>,
     ns: &Namespace,
     key: &RefKey,
     manifest: Arc<Manifest>,
@@ -318,6 +319,9 @@ pub(super) async fn set_ref(
             .map(|d| now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
         labels: opts.labels,
     };
+    if e.config.durability == Durability::Cold {
+        super::cold_commit::write_through(e, ns, key, &manifest, &encoded, &record).await?;
+    }
     let tid = ns.tenant().id();
     let mkey = manifest_key(tid, &record.manifest);
     let rkey = crate::refs::ref_table_key(ns, key);

@@ -7,6 +7,9 @@
 //! | `read.rs` | the read pipeline: hot, warm, cold; single flight; blob and range reads |
 //! | `verify.rs` | `verify_copy`: the one check every copy read passes |
 //! | `repair.rs` | promotion into hot, repair of bad copies, scrub |
+//! | `admission.rs` | which chunks a read lets into hot (and into warm) |
+//! | `evict.rs` | the evictor: hot and warm kept within their byte budgets |
+//! | `warm_up.rs` | `Store::warm`: a ref's chunks promoted into hot before a burst of reads |
 //! | `refs.rs` | get, resolve, list, delete refs |
 //! | `stats.rs` | per-tier figures |
 //! | `background.rs` | write-behind uploader, access flusher, encoders: started and joined here |
@@ -27,8 +30,13 @@
 //!    [`StoreConfig::cold_pack_target`] bytes, then indexes them and drops their queue
 //!    entries in one transaction. A crash before that commit only means the pack is written
 //!    again (same content, same name) after the restart.
-//! 4. The warm tier receives chunks when they are demoted from hot (budgets: lifecycle issue) or
-//!    promoted from cold.
+//! 4. The evictor (`evict.rs`) keeps hot and warm within `hot_bytes` and `warm_bytes`: hot
+//!    chunks are demoted to warm (re-encoded with the warm codec) and their hot copies dropped;
+//!    warm copies are dropped once the cold tier holds the chunk. Reads promote back into hot
+//!    under an admission rule (`admission.rs`).
+//! 5. With [`Durability::Cold`], a commit first writes the blob's missing cold copies, its
+//!    manifest and the ref's cold object itself, and sets the ref only when all of them are in
+//!    the object store (`ingest.rs`).
 //!
 //! # Reads
 //!
@@ -38,10 +46,13 @@
 //! Concurrent misses of one chunk fetch it once (single flight). [`Error::DataLoss`] only when
 //! every tier that holds the chunk fails verification.
 
+mod admission;
 mod background;
+mod cold_commit;
 #[cfg(test)]
 mod damage_tests;
 mod dir_lock;
+mod evict;
 mod ingest;
 #[cfg(test)]
 mod lifecycle_tests;
@@ -59,6 +70,7 @@ mod testing;
 mod tests;
 mod types;
 mod verify;
+mod warm_up;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -84,7 +96,9 @@ use dir_lock::DirLock;
 pub use crate::tier::TierName;
 pub use read::listed_chunk_lost;
 pub use rebuild::RebuildReport;
-pub use types::{BlobPart, PutSummary, ScrubStats, Stats, TierStats};
+pub use types::{
+    BlobPart, Durability, MovementStats, PutSummary, ScrubStats, Stats, TierStats, WarmReport,
+};
 
 /// How to open a [`Store`].
 #[derive(Clone, Debug)]
@@ -120,6 +134,17 @@ pub struct StoreConfig {
     /// Share of the chunks the background scrub verifies (every tier's copy) per day; `0`
     /// turns it off (`scrub.rs`).
     pub scrub_per_day: f64,
+    /// Hot tier budget in stored bytes: the evictor starts when the hot tier's stored bytes
+    /// reach it and stops at 90% (`evict.rs`).
+    pub hot_bytes: u64,
+    /// Warm tier budget in stored bytes (same rule); `0` turns the warm tier off: hot then
+    /// drops a chunk only once the cold tier holds it.
+    pub warm_bytes: u64,
+    /// Refs whose key starts with one of these keep their chunks in hot: the evictor drops
+    /// them last (`evict.rs`).
+    pub pin_prefixes: Vec<String>,
+    /// When a push is acknowledged.
+    pub durability: Durability,
     /// Where the engine reads the time (tests set a manual clock).
     pub clock: Clock,
 }
@@ -145,6 +170,10 @@ impl StoreConfig {
             cold_concurrency: 8,
             cold_encoders: 1,
             scrub_per_day: 0.1,
+            hot_bytes: 1 << 30,
+            warm_bytes: 10 << 30,
+            pin_prefixes: Vec::new(),
+            durability: Durability::Local,
             clock: Clock::system(),
         }
     }
@@ -172,6 +201,13 @@ pub(crate) struct Engine {
     pub(crate) uploader: Arc<Uploader>,
     pub(crate) access: Arc<AccessLog>,
     pub(crate) scrub: scrub::ScrubCounters,
+    pub(crate) movement: evict::MovementCounters,
+    /// Chunks recently read below hot and not admitted (`admission.rs`).
+    pub(crate) ghosts: admission::Ghosts,
+    /// Background copies from cold into warm that may still start.
+    pub(crate) warm_fills: Arc<tokio::sync::Semaphore>,
+    /// Wakes the evictor (after writes that may have filled a tier).
+    pub(crate) evict_wake: Arc<tokio::sync::Notify>,
     bloom: RwLock<GrowableBloom>,
     /// Single flight: one gate per chunk being fetched from warm or cold.
     inflight: Mutex<HashMap<ChunkKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -342,6 +378,10 @@ impl Store {
             uploader,
             access,
             scrub: scrub::ScrubCounters::default(),
+            movement: evict::MovementCounters::default(),
+            ghosts: admission::Ghosts::default(),
+            warm_fills: Arc::new(tokio::sync::Semaphore::new(admission::WARM_FILLS)),
+            evict_wake: Arc::new(tokio::sync::Notify::new()),
             bloom: RwLock::new(opened.bloom),
             inflight: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
@@ -351,9 +391,12 @@ impl Store {
             lock: Mutex::new(Some(opened.lock)),
         };
         let engine = Arc::new(engine);
-        let weak = Arc::downgrade(&engine);
         if let Some(background) = background::lock(&engine.background).as_mut() {
+            let weak = Arc::downgrade(&engine);
             background.spawn(|cancel| scrub::run(weak, cancel));
+            let weak = Arc::downgrade(&engine);
+            let wake = engine.evict_wake.clone();
+            background.spawn(|cancel| evict::run(weak, wake, cancel));
         }
         Ok(Self {
             slot: Arc::new(RwLock::new(Some(engine))),

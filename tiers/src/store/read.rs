@@ -9,7 +9,8 @@
 //!    single-flight gate: hot again (another reader may have promoted it), then **warm**
 //!    (blocking jobs per part), then **cold** (`ColdTier::get_many`: ranged GETs grouped by
 //!    pack object, neighbouring ranges coalesced, fetched concurrently), every copy verified;
-//! 3. copies found below hot are **promoted** and bad copies **repaired** (`repair.rs`).
+//! 3. copies found below hot are **promoted** as the admission rule allows (`admission.rs`)
+//!    and bad copies **repaired** (`repair.rs`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
+use super::admission::Admit;
 use super::repair;
 use super::types::BlobPart;
 use super::verify::{Checked, Lookup, Need, VERIFY_PART, verify_copy};
@@ -40,7 +42,7 @@ impl Store {
     pub async fn get_chunk(&self, tenant: &Tenant, id: ChunkId) -> Result<Frame> {
         let e = self.engine()?;
         let key = ChunkKey::new(tenant.id(), &id);
-        let mut copies = read_chunks(&e, vec![(key, Need::Frame)]).await?;
+        let mut copies = read_chunks(&e, vec![(key, Need::Frame)], Admit::SecondMiss).await?;
         copies
             .pop()
             .map(|c| c.frame)
@@ -114,12 +116,13 @@ pub(super) fn read_blob(
     let first = manifest.entry_at(start);
     let last = manifest.entry_at(end - 1);
     let window = Window { start, end, frames };
+    let admit = Admit::Read(end - start);
     let batches: Vec<Range<usize>> = (first..=last)
         .step_by(READ_BATCH)
         .map(|b| b..(b + READ_BATCH).min(last + 1))
         .collect();
     let stream = futures::stream::iter(batches)
-        .map(move |range| read_batch(e.clone(), tid, manifest.clone(), range, window))
+        .map(move |range| read_batch(e.clone(), tid, manifest.clone(), range, window, admit))
         .buffered(READ_AHEAD)
         .flat_map(|r: Result<Vec<BlobPart>>| match r {
             Ok(parts) => futures::stream::iter(parts.into_iter().map(Ok)).left_stream(),
@@ -135,6 +138,7 @@ async fn read_batch(
     manifest: Arc<Manifest>,
     range: Range<usize>,
     w: Window,
+    admit: Admit,
 ) -> Result<Vec<BlobPart>> {
     e.check_open()?;
     let wanted: Vec<(ChunkKey, Need)> = range
@@ -145,7 +149,7 @@ async fn read_batch(
             (ChunkKey::new(tid, &manifest.entries()[i].id), need)
         })
         .collect();
-    let copies = read_chunks(&e, wanted).await?;
+    let copies = read_chunks(&e, wanted, admit).await?;
     let mut parts = Vec::with_capacity(copies.len());
     for (i, copy) in range.zip(copies) {
         let id = manifest.entries()[i].id;
@@ -170,10 +174,12 @@ async fn read_batch(
     Ok(parts)
 }
 
-/// Verified copies of `wanted`, in order: hot first, then every miss through the lower tiers.
+/// Verified copies of `wanted`, in order: hot first, then every miss through the lower tiers
+/// (what is found there is promoted as `admit` allows).
 pub(super) async fn read_chunks(
     e: &Arc<Engine>,
     wanted: Vec<(ChunkKey, Need)>,
+    admit: Admit,
 ) -> Result<Vec<Checked>> {
     let trusted = !e.config.verify_hot_reads;
     let hot = e.hot.clone();
@@ -211,7 +217,7 @@ pub(super) async fn read_chunks(
         e.access.record(hits, TierName::Hot, n);
     }
     if !misses.is_empty() {
-        for (index, copy) in fetch_misses(e, misses).await? {
+        for (index, copy) in fetch_misses(e, misses, admit).await? {
             out[index] = Some(copy);
         }
     }
@@ -253,6 +259,7 @@ impl Drop for Gate<'_> {
 async fn fetch_misses(
     e: &Arc<Engine>,
     misses: Vec<(usize, ChunkKey, bool)>,
+    admit: Admit,
 ) -> Result<Vec<(usize, Checked)>> {
     let mut distinct: BTreeMap<ChunkKey, bool> = BTreeMap::new();
     for (_, key, hot_bad) in &misses {
@@ -262,7 +269,7 @@ async fn fetch_misses(
     for key in distinct.keys() {
         gates.push(Gate::acquire(e, *key).await);
     }
-    let found = fetch_distinct(e, distinct).await?;
+    let found = fetch_distinct(e, distinct, admit).await?;
     drop(gates);
     misses
         .into_iter()
@@ -280,6 +287,7 @@ async fn fetch_misses(
 async fn fetch_distinct(
     e: &Arc<Engine>,
     distinct: BTreeMap<ChunkKey, bool>,
+    admit: Admit,
 ) -> Result<BTreeMap<ChunkKey, Checked>> {
     let mut done = recheck_hot(e, &distinct).await?;
     let todo: Vec<Lookup> = distinct
@@ -314,7 +322,7 @@ async fn fetch_distinct(
             e.access.record(keys, tier, n);
         }
     }
-    repair::after_fetch(e, &todo).await;
+    repair::after_fetch(e, &todo, admit).await;
     for l in todo {
         match l.good {
             Some((_, copy)) => {

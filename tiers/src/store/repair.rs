@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use std::sync::atomic::Ordering;
+
 use super::Engine;
+use super::admission::Admit;
 use super::verify::{Lookup, VERIFY_PART};
 use crate::codec::Frame;
 use crate::error::Result;
@@ -17,25 +20,43 @@ use crate::writeback::{QueueItem, enqueue_in_txn};
 /// A good copy to put into hot: key, frame, raw bytes, and whether a bad hot copy goes first.
 pub(super) type Promotion = (ChunkKey, Frame, Bytes, bool);
 
-/// Promotes the good copies of `found` to hot (replacing bad hot copies) in one LMDB commit,
-/// then repairs bad warm and cold copies. Failures are logged: the read still succeeds.
-pub(super) async fn after_fetch(e: &Arc<Engine>, found: &[Lookup]) {
-    let promotions: Vec<Promotion> = found
-        .iter()
-        .filter_map(|l| {
-            let (_, copy) = l.good.as_ref()?;
-            let raw = copy.raw.clone()?;
-            Some((
-                l.key,
-                copy.frame.clone(),
-                raw,
-                l.bad.contains(&TierName::Hot),
-            ))
-        })
-        .collect();
-    if let Err(err) = promote(e, promotions).await {
-        tracing::warn!(error = %err, "promotion to hot failed; the read still succeeds");
+/// Promotes the good copies of `found` that `admit` lets in (and every good copy replacing a
+/// bad hot one) to hot in one LMDB commit, copies the other cold finds into warm in the
+/// background (`admission.rs`), then repairs bad warm and cold copies. Failures are logged:
+/// the read still succeeds.
+pub(super) async fn after_fetch(e: &Arc<Engine>, found: &[Lookup], admit: Admit) {
+    let mut promotions: Vec<Promotion> = Vec::new();
+    let mut to_warm: Vec<(ChunkKey, Frame)> = Vec::new();
+    for l in found {
+        let Some((tier, copy)) = l.good.as_ref() else {
+            continue;
+        };
+        let Some(raw) = copy.raw.clone() else {
+            continue;
+        };
+        let hot_bad = l.bad.contains(&TierName::Hot);
+        if hot_bad || admit.admits(e.config.hot_bytes, &e.ghosts, l.key) {
+            promotions.push((l.key, copy.frame.clone(), raw, hot_bad));
+        } else {
+            e.movement.not_admitted.fetch_add(1, Ordering::Relaxed);
+            if *tier == TierName::Cold && e.config.warm_bytes > 0 {
+                to_warm.push((l.key, copy.frame.clone()));
+            }
+        }
     }
+    let n = promotions.len() as u64;
+    match promote(e, promotions).await {
+        Ok(()) => {
+            e.movement.promoted.fetch_add(n, Ordering::Relaxed);
+            if n > 0 {
+                e.evict_wake.notify_one();
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "promotion to hot failed; the read still succeeds")
+        }
+    }
+    fill_warm(e, to_warm);
     for l in found {
         let Some((_, copy)) = &l.good else { continue };
         let lower: Vec<TierName> = l
@@ -59,6 +80,38 @@ pub(super) async fn after_fetch(e: &Arc<Engine>, found: &[Lookup]) {
             }
         }
     }
+}
+
+/// Copies cold finds into warm in the warm codec, in the background, unless
+/// [`WARM_FILLS`](super::admission::WARM_FILLS) copies are in flight already.
+fn fill_warm(e: &Arc<Engine>, frames: Vec<(ChunkKey, Frame)>) {
+    if frames.is_empty() {
+        return;
+    }
+    let Ok(permit) = e.warm_fills.clone().try_acquire_owned() else {
+        return;
+    };
+    let engine = e.clone();
+    tokio::spawn(async move {
+        let compression = engine.config.warm_compression;
+        let warm = engine.warm.clone();
+        let done = crate::blocking::run(move || {
+            let recoded = frames
+                .into_iter()
+                .map(|(key, frame)| {
+                    let raw = frame.decode(crate::codec::MAX_CHUNK_LEN)?;
+                    Ok((key, frame.recode(&raw, compression)?))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            warm.put_now(recoded)
+        })
+        .await;
+        if let Err(err) = done {
+            tracing::debug!(error = %err, "copying cold reads into warm failed; they stay cold");
+        }
+        engine.evict_wake.notify_one();
+        drop(permit);
+    });
 }
 
 /// Puts good copies into hot in the hot codec, in one commit; a bad hot copy is deleted first.

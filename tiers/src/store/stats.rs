@@ -4,13 +4,40 @@
 use super::Store;
 use super::types::{Stats, TierStats};
 use crate::error::{Error, Result};
-use crate::meta::le_u64;
-use crate::names::Tenant;
+use heed::{RoTxn, WithoutTls};
+
+use crate::meta::{Tables, le_u64};
+use crate::names::{Tenant, TenantId};
 use crate::refs::RefRecord;
 use crate::tier::TierName;
 
 /// A table scan, whole or by prefix (LMDB refuses an empty prefix key).
 type RawIter<'t> = Box<dyn Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>> + 't>;
+
+/// Chunks and stored bytes per tier (in [`TierName::ALL`] order) from the `counters` table,
+/// of one tenant or all.
+pub(super) fn sum_counters(
+    t: &Tables,
+    txn: &RoTxn<'_, WithoutTls>,
+    tid: Option<&TenantId>,
+) -> Result<[(u64, u64); 3]> {
+    let mut per_tier = [(0u64, 0u64); 3];
+    let counters: RawIter<'_> = match tid {
+        Some(tid) => Box::new(t.counters.prefix_iter(txn, &tid.0)?),
+        None => Box::new(t.counters.iter(txn)?),
+    };
+    for item in counters {
+        let (k, v) = item?;
+        if k.len() != 9 || v.len() != 16 {
+            continue;
+        }
+        if let Some(tier) = TierName::ALL.iter().find(|t| t.bit() == k[8]) {
+            per_tier[tier.index()].0 += le_u64(&v[..8]);
+            per_tier[tier.index()].1 += le_u64(&v[8..]);
+        }
+    }
+    Ok(per_tier)
+}
 
 impl Store {
     /// Figures for one tenant, or all.
@@ -22,21 +49,7 @@ impl Store {
         let (per_tier, logical, refs, queue) = e
             .meta
             .read(move |t, txn| {
-                let mut per_tier = [(0u64, 0u64); 3];
-                let counters: RawIter<'_> = match &tid {
-                    Some(tid) => Box::new(t.counters.prefix_iter(txn, &tid.0)?),
-                    None => Box::new(t.counters.iter(txn)?),
-                };
-                for item in counters {
-                    let (k, v) = item?;
-                    if k.len() != 9 || v.len() != 16 {
-                        continue;
-                    }
-                    if let Some(tier) = TierName::ALL.iter().find(|t| t.bit() == k[8]) {
-                        per_tier[tier.index()].0 += le_u64(&v[..8]);
-                        per_tier[tier.index()].1 += le_u64(&v[8..]);
-                    }
-                }
+                let per_tier = sum_counters(t, txn, tid.as_ref())?;
                 let (mut logical, mut refs) = (0, 0);
                 let refs_iter = match &ref_prefix {
                     Some(p) => t.refs.prefix_iter(txn, p.as_bytes())?,
@@ -88,7 +101,9 @@ impl Store {
             logical_bytes: logical,
             refs,
             cold_queue: queue,
+            cold_recompress: 0,
             scrub: e.scrub.snapshot(),
+            movement: e.movement.snapshot(),
         })
     }
 }

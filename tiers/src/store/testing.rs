@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use futures::StreamExt;
 
+use super::admission::Admit;
 use super::ingest::{put_prepared, set_ref};
 use super::read::read_chunks;
 use super::types::BlobPart;
@@ -128,7 +129,8 @@ impl Store {
             .map(|id| ChunkKey::new(tenant.id(), id))
             .filter(|k| seen.insert(*k))
             .collect();
-        let copies = read_chunks(&e, keys.iter().map(|k| (*k, Need::Frame)).collect()).await?;
+        let wanted = keys.iter().map(|k| (*k, Need::Frame)).collect();
+        let copies = read_chunks(&e, wanted, Admit::Always).await?;
         let batch = keys
             .iter()
             .copied()

@@ -28,8 +28,51 @@ pub struct Stats {
     pub refs: u64,
     /// Chunks and manifests waiting for their cold copy.
     pub cold_queue: u64,
+    /// Cold packs written at the fast level while a backlog drained, waiting to be
+    /// recompressed at the cold level when the daemon is idle.
+    pub cold_recompress: u64,
     /// What the background scrub did since the store opened.
     pub scrub: ScrubStats,
+    /// What the evictor and the promotions did since the store opened.
+    pub movement: MovementStats,
+}
+
+/// Movement between tiers since the store opened (`evict.rs`, `admission.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MovementStats {
+    /// Chunks the evictor copied from hot to warm (re-encoded with the warm codec).
+    pub demoted: u64,
+    /// Copies the evictor dropped, per tier (hot, warm): chunks and stored bytes.
+    pub evicted: Vec<(TierName, u64, u64)>,
+    /// Chunks reads and warm-ups promoted into hot.
+    pub promoted: u64,
+    /// Chunks read from below hot that the admission rule kept out of hot.
+    pub not_admitted: u64,
+    /// Eviction passes run (a pass starts when a tier reaches its budget).
+    pub passes: u64,
+}
+
+/// When a push is acknowledged ([`StoreConfig::durability`](super::StoreConfig::durability)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Once the hot tier holds it durably (fsync'd); the cold copy is written behind.
+    #[default]
+    Local,
+    /// Once the object store holds every chunk, the manifest and the ref.
+    Cold,
+}
+
+/// What [`crate::Store::warm`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WarmReport {
+    /// Distinct chunks of the ref.
+    pub chunks: u64,
+    /// Of those, chunks in hot after the warm-up.
+    pub hot_chunks: u64,
+    /// Chunks this call promoted into hot.
+    pub promoted_chunks: u64,
+    /// Raw bytes of the chunks this call promoted into hot.
+    pub promoted_bytes: u64,
 }
 
 /// The background scrub's findings since the store opened (`scrub.rs`).

@@ -167,14 +167,23 @@ async fn shrink(e: &Arc<Engine>, tier: TierName, budget: u64) -> Result<bool> {
         Arc::new(HashSet::new())
     };
     let before = stored(e).await?[tier.index()];
-    let candidates = candidates(e, tier, before.saturating_sub(target), pinned.clone()).await?;
+    let (candidates, ratio) =
+        candidates(e, tier, before.saturating_sub(target), pinned.clone()).await?;
     let mut pinned_dropped = 0u64;
     let mut left = before;
-    for batch in candidates.chunks(BATCH) {
-        if left <= target {
-            break;
-        }
+    let mut rest = &candidates[..];
+    while left > target && !rest.is_empty() {
         e.check_open()?;
+        // As many of the oldest as cover what is still over the mark, by their estimated
+        // stored size (access times are coarse: many chunks share the cutoff second).
+        let mut take = 0;
+        let mut covered = 0f64;
+        while take < rest.len() && take < BATCH && covered < (left - target) as f64 {
+            covered += f64::from(rest[take].1.raw_len) * ratio;
+            take += 1;
+        }
+        let (batch, later) = rest.split_at(take);
+        rest = later;
         pinned_dropped += batch.iter().filter(|(k, _)| pinned.contains(k)).count() as u64;
         match tier {
             TierName::Hot => evict_hot(e, batch).await?,
@@ -222,21 +231,23 @@ fn order(info: &ChunkInfo, pinned: bool) -> u64 {
 }
 
 /// The copies of `tier` to drop, oldest first: everything up to the access time where the
-/// dropped raw bytes, scaled by the tier's stored-to-raw ratio, cover `need` stored bytes.
+/// dropped raw bytes, scaled by the tier's stored-to-raw ratio, cover `need` stored bytes;
+/// and that ratio.
 async fn candidates(
     e: &Arc<Engine>,
     tier: TierName,
     need: u64,
     pinned: Arc<HashSet<ChunkKey>>,
-) -> Result<Vec<(ChunkKey, ChunkInfo)>> {
+) -> Result<(Vec<(ChunkKey, ChunkInfo)>, f64)> {
     let bit = tier.bit();
     let stored_now = stored(e).await?[tier.index()];
     e.meta
         .read(move |t, txn| {
             let mut by_time: BTreeMap<u64, u64> = BTreeMap::new();
             let mut raw_total = 0u64;
-            for item in t.chunks.raw.iter(txn)? {
-                let (k, v) = item?;
+            for item in t.chunks.iter(txn)? {
+                // A damaged entry is skipped; reading the chunk rebuilds it.
+                let Ok((k, v)) = item else { continue };
                 let (Ok(key), Ok(info)) = (ChunkKey::from_slice(k), ChunkInfo::decode(v)) else {
                     continue;
                 };
@@ -263,8 +274,9 @@ async fn candidates(
                 }
             }
             let mut out = Vec::new();
-            for item in t.chunks.raw.iter(txn)? {
-                let (k, v) = item?;
+            for item in t.chunks.iter(txn)? {
+                // A damaged entry is skipped; reading the chunk rebuilds it.
+                let Ok((k, v)) = item else { continue };
                 let (Ok(key), Ok(info)) = (ChunkKey::from_slice(k), ChunkInfo::decode(v)) else {
                     continue;
                 };
@@ -273,7 +285,7 @@ async fn candidates(
                 }
             }
             out.sort_by_key(|(k, info)| order(info, pinned.contains(k)));
-            Ok(out)
+            Ok((out, ratio))
         })
         .await
 }

@@ -68,6 +68,8 @@ mod stats;
 mod testing;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tiering_tests;
 mod types;
 mod verify;
 mod warm_up;

@@ -230,42 +230,19 @@ impl ColdTier {
             .join(id.to_hex())
     }
 
-    /// Writes one pack of frames (already in the cold codec) of one tenant and indexes it.
-    /// Returns how many chunks became cold.
+    /// Writes one pack of frames (already in the cold codec) of one tenant and indexes it;
+    /// `fast` marks it as written at the fast level, to be recompressed when the daemon is idle
+    /// (`cold_recompress.rs`). Returns how many chunks became cold.
     pub(crate) async fn put_pack(
         &self,
         tenant: TenantId,
         frames: Vec<(ChunkKey, Frame)>,
+        fast: bool,
     ) -> Result<u64> {
         if frames.is_empty() {
             return Ok(0);
         }
-        let body: usize = frames.iter().map(|(_, f)| f.stored_len()).sum();
-        let mut buf = BytesMut::with_capacity(body + frames.len() * FOOTER_ENTRY + 16);
-        let mut entries = Vec::with_capacity(frames.len());
-        for (key, frame) in &frames {
-            debug_assert_eq!(key.tenant(), tenant);
-            let offset = buf.len() as u64;
-            buf.put_slice(frame.as_bytes());
-            let len = u32::try_from(frame.stored_len())
-                .map_err(|_| Error::InvalidArgument("frame too large".into()))?;
-            entries.push((*key, offset, len, frame.raw_len() as u32));
-        }
-        for (key, offset, len, raw_len) in &entries {
-            buf.put_slice(key.id().as_bytes());
-            buf.put_u64_le(*offset);
-            buf.put_u32_le(*len);
-            buf.put_u32_le(*raw_len);
-        }
-        let trailer = Trailer {
-            tenant,
-            chunks: u32::try_from(entries.len())
-                .map_err(|_| Error::InvalidArgument("too many chunks for one pack".into()))?,
-            format: COLD_PACK_FORMAT,
-        };
-        buf.put_slice(&trailer.encode());
-        let bytes = buf.freeze();
-        let pack = *blake3::hash(&bytes).as_bytes();
+        let (bytes, pack, entries) = encode_pack(tenant, &frames)?;
         let path = self.pack_path(tenant, &pack);
         self.put_create(&path, bytes).await?;
         self.meta
@@ -284,6 +261,9 @@ impl ColdTier {
                     set_tier_bit(t, txn, key, tier_bits::COLD, raw_len)?;
                     bump_counter(t, txn, key.tenant(), tier_bits::COLD, 1, i64::from(len))?;
                     n += 1;
+                }
+                if fast && n > 0 {
+                    recompress::mark_in_txn(t, txn, tenant, &pack)?;
                 }
                 Ok(n)
             })
@@ -488,7 +468,7 @@ impl ChunkTier for ColdTier {
         }
         let mut n = 0;
         for (tenant, frames) in by_tenant {
-            n += self.put_pack(tenant, frames).await?;
+            n += self.put_pack(tenant, frames, false).await?;
         }
         Ok(n)
     }
@@ -536,6 +516,44 @@ impl ChunkTier for ColdTier {
     }
 }
 
+/// What a pack's frames are written as.
+type PackEntry = (ChunkKey, u64, u32, u32);
+
+/// A pack object's bytes for `frames` of `tenant`, its id (the BLAKE3 hash of the bytes), and
+/// each chunk's key, offset, stored length and raw length.
+fn encode_pack(
+    tenant: TenantId,
+    frames: &[(ChunkKey, Frame)],
+) -> Result<(Bytes, [u8; 32], Vec<PackEntry>)> {
+    let body: usize = frames.iter().map(|(_, f)| f.stored_len()).sum();
+    let mut buf = BytesMut::with_capacity(body + frames.len() * FOOTER_ENTRY + 16);
+    let mut entries = Vec::with_capacity(frames.len());
+    for (key, frame) in frames {
+        debug_assert_eq!(key.tenant(), tenant);
+        let offset = buf.len() as u64;
+        buf.put_slice(frame.as_bytes());
+        let len = u32::try_from(frame.stored_len())
+            .map_err(|_| Error::InvalidArgument("frame too large".into()))?;
+        entries.push((*key, offset, len, frame.raw_len() as u32));
+    }
+    for (key, offset, len, raw_len) in &entries {
+        buf.put_slice(key.id().as_bytes());
+        buf.put_u64_le(*offset);
+        buf.put_u32_le(*len);
+        buf.put_u32_le(*raw_len);
+    }
+    let trailer = Trailer {
+        tenant,
+        chunks: u32::try_from(entries.len())
+            .map_err(|_| Error::InvalidArgument("too many chunks for one pack".into()))?,
+        format: COLD_PACK_FORMAT,
+    };
+    buf.put_slice(&trailer.encode());
+    let bytes = buf.freeze();
+    let pack = *blake3::hash(&bytes).as_bytes();
+    Ok((bytes, pack, entries))
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The set of checked packs is valid after any panic (at worst a pack is checked again).
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -543,6 +561,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[path = "cold_batch.rs"]
 mod batch;
+#[path = "cold_recompress.rs"]
+pub(crate) mod recompress;
 #[path = "cold_refs.rs"]
 pub(crate) mod refs;
 #[path = "cold_scan.rs"]

@@ -29,6 +29,13 @@ pub(crate) struct PackedChunk {
     pub(crate) raw_len: u32,
 }
 
+impl PackedChunk {
+    /// Where the footer says the chunk's frame is.
+    pub(super) fn location(&self) -> Location {
+        self.loc
+    }
+}
+
 impl ColdTier {
     /// Whether anything of ours is stored under the cold URL's prefix (one listing request
     /// that stops at the first object).

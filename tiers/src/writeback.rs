@@ -134,6 +134,35 @@ fn decode_entry(k: &[u8], v: &[u8]) -> Result<Entry> {
 #[derive(Default)]
 struct Pending {
     encoded: HashMap<u64, (ChunkKey, Frame)>,
+    /// Queue entries of `encoded` encoded at the fast level.
+    fast: std::collections::HashSet<u64>,
+}
+
+/// Queue entries at which the write-behind starts encoding at the fast level, by default
+/// (`StoreConfig::cold_fast_backlog`); it goes back to the cold level under an eighth of it.
+pub(crate) const FAST_ABOVE: u64 = 2048;
+/// Queue entries at which the encoders leave `SCHED_IDLE` and compete with requests for CPU:
+/// the last resort, which slows pushes down so the backlog stops growing.
+pub(crate) const URGENT_ABOVE: u64 = 65_536;
+
+/// How the write-behind encodes this round, from the queue's length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pace {
+    /// Encode at the fast level (and mark the packs for recompression).
+    pub(crate) fast: bool,
+    /// Run the encoders at normal priority.
+    pub(crate) urgent: bool,
+}
+
+impl Pace {
+    /// The pace for `queued` entries when the fast level starts at `fast_above`, with
+    /// hysteresis (`was_fast`).
+    pub(crate) fn for_backlog(queued: u64, was_fast: bool, fast_above: u64) -> Self {
+        Self {
+            fast: queued >= fast_above || (was_fast && queued > fast_above / 8),
+            urgent: queued >= URGENT_ABOVE.max(fast_above),
+        }
+    }
 }
 
 /// How the uploader packs and compresses.
@@ -141,6 +170,12 @@ struct Pending {
 pub(crate) struct UploadConfig {
     /// Cold tier codec.
     pub(crate) compression: Compression,
+    /// The codec used while a backlog drains (packs written with it are recompressed later).
+    pub(crate) fast_compression: Compression,
+    /// Queue entries at which the fast level starts.
+    pub(crate) fast_above: u64,
+    /// How long the queue must have been empty before recompression starts.
+    pub(crate) idle_after: Duration,
     /// A pack object is written once this many stored bytes are ready.
     pub(crate) pack_target: usize,
     /// A partial pack is written once its oldest entry has waited this long.
@@ -162,6 +197,10 @@ pub(crate) struct Uploader {
     /// Encoded chunks kept between rounds; also serialises the background task and explicit
     /// flushes.
     pending: tokio::sync::Mutex<Pending>,
+    /// Whether the backlog is being encoded at the fast level (see [`Pace`]).
+    fast: std::sync::atomic::AtomicBool,
+    /// When the queue last held anything, Unix ms.
+    last_busy_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Uploader {
@@ -187,6 +226,8 @@ impl Uploader {
             encoder,
             config,
             pending: tokio::sync::Mutex::new(Pending::default()),
+            fast: std::sync::atomic::AtomicBool::new(false),
+            last_busy_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -211,9 +252,19 @@ pub(crate) struct Encoder {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
+/// How an encoder job encodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Encoding {
+    pub(crate) compression: Compression,
+    /// Run at normal priority instead of `SCHED_IDLE` (a backlog beyond [`URGENT_ABOVE`]).
+    pub(crate) urgent: bool,
+    /// Encode anew even when a frame already uses the codec (recompression at another level).
+    pub(crate) fresh: bool,
+}
+
 type EncodeJob = (
     Vec<(ChunkKey, Frame)>,
-    Compression,
+    Encoding,
     oneshot::Sender<Result<Vec<(ChunkKey, Frame)>>>,
 );
 
@@ -224,13 +275,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Encoder {
     pub(crate) fn start(threads: usize) -> Result<Self> {
+        Self::start_named("scipcache-cold-encoder", threads)
+    }
+
+    /// [`Encoder::start`] with threads named `<name>-<i>`.
+    pub(crate) fn start_named(name: &str, threads: usize) -> Result<Self> {
         let (jobs, rx) = std::sync::mpsc::channel::<EncodeJob>();
         let rx = Arc::new(Mutex::new(rx));
         let mut handles = Vec::new();
         for i in 0..threads.max(1) {
             let rx = rx.clone();
             handles.push(crate::blocking::spawn_thread(
-                format!("scipcache-cold-encoder-{i}"),
+                format!("{name}-{i}"),
                 move || encode_loop(&rx),
             )?);
         }
@@ -240,14 +296,15 @@ impl Encoder {
         })
     }
 
-    async fn encode(
+    /// Verifies and re-encodes frames on the encoder threads.
+    pub(crate) async fn encode(
         &self,
         batch: Vec<(ChunkKey, Frame)>,
-        compression: Compression,
+        how: Encoding,
     ) -> Result<Vec<(ChunkKey, Frame)>> {
         let (done, wait) = oneshot::channel();
         let jobs = lock(&self.jobs).clone().ok_or(Error::ShuttingDown)?;
-        jobs.send((batch, compression, done))
+        jobs.send((batch, how, done))
             .map_err(|_| Error::ShuttingDown)?;
         drop(jobs);
         wait.await.map_err(|_| Error::ShuttingDown)?
@@ -271,16 +328,30 @@ impl Drop for Encoder {
 
 fn encode_loop(rx: &Mutex<std::sync::mpsc::Receiver<EncodeJob>>) {
     lower_priority();
+    let mut at_normal = false;
     loop {
         let job = lock(rx).recv();
-        let Ok((batch, compression, done)) = job else {
+        let Ok((batch, how, done)) = job else {
             break;
         };
+        if how.urgent != at_normal {
+            if how.urgent {
+                normal_priority();
+            } else {
+                lower_priority();
+            }
+            at_normal = how.urgent;
+        }
         let out = batch
             .into_iter()
             .map(|(k, f)| {
                 let raw = f.decode_verified(&k.id(), MAX_CHUNK_LEN)?;
-                Ok((k, f.recode(&raw, compression)?))
+                let frame = if how.fresh {
+                    Frame::encode(&raw, how.compression)?
+                } else {
+                    f.recode(&raw, how.compression)?
+                };
+                Ok((k, frame))
             })
             .collect();
         let _ = done.send(out);
@@ -290,6 +361,17 @@ fn encode_loop(rx: &Mutex<std::sync::mpsc::Receiver<EncodeJob>>) {
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Encoder")
+    }
+}
+
+/// Runs the calling thread at the normal policy again (a backlog beyond [`URGENT_ABOVE`]).
+fn normal_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: as in `lower_priority`: the call only reads `param`; pid 0 is this thread.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+    if rc != 0 {
+        tracing::debug!("could not raise the cold encoder's priority");
     }
 }
 
@@ -323,14 +405,35 @@ fn lower_priority() {
 /// failures, until the store shuts down.
 pub(crate) async fn run(inner: Arc<Uploader>) {
     let mut backoff = Duration::from_secs(1);
+    let mut more = false;
     loop {
+        let pause = if more {
+            Duration::ZERO
+        } else {
+            inner.config.flush_after
+        };
         tokio::select! {
             () = inner.cancel.cancelled() => break,
             () = inner.notify.notified() => {}
-            () = tokio::time::sleep(inner.config.flush_after) => {}
+            () = tokio::time::sleep(pause) => {}
         }
+        more = false;
         match drain(&inner, false).await {
-            Ok(()) => backoff = Duration::from_secs(1),
+            Ok(()) => {
+                backoff = Duration::from_secs(1);
+                // Dropping the step at shutdown is safe: see `cold_recompress.rs`.
+                more = tokio::select! {
+                    () = inner.cancel.cancelled() => break,
+                    step = recompress::step(&inner) => match step {
+                        Ok(more) => more,
+                        Err(Error::ShuttingDown) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "recompressing a cold pack failed; will retry");
+                            false
+                        }
+                    },
+                };
+            }
             Err(Error::ShuttingDown) => break,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "cold upload failed; entries stay queued");
@@ -353,11 +456,26 @@ pub(crate) async fn drain(inner: &Uploader, force: bool) -> Result<()> {
     // tenant's later ref events wait too, so a ref reaches the cold tier after its chunks.
     let mut waiting: HashMap<TenantId, u64> = HashMap::new();
     loop {
-        let entries = read_round(inner, after).await?;
+        let (entries, queued) = read_round(inner, after).await?;
         let Some(last) = entries.last() else {
             return Ok(());
         };
         after = last.seq + 1;
+        inner
+            .last_busy_ms
+            .store(inner.clock().now_ms(), std::sync::atomic::Ordering::Relaxed);
+        let was_fast = inner.fast.load(std::sync::atomic::Ordering::Relaxed);
+        let pace = Pace::for_backlog(queued, was_fast, inner.config.fast_above);
+        if pace.fast != was_fast {
+            tracing::info!(
+                queued,
+                fast = pace.fast,
+                "the cold write-behind switches its encoding level"
+            );
+            inner
+                .fast
+                .store(pace.fast, std::sync::atomic::Ordering::Relaxed);
+        }
         let full_round = entries.len() >= ROUND;
         let mut manifests = Vec::new();
         let mut ref_events = Vec::new();
@@ -378,11 +496,12 @@ pub(crate) async fn drain(inner: &Uploader, force: bool) -> Result<()> {
                 if inner.cancel.is_cancelled() && !force {
                     return Err(Error::ShuttingDown);
                 }
-                encode_slice(inner, &mut pending, slice, &mut done_seqs).await?;
+                encode_slice(inner, &mut pending, slice, &mut done_seqs, pace).await?;
                 for e in slice {
                     let Some((key, frame)) = pending.encoded.get(&e.seq) else {
                         continue;
                     };
+                    pack.fast |= pending.fast.contains(&e.seq);
                     pack.add(e, *key, frame.clone());
                     if pack.bytes >= inner.config.pack_target {
                         upload(inner, tenant, &mut pending, pack.take()).await?;
@@ -407,11 +526,12 @@ pub(crate) async fn drain(inner: &Uploader, force: bool) -> Result<()> {
     }
 }
 
-/// The next [`ROUND`] queue entries from sequence `after` on.
-async fn read_round(inner: &Uploader, after: u64) -> Result<Vec<Entry>> {
+/// The next [`ROUND`] queue entries from sequence `after` on, and the queue's length.
+async fn read_round(inner: &Uploader, after: u64) -> Result<(Vec<Entry>, u64)> {
     inner
         .meta
         .read(move |t, txn| {
+            let queued = t.cold_queue.len(txn)?;
             let mut out = Vec::new();
             let from = after.to_be_bytes();
             let bounds = (
@@ -425,7 +545,7 @@ async fn read_round(inner: &Uploader, after: u64) -> Result<Vec<Entry>> {
                     break;
                 }
             }
-            Ok(out)
+            Ok((out, queued))
         })
         .await
 }
@@ -461,6 +581,7 @@ async fn encode_slice(
     pending: &mut Pending,
     slice: &[Entry],
     done_seqs: &mut Vec<u64>,
+    pace: Pace,
 ) -> Result<()> {
     let keys: Vec<(u64, ChunkKey)> = slice
         .iter()
@@ -484,18 +605,30 @@ async fn encode_slice(
             None => done_seqs.push(seq),
         }
     }
-    let encoded = inner
-        .encoder
-        .encode(to_encode, inner.config.compression)
-        .await?;
+    let compression = if pace.fast {
+        inner.config.fast_compression
+    } else {
+        inner.config.compression
+    };
+    let how = Encoding {
+        compression,
+        urgent: pace.urgent,
+        fresh: false,
+    };
+    let encoded = inner.encoder.encode(to_encode, how).await?;
     for (seq, item) in seqs.into_iter().zip(encoded) {
         pending.encoded.insert(seq, item);
+        if pace.fast {
+            pending.fast.insert(seq);
+        }
     }
     Ok(())
 }
 
 /// The pack being filled for one tenant.
 struct PackBuilder {
+    /// Some frame was encoded at the fast level: the pack is marked for recompression.
+    fast: bool,
     frames: Vec<(ChunkKey, Frame)>,
     seqs: Vec<u64>,
     bytes: usize,
@@ -506,6 +639,7 @@ struct PackBuilder {
 impl Default for PackBuilder {
     fn default() -> Self {
         Self {
+            fast: false,
             frames: Vec::new(),
             seqs: Vec::new(),
             bytes: 0,
@@ -522,10 +656,10 @@ impl PackBuilder {
         self.oldest = self.oldest.min(e.enqueued_ms);
     }
 
-    /// The filled pack's frames and queue entries; the builder starts over.
-    fn take(&mut self) -> (Vec<(ChunkKey, Frame)>, Vec<u64>) {
+    /// The filled pack's frames, queue entries and fast mark; the builder starts over.
+    fn take(&mut self) -> (Vec<(ChunkKey, Frame)>, Vec<u64>, bool) {
         let taken = std::mem::take(self);
-        (taken.frames, taken.seqs)
+        (taken.frames, taken.seqs, taken.fast)
     }
 }
 
@@ -533,12 +667,13 @@ async fn upload(
     store: &Uploader,
     tenant: TenantId,
     pending: &mut Pending,
-    (pack, seqs): (Vec<(ChunkKey, Frame)>, Vec<u64>),
+    (pack, seqs, fast): (Vec<(ChunkKey, Frame)>, Vec<u64>, bool),
 ) -> Result<()> {
     let n = pack.len();
-    store.cold.put_pack(tenant, pack).await?;
+    store.cold.put_pack(tenant, pack, fast).await?;
     for s in &seqs {
         pending.encoded.remove(s);
+        pending.fast.remove(s);
     }
     remove(store, seqs).await?;
     tracing::debug!(chunks = n, "cold pack written");
@@ -599,6 +734,8 @@ async fn read_local(inner: &Uploader, keys: Vec<ChunkKey>) -> Result<Vec<Option<
     Ok(out)
 }
 
+#[path = "writeback_recompress.rs"]
+mod recompress;
 #[path = "writeback_refs.rs"]
 mod refs;
 pub(crate) use refs::{REF_VERSION_KEY, enqueue_ref_in_txn, next_ref_version};
@@ -628,19 +765,50 @@ mod tests {
         out
     }
 
+    #[test]
+    fn the_write_behind_goes_fast_above_its_backlog_mark_and_back_under_an_eighth_of_it() {
+        let calm = Pace::for_backlog(100, false, FAST_ABOVE);
+        assert!(!calm.fast && !calm.urgent);
+        let behind = Pace::for_backlog(FAST_ABOVE, false, FAST_ABOVE);
+        assert!(behind.fast && !behind.urgent);
+        // Draining: still fast until under an eighth of the mark.
+        assert!(Pace::for_backlog(FAST_ABOVE / 2, true, FAST_ABOVE).fast);
+        assert!(!Pace::for_backlog(FAST_ABOVE / 8, true, FAST_ABOVE).fast);
+        assert!(Pace::for_backlog(URGENT_ABOVE, true, FAST_ABOVE).urgent);
+    }
+
+    const IDLE: Encoding = Encoding {
+        compression: Compression::Zstd(9),
+        urgent: false,
+        fresh: false,
+    };
+    const URGENT: Encoding = Encoding {
+        urgent: true,
+        ..IDLE
+    };
+
     #[tokio::test]
     async fn cold_encoder_threads_run_at_sched_idle_and_still_encode() {
-        let encoder = Encoder::start(2).expect("starting the encoder");
+        // Named apart from the encoders of stores other tests open meanwhile.
+        let encoder = Encoder::start_named("sctest-enc", 2).expect("starting the encoder");
         // Two jobs in flight at once, so both threads have taken one (and set their policy).
         let (a, b) = tokio::join!(
-            encoder.encode(Vec::new(), Compression::Zstd(9)),
-            encoder.encode(Vec::new(), Compression::Zstd(9)),
+            encoder.encode(Vec::new(), IDLE),
+            encoder.encode(Vec::new(), IDLE),
         );
         assert!(a.expect("first job").is_empty() && b.expect("second job").is_empty());
-        let found = policies("scipcache-cold-");
+        let found = policies("sctest-enc");
         assert!(!found.is_empty(), "no encoder thread found");
         assert!(found.iter().all(|p| *p == libc::SCHED_IDLE), "{found:?}");
+        // A backlog beyond URGENT_ABOVE: the thread that takes the job leaves SCHED_IDLE.
+        let (a, b) = tokio::join!(
+            encoder.encode(Vec::new(), URGENT),
+            encoder.encode(Vec::new(), URGENT),
+        );
+        assert!(a.is_ok() && b.is_ok());
+        let found = policies("sctest-enc");
+        assert!(found.contains(&libc::SCHED_OTHER), "{found:?}");
         encoder.close();
-        assert!(policies("scipcache-cold-").is_empty());
+        assert!(policies("sctest-enc").is_empty());
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! Before the ref's LMDB transaction, the commit
 //! 1. writes the blob's chunks that have no cold copy yet, read from hot or warm and
-//!    re-encoded with the cold codec on the blocking pool (this is the request's own work, not
-//!    the low-priority write-behind's), in packs of `cold_pack_target` bytes, indexed as cold;
+//!    re-encoded at the fast cold level on the blocking pool (this is the request's own work,
+//!    not the low-priority write-behind's; the packs are marked and recompressed at the cold
+//!    level when the daemon is idle, `cold_recompress.rs`), in packs of `cold_pack_target`
+//!    bytes, indexed as cold;
 //! 2. writes the manifest object;
 //! 3. takes the next ref event version and writes the ref's cold object with it.
 //!
@@ -93,7 +95,9 @@ async fn chunks_to_cold(e: &Arc<Engine>, ns: &Namespace, manifest: &Manifest) ->
         })
         .await?;
     let target = e.config.cold_pack_target;
-    let compression = e.config.cold_compression;
+    // The push waits for this: the fast level, recompressed later like a backlog's packs.
+    let compression = e.config.cold_fast_compression;
+    let fast = compression != e.config.cold_compression;
     let mut pack: Vec<(ChunkKey, Frame)> = Vec::new();
     let mut bytes = 0usize;
     for slice in lacking.chunks(256) {
@@ -122,13 +126,15 @@ async fn chunks_to_cold(e: &Arc<Engine>, ns: &Namespace, manifest: &Manifest) ->
             bytes += f.stored_len();
             pack.push((k, f));
             if bytes >= target {
-                e.cold.put_pack(tid, std::mem::take(&mut pack)).await?;
+                e.cold
+                    .put_pack(tid, std::mem::take(&mut pack), fast)
+                    .await?;
                 bytes = 0;
             }
         }
     }
     if !pack.is_empty() {
-        e.cold.put_pack(tid, pack).await?;
+        e.cold.put_pack(tid, pack, fast).await?;
     }
     // The queue entries of these chunks find them cold and are dropped by the write-behind.
     Ok(())

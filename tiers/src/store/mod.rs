@@ -121,6 +121,14 @@ pub struct StoreConfig {
     pub warm_compression: Compression,
     /// Cold tier codec.
     pub cold_compression: Compression,
+    /// The cold codec while the write-behind is behind: packs written with it are
+    /// recompressed with [`StoreConfig::cold_compression`] once the daemon is idle.
+    pub cold_fast_compression: Compression,
+    /// Queue entries at which the write-behind switches to the fast codec (back under an
+    /// eighth of it).
+    pub cold_fast_backlog: u64,
+    /// How long the write-behind queue must have been empty before recompression starts.
+    pub cold_idle_after: Duration,
     /// Decode and re-hash chunks read from the hot tier too.
     pub verify_hot_reads: bool,
     /// Warm pack files are sealed at this size.
@@ -165,6 +173,9 @@ impl StoreConfig {
             hot_compression: Compression::Lz4,
             warm_compression: Compression::Zstd(3),
             cold_compression: Compression::Zstd(9),
+            cold_fast_compression: Compression::Zstd(3),
+            cold_fast_backlog: crate::writeback::FAST_ABOVE,
+            cold_idle_after: Duration::from_secs(10),
             verify_hot_reads: true,
             warm_pack_limit: 256 << 20,
             cold_pack_target: 8 << 20,
@@ -365,6 +376,9 @@ impl Store {
             opened.encoder,
             UploadConfig {
                 compression: config.cold_compression,
+                fast_compression: config.cold_fast_compression,
+                fast_above: config.cold_fast_backlog,
+                idle_after: config.cold_idle_after,
                 pack_target: config.cold_pack_target,
                 flush_after: config.cold_flush_after,
             },

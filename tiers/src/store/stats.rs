@@ -46,7 +46,7 @@ impl Store {
         let tid = tenant.map(Tenant::id);
         let ref_prefix = tenant.map(|t| format!("{}/", t.as_str()));
         let now = e.meta.clock().now_ms();
-        let (per_tier, logical, refs, queue) = e
+        let (per_tier, logical, refs, queue, recompress) = e
             .meta
             .read(move |t, txn| {
                 let per_tier = sum_counters(t, txn, tid.as_ref())?;
@@ -73,7 +73,8 @@ impl Store {
                         refs += 1;
                     }
                 }
-                Ok((per_tier, logical, refs, t.cold_queue.len(txn)?))
+                let recompress = crate::cold::recompress::pending(t, txn)?;
+                Ok((per_tier, logical, refs, t.cold_queue.len(txn)?, recompress))
             })
             .await?;
         let tiers = TierName::ALL
@@ -101,7 +102,7 @@ impl Store {
             logical_bytes: logical,
             refs,
             cold_queue: queue,
-            cold_recompress: 0,
+            cold_recompress: recompress,
             scrub: e.scrub.snapshot(),
             movement: e.movement.snapshot(),
         })

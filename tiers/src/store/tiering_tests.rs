@@ -291,3 +291,74 @@ async fn with_cold_durability_a_commit_returns_once_the_cold_tier_holds_it_and_f
     assert_eq!(read_all(&store, &n, &key("commit/1")).await?, blob);
     store.shutdown().await
 }
+
+/// Cold pack objects on disk.
+fn cold_pack_files(dir: &std::path::Path) -> usize {
+    let root = dir.join("cold").join("packs");
+    std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|tenant| {
+            std::fs::read_dir(tenant.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packs_written_fast_under_a_backlog_are_recompressed_when_idle_and_still_read_back()
+-> Result<()> {
+    let dir = tmp()?;
+    let mut c = config(dir.path());
+    // Any backlog counts as one; the fast codec is lz4 (so the cold level surely stores
+    // less); idle at once.
+    c.cold_fast_backlog = 1;
+    c.cold_fast_compression = crate::codec::Compression::Lz4;
+    c.cold_idle_after = Duration::ZERO;
+    let clock = crate::clock::Clock::manual(1_700_000_000_000);
+    c.clock = clock.clone();
+    let store = Store::open(c.clone()).await?;
+    let n = ns("acme/web/app");
+    let blob = data(2_000_000, 21, true);
+    store
+        .write_blob(&n, &key("k"), &blob[..], RefOptions::default())
+        .await?;
+    store.flush_cold().await?;
+    let fast = store.stats(None).await?;
+    assert!(fast.cold_recompress > 0, "fast packs are marked: {fast:?}");
+    let fast_bytes = tier(&fast, TierName::Cold).1;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let stats = store.stats(None).await?;
+        if stats.cold_recompress == 0 {
+            break stats;
+        }
+        assert!(Instant::now() < deadline, "not recompressed: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let slow_bytes = tier(&done, TierName::Cold).1;
+    assert!(
+        slow_bytes < fast_bytes,
+        "zstd 9 stores less than lz4: {slow_bytes} vs {fast_bytes}"
+    );
+    assert_eq!(tier(&done, TierName::Cold).0, tier(&fast, TierName::Cold).0);
+    // Old and new objects both exist until the grace period is over.
+    let before_delete = cold_pack_files(dir.path());
+    clock.advance(crate::cold::recompress::DELETE_GRACE + Duration::from_secs(1));
+    let deleted = store.engine()?.cold.delete_due().await?;
+    assert!(deleted > 0);
+    assert!(cold_pack_files(dir.path()) < before_delete);
+
+    // From cold alone, after a restart, the blob reads back.
+    let ids = chunk_ids(&store, &n, &key("k")).await?;
+    store.evict_to_cold(n.tenant(), ids).await?;
+    store.shutdown().await?;
+    let store = Store::open(c).await?;
+    assert_eq!(store.stats(None).await?.cold_recompress, 0);
+    assert_eq!(read_all(&store, &n, &key("k")).await?, blob);
+    store.shutdown().await
+}

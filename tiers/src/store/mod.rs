@@ -219,6 +219,8 @@ pub(crate) struct Engine {
     pub(crate) ghosts: admission::Ghosts,
     /// Background copies from cold into warm that may still start.
     pub(crate) warm_fills: Arc<tokio::sync::Semaphore>,
+    /// Room for promotions and repairs that follow reads (`repair::follow_up`).
+    pub(crate) follow_ups: Arc<tokio::sync::Semaphore>,
     /// Wakes the evictor (after writes that may have filled a tier).
     pub(crate) evict_wake: Arc<tokio::sync::Notify>,
     bloom: RwLock<GrowableBloom>,
@@ -397,6 +399,7 @@ impl Store {
             movement: evict::MovementCounters::default(),
             ghosts: admission::Ghosts::default(),
             warm_fills: Arc::new(tokio::sync::Semaphore::new(admission::WARM_FILLS)),
+            follow_ups: Arc::new(tokio::sync::Semaphore::new(repair::FOLLOW_UPS as usize)),
             evict_wake: Arc::new(tokio::sync::Notify::new()),
             bloom: RwLock::new(opened.bloom),
             inflight: Mutex::new(HashMap::new()),
@@ -412,6 +415,8 @@ impl Store {
             background.spawn(|cancel| scrub::run(weak, cancel));
             let weak = Arc::downgrade(&engine);
             let wake = engine.evict_wake.clone();
+            // A data dir over its budgets (smaller ones given at this start) shrinks at once.
+            wake.notify_one();
             background.spawn(|cancel| evict::run(weak, wake, cancel));
         }
         Ok(Self {

@@ -196,7 +196,7 @@ pub(super) async fn read_chunks(
     let mut out: Vec<Option<Checked>> = Vec::with_capacity(found.len());
     let mut misses = Vec::new();
     let mut hits = Vec::new();
-    for (index, ((key, _), f)) in wanted.iter().zip(found).enumerate() {
+    for (index, ((key, need), f)) in wanted.iter().zip(found).enumerate() {
         let hot_bad = match f {
             Some(Ok(copy)) => {
                 hits.push(*key);
@@ -209,7 +209,12 @@ pub(super) async fn read_chunks(
             }
             None => false,
         };
-        misses.push((index, *key, hot_bad));
+        misses.push(Miss {
+            index,
+            key: *key,
+            hot_bad,
+            need: *need,
+        });
         out.push(None);
     }
     if !hits.is_empty() {
@@ -229,51 +234,65 @@ pub(super) async fn read_chunks(
         .collect()
 }
 
-/// A chunk's single-flight gate, held while it is fetched below hot.
-struct Gate<'a> {
-    engine: &'a Engine,
+/// A chunk read missed in hot: its place in the read, whether the hot copy was bad, and what
+/// the reader needs.
+#[derive(Clone, Copy, Debug)]
+struct Miss {
+    index: usize,
+    key: ChunkKey,
+    hot_bad: bool,
+    need: Need,
+}
+
+/// A chunk's single-flight gate, held while it is fetched below hot and until its promotion
+/// and repairs are done (`repair::follow_up`), so a concurrent reader finds it promoted.
+pub(super) struct Gate {
+    engine: Arc<Engine>,
     key: ChunkKey,
     _permit: tokio::sync::OwnedMutexGuard<()>,
 }
 
-impl<'a> Gate<'a> {
-    async fn acquire(engine: &'a Engine, key: ChunkKey) -> Self {
+impl Gate {
+    async fn acquire(engine: &Arc<Engine>, key: ChunkKey) -> Self {
         let permit = engine.gate(key).lock_owned().await;
         Self {
-            engine,
+            engine: engine.clone(),
             key,
             _permit: permit,
         }
     }
 }
 
-impl Drop for Gate<'_> {
+impl Drop for Gate {
     fn drop(&mut self) {
         // The permit holds one reference to the gate.
         self.engine.release_gate(self.key, 1);
     }
 }
 
-/// Fetches `(index, key, hot_bad)` misses below hot, once per distinct chunk, behind the
-/// chunks' gates (taken in key order, so two batches never wait on each other in a cycle).
+/// Fetches misses below hot, once per distinct chunk, behind the chunks' gates (taken in key
+/// order, so two batches never wait on each other in a cycle).
 async fn fetch_misses(
     e: &Arc<Engine>,
-    misses: Vec<(usize, ChunkKey, bool)>,
+    misses: Vec<Miss>,
     admit: Admit,
 ) -> Result<Vec<(usize, Checked)>> {
-    let mut distinct: BTreeMap<ChunkKey, bool> = BTreeMap::new();
-    for (_, key, hot_bad) in &misses {
-        *distinct.entry(*key).or_default() |= *hot_bad;
+    let mut distinct: BTreeMap<ChunkKey, (bool, Need)> = BTreeMap::new();
+    for m in &misses {
+        let entry = distinct.entry(m.key).or_insert((false, Need::Frame));
+        entry.0 |= m.hot_bad;
+        if m.need == Need::Raw {
+            entry.1 = Need::Raw;
+        }
     }
     let mut gates = Vec::with_capacity(distinct.len());
     for key in distinct.keys() {
         gates.push(Gate::acquire(e, *key).await);
     }
-    let found = fetch_distinct(e, distinct, admit).await?;
-    drop(gates);
+    let found = fetch_distinct(e, distinct, admit, gates).await?;
     misses
         .into_iter()
-        .map(|(index, key, _)| {
+        .map(|Miss { index, key, .. }| {
             found
                 .get(&key)
                 .cloned()
@@ -283,17 +302,19 @@ async fn fetch_misses(
         .collect()
 }
 
-/// Hot again, then warm, then cold for each chunk; promotes and repairs what it found.
+/// Hot again, then warm, then cold for each chunk; hands what it found, with the `gates`, to
+/// the promotion and repairs that follow (off the reader's path).
 async fn fetch_distinct(
     e: &Arc<Engine>,
-    distinct: BTreeMap<ChunkKey, bool>,
+    distinct: BTreeMap<ChunkKey, (bool, Need)>,
     admit: Admit,
+    gates: Vec<Gate>,
 ) -> Result<BTreeMap<ChunkKey, Checked>> {
     let mut done = recheck_hot(e, &distinct).await?;
     let todo: Vec<Lookup> = distinct
         .into_iter()
         .filter(|(k, _)| !done.contains_key(k))
-        .map(|(key, hot_bad)| Lookup::new(key, hot_bad))
+        .map(|(key, (hot_bad, need))| Lookup::needing(key, hot_bad, need))
         .collect();
     if todo.is_empty() {
         return Ok(done);
@@ -322,26 +343,26 @@ async fn fetch_distinct(
             e.access.record(keys, tier, n);
         }
     }
-    repair::after_fetch(e, &todo, admit).await;
-    for l in todo {
-        match l.good {
+    for l in &todo {
+        match &l.good {
             Some((_, copy)) => {
-                done.insert(l.key, copy);
+                done.insert(l.key, copy.clone());
             }
             None => return Err(l.failure()),
         }
     }
+    repair::follow_up(e, todo, admit, gates).await;
     Ok(done)
 }
 
 /// Chunks another reader promoted while this one waited at their gates.
 async fn recheck_hot(
     e: &Arc<Engine>,
-    distinct: &BTreeMap<ChunkKey, bool>,
+    distinct: &BTreeMap<ChunkKey, (bool, Need)>,
 ) -> Result<BTreeMap<ChunkKey, Checked>> {
     let keys: Vec<ChunkKey> = distinct
         .iter()
-        .filter(|(_, hot_bad)| !**hot_bad)
+        .filter(|(_, (hot_bad, _))| !*hot_bad)
         .map(|(k, _)| *k)
         .collect();
     if keys.is_empty() {

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use super::Engine;
 use super::admission::Admit;
+use super::read::Gate;
 use super::verify::{Lookup, VERIFY_PART};
 use crate::codec::Frame;
 use crate::error::Result;
@@ -17,23 +18,48 @@ use crate::meta::ChunkKey;
 use crate::tier::{ChunkTier, TierName};
 use crate::writeback::{QueueItem, enqueue_in_txn};
 
-/// A good copy to put into hot: key, frame, raw bytes, and whether a bad hot copy goes first.
-pub(super) type Promotion = (ChunkKey, Frame, Bytes, bool);
+/// A good copy to put into hot: key, frame, raw bytes (decoded and hashed when absent), and
+/// whether a bad hot copy goes first.
+pub(super) type Promotion = (ChunkKey, Frame, Option<Bytes>, bool);
+
+/// Promotions and repairs running after reads at most at once; a read beyond waits for one.
+pub(super) const FOLLOW_UPS: u32 = 8;
+
+/// Runs [`after_fetch`] for what a read found, off the reader's path: the reader goes on with
+/// its copies while a task promotes and repairs, holding the chunks' single-flight `gates`
+/// until it is done (a concurrent reader of the same chunks waits and then finds them in hot).
+/// At most [`FOLLOW_UPS`] run at once; the reader waits for room before it returns.
+pub(super) async fn follow_up(e: &Arc<Engine>, found: Vec<Lookup>, admit: Admit, gates: Vec<Gate>) {
+    let Ok(permit) = e.follow_ups.clone().acquire_owned().await else {
+        return;
+    };
+    let engine = e.clone();
+    tokio::spawn(async move {
+        after_fetch(&engine, &found, admit).await;
+        drop(gates);
+        drop(permit);
+    });
+}
 
 /// Promotes the good copies of `found` that `admit` lets in (and every good copy replacing a
 /// bad hot one) to hot in one LMDB commit, copies the other cold finds into warm in the
 /// background (`admission.rs`), then repairs bad warm and cold copies. Failures are logged:
 /// the read still succeeds.
-pub(super) async fn after_fetch(e: &Arc<Engine>, found: &[Lookup], admit: Admit) {
+/// Waits until every promotion and repair that followed earlier reads is done.
+pub(super) async fn settle(e: &Engine) {
+    if let Ok(all) = e.follow_ups.acquire_many(FOLLOW_UPS).await {
+        drop(all);
+    }
+}
+
+async fn after_fetch(e: &Arc<Engine>, found: &[Lookup], admit: Admit) {
     let mut promotions: Vec<Promotion> = Vec::new();
     let mut to_warm: Vec<(ChunkKey, Frame)> = Vec::new();
     for l in found {
         let Some((tier, copy)) = l.good.as_ref() else {
             continue;
         };
-        let Some(raw) = copy.raw.clone() else {
-            continue;
-        };
+        let raw = copy.raw.clone();
         let hot_bad = l.bad.contains(&TierName::Hot);
         if hot_bad || admit.admits(e.config.hot_bytes, &e.ghosts, l.key) {
             promotions.push((l.key, copy.frame.clone(), raw, hot_bad));
@@ -99,7 +125,7 @@ fn fill_warm(e: &Arc<Engine>, frames: Vec<(ChunkKey, Frame)>) {
             let recoded = frames
                 .into_iter()
                 .map(|(key, frame)| {
-                    let raw = frame.decode(crate::codec::MAX_CHUNK_LEN)?;
+                    let raw = frame.decode_verified(&key.id(), crate::codec::MAX_CHUNK_LEN)?;
                     Ok((key, frame.recode(&raw, compression)?))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -121,11 +147,27 @@ pub(super) async fn promote(e: &Engine, copies: Vec<Promotion>) -> Result<()> {
     }
     let compression = e.config.hot_compression;
     let prepared = crate::blocking::map_parts(copies, VERIFY_PART, move |part| {
-        part.into_iter()
-            .map(|(key, frame, raw, replace)| Ok((key, frame.recode(&raw, compression)?, replace)))
-            .collect()
+        Ok(part
+            .into_iter()
+            .filter_map(|(key, frame, raw, replace)| {
+                // A copy checked only by its checksum is decoded and hashed before it enters hot.
+                let raw = match raw {
+                    Some(raw) => raw,
+                    None => match frame.decode_verified(&key.id(), crate::codec::MAX_CHUNK_LEN) {
+                        Ok(raw) => raw,
+                        Err(err) => {
+                            tracing::error!(chunk = %key.id(), error = %err, "a copy passed its checksum but not its hash; not promoted");
+                            return None;
+                        }
+                    },
+                };
+                Some(frame.recode(&raw, compression).map(|f| (key, f, replace)))
+            })
+            .collect::<Vec<Result<_>>>())
     })
-    .await?;
+    .await?
+    .into_iter()
+    .collect::<Result<Vec<_>>>()?;
     e.meta
         .write(move |t, txn| {
             for (key, frame, replace) in &prepared {
@@ -183,7 +225,7 @@ pub(super) async fn scrub_key(e: &Engine, key: ChunkKey) -> Result<Vec<TierName>
         .clone()
         .ok_or_else(|| crate::Error::Format("a verified copy without its bytes".into()))?;
     let hot_bad = lookup.bad.contains(&TierName::Hot);
-    promote(e, vec![(key, copy.frame.clone(), raw, hot_bad)]).await?;
+    promote(e, vec![(key, copy.frame.clone(), Some(raw), hot_bad)]).await?;
     let lower: Vec<TierName> = lookup
         .bad
         .iter()

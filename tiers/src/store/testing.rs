@@ -164,6 +164,12 @@ impl Store {
         Ok(n)
     }
 
+    /// Waits until the promotions and repairs that follow earlier reads are done.
+    pub async fn settle_reads(&self) -> Result<()> {
+        super::repair::settle(&*self.engine()?).await;
+        Ok(())
+    }
+
     /// Copies a whole blob to a writer, verifying every chunk; returns the bytes written.
     pub async fn read_blob_to(
         &self,

@@ -74,16 +74,26 @@ fn check_frame(id: &ChunkId, frame: &Frame) -> Result<Option<Bytes>> {
 #[derive(Debug)]
 pub(crate) struct Lookup {
     pub(crate) key: ChunkKey,
+    /// What the reader does with the copy (a frame sent on is checked by its checksum).
+    need: Need,
     pub(crate) good: Option<(TierName, Checked)>,
     pub(crate) bad: Vec<TierName>,
     unavailable: Option<String>,
 }
 
 impl Lookup {
-    /// Nothing tried yet; `hot_bad` when the hot copy already failed.
+    /// Nothing tried yet; `hot_bad` when the hot copy already failed. Every copy offered is
+    /// decoded and hashed (the scrub).
     pub(crate) fn new(key: ChunkKey, hot_bad: bool) -> Self {
+        Self::needing(key, hot_bad, Need::Raw)
+    }
+
+    /// [`Lookup::new`] for a reader that needs `need`: a copy sent on as a frame is checked by
+    /// its checksum, like a hot copy (promotion decodes and hashes it before it enters hot).
+    pub(crate) fn needing(key: ChunkKey, hot_bad: bool, need: Need) -> Self {
         Self {
             key,
+            need,
             good: None,
             bad: if hot_bad {
                 vec![TierName::Hot]
@@ -94,13 +104,13 @@ impl Lookup {
         }
     }
 
-    /// Verifies what `tier` returned for the chunk (with its raw bytes: a copy found below hot
-    /// is promoted) and records the outcome; the first good copy is kept.
+    /// Verifies what `tier` returned for the chunk as the reader needs it and records the
+    /// outcome; the first good copy is kept.
     pub(crate) fn offer(&mut self, tier: TierName, got: Result<Option<Frame>>) {
         let id = self.key.id();
         match got {
             Ok(None) => {}
-            Ok(Some(frame)) => match verify_copy(&id, frame, Need::Raw, false) {
+            Ok(Some(frame)) => match verify_copy(&id, frame, self.need, false) {
                 Ok(copy) => {
                     if self.good.is_none() {
                         self.good = Some((tier, copy));

@@ -76,6 +76,8 @@ impl Store {
                 read_chunks(&e, reads, Admit::Always)
                     .await
                     .map_err(super::read::listed_chunk_lost)?;
+                // Promotion follows the read off its path; count it once done.
+                super::repair::settle(&e).await;
                 let after = hot_lens(&e, &wanted).await?;
                 let (mut stored, mut raw) = (0u64, 0u64);
                 for ((_, raw_len), len) in wanted.iter().zip(after) {

@@ -33,7 +33,6 @@ use crate::meta::{
     tier_bits,
 };
 use crate::names::TenantId;
-use crate::tier::ChunkTier;
 use crate::warm::WarmTier;
 use tokio_util::sync::CancellationToken;
 
@@ -308,6 +307,11 @@ impl Encoder {
             .map_err(|_| Error::ShuttingDown)?;
         drop(jobs);
         wait.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// How many threads encode.
+    pub(crate) fn threads(&self) -> usize {
+        lock(&self.threads).len()
     }
 
     /// Stops taking jobs and joins the threads once they finish the job at hand (blocking).
@@ -615,7 +619,23 @@ async fn encode_slice(
         urgent: pace.urgent,
         fresh: false,
     };
-    let encoded = inner.encoder.encode(to_encode, how).await?;
+    // One job per encoder thread, so every thread works on the slice.
+    let per_thread = to_encode
+        .len()
+        .div_ceil(inner.encoder.threads().max(1))
+        .max(1);
+    let mut jobs = Vec::new();
+    let mut rest = to_encode;
+    while !rest.is_empty() {
+        let tail = rest.split_off(per_thread.min(rest.len()));
+        jobs.push(inner.encoder.encode(rest, how));
+        rest = tail;
+    }
+    let encoded: Vec<(ChunkKey, Frame)> = futures::future::try_join_all(jobs)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     for (seq, item) in seqs.into_iter().zip(encoded) {
         pending.encoded.insert(seq, item);
         if pace.fast {
@@ -720,18 +740,31 @@ async fn read_local(inner: &Uploader, keys: Vec<ChunkKey>) -> Result<Vec<Option<
                 .collect()
         })
         .await?;
-    let mut out = Vec::with_capacity(keys.len());
-    for (key, info) in keys.into_iter().zip(infos) {
-        let frame = match info {
-            Some(i) if i.tiers & tier_bits::COLD == 0 => match inner.hot.get(key).await? {
-                Some(f) => Some(f),
-                None => inner.warm.get(key).await?,
-            },
-            _ => None,
-        };
-        out.push(frame);
-    }
-    Ok(out)
+    // One blocking job for the slice: hot frames in one read transaction, warm for the rest.
+    let (hot, warm) = (inner.hot.clone(), inner.warm.clone());
+    crate::blocking::run(move || {
+        let wanted: Vec<ChunkKey> = keys
+            .iter()
+            .zip(&infos)
+            .filter(|(_, info)| info.is_some_and(|i| i.tiers & tier_bits::COLD == 0))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut from_hot = wanted.iter().copied().zip(hot.get_many_now(&wanted)?);
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, info) in keys.into_iter().zip(infos) {
+            if info.is_none_or(|i| i.tiers & tier_bits::COLD != 0) {
+                out.push(None);
+                continue;
+            }
+            let frame = match from_hot.next() {
+                Some((k, Some(f))) if k == key => Some(f),
+                _ => warm.get_now(key)?,
+            };
+            out.push(frame);
+        }
+        Ok(out)
+    })
+    .await
 }
 
 #[path = "writeback_recompress.rs"]

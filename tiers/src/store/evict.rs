@@ -44,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 use super::Engine;
 use super::stats::sum_counters;
 use super::types::MovementStats;
+use super::verify::{Need, verify_copy};
 use crate::codec::{Frame, MAX_CHUNK_LEN};
 use crate::error::{Error, Result};
 use crate::hot;
@@ -308,9 +309,15 @@ async fn evict_hot(e: &Arc<Engine>, batch: &[(ChunkKey, ChunkInfo)]) -> Result<(
                     .zip(frames)
                     .filter_map(|(key, frame)| {
                         let frame = frame?;
-                        // A bad hot copy is not demoted; a read or the scrub repairs it.
-                        let raw = frame.decode_verified(&key.id(), MAX_CHUNK_LEN).ok()?;
-                        Some(frame.recode(&raw, compression).map(|f| (key, f)))
+                        // Checked by its checksum like any hot copy sent on (the chunk was
+                        // hashed when it was stored); a bad hot copy is not demoted, a read or
+                        // the scrub repairs it.
+                        let checked = verify_copy(&key.id(), frame, Need::Frame, false).ok()?;
+                        let raw = match checked.raw {
+                            Some(raw) => raw,
+                            None => checked.frame.decode(MAX_CHUNK_LEN).ok()?,
+                        };
+                        Some(checked.frame.recode(&raw, compression).map(|f| (key, f)))
                     })
                     .collect::<Vec<Result<(ChunkKey, Frame)>>>())
             })

@@ -257,12 +257,44 @@ async fn verify_blob(e: &Arc<Engine>, tenant: &Tenant, manifest: Arc<Manifest>) 
     Ok(())
 }
 
+/// How long a put waits at most for the write-behind before it stores anyway.
+const BACKLOG_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Backpressure, the last resort of a write-behind that cannot keep up: while more than
+/// `cold_backlog_limit` entries are queued, a put waits (polling every 50 ms, at most
+/// [`BACKLOG_WAIT`]) until the queue is back under seven eighths of it. The encoders run at
+/// normal priority by then, so the pushes' CPU goes to the backlog. After the wait the put is
+/// stored anyway: an object store that is down slows pushes, it does not refuse them.
+async fn wait_for_write_behind(e: &Engine) -> Result<()> {
+    let limit = e.config.cold_backlog_limit;
+    let queued = || e.meta.read(|t, txn| Ok(t.cold_queue.len(txn)?));
+    if limit == 0 || queued().await? <= limit {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    while started.elapsed() < BACKLOG_WAIT {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        e.check_open()?;
+        if queued().await? <= limit / 8 * 7 {
+            return Ok(());
+        }
+    }
+    tracing::warn!(
+        limit,
+        waited_s = BACKLOG_WAIT.as_secs(),
+        "the cold write-behind is over its backlog limit; this put waited and is stored \
+         anyway (check that the object store is reachable and fast enough)"
+    );
+    Ok(())
+}
+
 /// Stores frames already verified and in the hot codec.
 pub(super) async fn put_prepared(
     e: &Engine,
     tenant: &Tenant,
     prepared: Vec<(ChunkKey, Frame)>,
 ) -> Result<PutSummary> {
+    wait_for_write_behind(e).await?;
     let keys: Vec<ChunkKey> = prepared.iter().map(|(k, _)| *k).collect();
     let name = tenant.as_str().to_owned();
     let summary = e

@@ -129,6 +129,8 @@ pub struct StoreConfig {
     pub cold_fast_backlog: u64,
     /// How long the write-behind queue must have been empty before recompression starts.
     pub cold_idle_after: Duration,
+    /// Queue entries beyond which puts wait for the write-behind (`ingest.rs`); `0` = never.
+    pub cold_backlog_limit: u64,
     /// Decode and re-hash chunks read from the hot tier too.
     pub verify_hot_reads: bool,
     /// Warm pack files are sealed at this size.
@@ -176,12 +178,13 @@ impl StoreConfig {
             cold_fast_compression: Compression::Zstd(3),
             cold_fast_backlog: crate::writeback::FAST_ABOVE,
             cold_idle_after: Duration::from_secs(10),
+            cold_backlog_limit: 131_072,
             verify_hot_reads: true,
             warm_pack_limit: 256 << 20,
             cold_pack_target: 8 << 20,
             cold_flush_after: Duration::from_secs(5),
             cold_concurrency: 8,
-            cold_encoders: 1,
+            cold_encoders: 2,
             scrub_per_day: 0.1,
             hot_bytes: 1 << 30,
             warm_bytes: 10 << 30,

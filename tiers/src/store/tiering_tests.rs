@@ -362,3 +362,38 @@ async fn packs_written_fast_under_a_backlog_are_recompressed_when_idle_and_still
     assert_eq!(read_all(&store, &n, &key("k")).await?, blob);
     store.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_beyond_the_backlog_limit_waits_until_the_write_behind_catches_up() -> Result<()> {
+    let dir = tmp()?;
+    let mut c = config(dir.path());
+    c.cold_backlog_limit = 4;
+    // Nothing is written behind until the test flushes.
+    c.cold_flush_after = Duration::from_secs(3600);
+    c.cold_pack_target = 64 << 20;
+    let store = Store::open(c).await?;
+    let n = ns("acme/web/app");
+    let first = data(400_000, 31, false);
+    store
+        .write_blob(&n, &key("first"), &first[..], RefOptions::default())
+        .await?;
+    assert!(store.stats(None).await?.cold_queue > 4);
+
+    let second = data(400_000, 32, false);
+    let writer = store.clone();
+    let n2 = n.clone();
+    let blocked = tokio::spawn(async move {
+        writer
+            .write_blob(&n2, &key("second"), &second[..], RefOptions::default())
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!blocked.is_finished(), "the put waits for the write-behind");
+    store.flush_cold().await?;
+    tokio::time::timeout(Duration::from_secs(5), blocked)
+        .await
+        .map_err(|_| Error::Unavailable("the put still waits".into()))?
+        .map_err(|_| Error::ShuttingDown)??;
+    assert!(store.get_ref(&n, &key("second")).await?.is_some());
+    store.shutdown().await
+}

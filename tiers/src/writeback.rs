@@ -249,14 +249,16 @@ impl std::fmt::Debug for Uploader {
 pub(crate) struct Encoder {
     jobs: Mutex<Option<std::sync::mpsc::Sender<EncodeJob>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The threads' kernel ids, so their priority changes at once, mid-job.
+    tids: Arc<Mutex<Vec<libc::pid_t>>>,
+    /// Whether they run at normal priority (a backlog beyond [`URGENT_ABOVE`]).
+    urgent: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How an encoder job encodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Encoding {
     pub(crate) compression: Compression,
-    /// Run at normal priority instead of `SCHED_IDLE` (a backlog beyond [`URGENT_ABOVE`]).
-    pub(crate) urgent: bool,
     /// Encode anew even when a frame already uses the codec (recompression at another level).
     pub(crate) fresh: bool,
 }
@@ -281,17 +283,32 @@ impl Encoder {
     pub(crate) fn start_named(name: &str, threads: usize) -> Result<Self> {
         let (jobs, rx) = std::sync::mpsc::channel::<EncodeJob>();
         let rx = Arc::new(Mutex::new(rx));
+        let tids = Arc::new(Mutex::new(Vec::new()));
+        let urgent = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut handles = Vec::new();
         for i in 0..threads.max(1) {
-            let rx = rx.clone();
+            let (rx, tids, urgent) = (rx.clone(), tids.clone(), urgent.clone());
             handles.push(crate::blocking::spawn_thread(
                 format!("{name}-{i}"),
-                move || encode_loop(&rx),
+                move || {
+                    // SAFETY: `gettid` is a plain syscall without arguments.
+                    #[allow(unsafe_code)]
+                    let tid = unsafe { libc::gettid() };
+                    {
+                        // Registered and set under the lock, so `set_urgent` cannot miss it.
+                        let mut tids = lock(&tids);
+                        set_policy(tid, urgent.load(std::sync::atomic::Ordering::Relaxed));
+                        tids.push(tid);
+                    }
+                    encode_loop(&rx);
+                },
             )?);
         }
         Ok(Self {
             jobs: Mutex::new(Some(jobs)),
             threads: Mutex::new(handles),
+            tids,
+            urgent,
         })
     }
 
@@ -307,6 +324,23 @@ impl Encoder {
             .map_err(|_| Error::ShuttingDown)?;
         drop(jobs);
         wait.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Runs the encoder threads at normal priority (`true`) or at `SCHED_IDLE`, at once, also
+    /// in the middle of a job.
+    pub(crate) fn set_urgent(&self, urgent: bool) {
+        let tids = lock(&self.tids);
+        if self
+            .urgent
+            .swap(urgent, std::sync::atomic::Ordering::Relaxed)
+            == urgent
+        {
+            return;
+        }
+        for tid in tids.iter() {
+            set_policy(*tid, urgent);
+        }
+        tracing::info!(urgent, "the cold encoders change priority");
     }
 
     /// How many threads encode.
@@ -331,21 +365,11 @@ impl Drop for Encoder {
 }
 
 fn encode_loop(rx: &Mutex<std::sync::mpsc::Receiver<EncodeJob>>) {
-    lower_priority();
-    let mut at_normal = false;
     loop {
         let job = lock(rx).recv();
         let Ok((batch, how, done)) = job else {
             break;
         };
-        if how.urgent != at_normal {
-            if how.urgent {
-                normal_priority();
-            } else {
-                lower_priority();
-            }
-            at_normal = how.urgent;
-        }
         let out = batch
             .into_iter()
             .map(|(k, f)| {
@@ -368,40 +392,38 @@ impl std::fmt::Debug for Encoder {
     }
 }
 
-/// Runs the calling thread at the normal policy again (a backlog beyond [`URGENT_ABOVE`]).
-fn normal_priority() {
+/// Runs thread `tid` at `SCHED_IDLE` (not `urgent`), so cold compression only takes CPU that
+/// nothing else wants (a push on a busy machine is not slowed by the write-behind of the one
+/// before), or back at the normal policy (`urgent`: a backlog beyond [`URGENT_ABOVE`]). The
+/// queue drains either way: an idle machine runs the encoders at full speed, and Linux gives
+/// `SCHED_IDLE` threads a small share even under load. Where `SCHED_IDLE` is refused, the
+/// thread runs at nice +10 instead.
+fn set_policy(tid: libc::pid_t, urgent: bool) {
     let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: as in `lower_priority`: the call only reads `param`; pid 0 is this thread.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
-    if rc != 0 {
-        tracing::debug!("could not raise the cold encoder's priority");
-    }
-}
-
-/// Runs the calling thread at `SCHED_IDLE`, so cold compression only takes CPU that nothing
-/// else wants (a push on a busy machine is not slowed by the write-behind of the one before).
-/// The queue still drains: an idle machine runs the encoder at full speed, and Linux gives
-/// `SCHED_IDLE` threads a small share even under load. Where the policy is refused, the thread
-/// falls back to nice +10.
-fn lower_priority() {
-    let param = libc::sched_param { sched_priority: 0 };
+    let policy = if urgent {
+        libc::SCHED_OTHER
+    } else {
+        libc::SCHED_IDLE
+    };
     // SAFETY: `sched_setscheduler` reads the `sched_param` we pass by reference for the
-    // duration of the call only; pid 0 is the calling thread (Linux schedules threads).
+    // duration of the call only; `tid` is one of our threads (Linux schedules threads).
     #[allow(unsafe_code)]
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    let rc = unsafe { libc::sched_setscheduler(tid, policy, &param) };
     if rc == 0 {
         return;
     }
-    // SAFETY: `gettid` and `setpriority` are plain syscalls without memory arguments; on Linux
-    // the nice value is per thread, so this only affects the encoder thread calling it.
+    // SAFETY: `setpriority` is a plain syscall without memory arguments; on Linux the nice
+    // value is per thread, so this only affects thread `tid`.
     #[allow(unsafe_code)]
     let rc = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            tid as libc::id_t,
+            if urgent { 0 } else { 10 },
+        )
     };
     if rc != 0 {
-        tracing::debug!("could not lower the cold encoder's priority");
+        tracing::debug!("could not change a cold encoder's priority");
     }
 }
 
@@ -614,9 +636,9 @@ async fn encode_slice(
     } else {
         inner.config.compression
     };
+    inner.encoder.set_urgent(pace.urgent);
     let how = Encoding {
         compression,
-        urgent: pace.urgent,
         fresh: false,
     };
     // One job per encoder thread, so every thread works on the slice.
@@ -812,12 +834,7 @@ mod tests {
 
     const IDLE: Encoding = Encoding {
         compression: Compression::Zstd(9),
-        urgent: false,
         fresh: false,
-    };
-    const URGENT: Encoding = Encoding {
-        urgent: true,
-        ..IDLE
     };
 
     #[tokio::test]
@@ -833,14 +850,13 @@ mod tests {
         let found = policies("sctest-enc");
         assert!(!found.is_empty(), "no encoder thread found");
         assert!(found.iter().all(|p| *p == libc::SCHED_IDLE), "{found:?}");
-        // A backlog beyond URGENT_ABOVE: the thread that takes the job leaves SCHED_IDLE.
-        let (a, b) = tokio::join!(
-            encoder.encode(Vec::new(), URGENT),
-            encoder.encode(Vec::new(), URGENT),
-        );
-        assert!(a.is_ok() && b.is_ok());
+        // A backlog beyond URGENT_ABOVE: every thread leaves SCHED_IDLE at once, and back.
+        encoder.set_urgent(true);
         let found = policies("sctest-enc");
-        assert!(found.contains(&libc::SCHED_OTHER), "{found:?}");
+        assert!(found.iter().all(|p| *p == libc::SCHED_OTHER), "{found:?}");
+        encoder.set_urgent(false);
+        let found = policies("sctest-enc");
+        assert!(found.iter().all(|p| *p == libc::SCHED_IDLE), "{found:?}");
         encoder.close();
         assert!(policies("sctest-enc").is_empty());
     }

@@ -24,7 +24,6 @@ pub(super) async fn step(inner: &Uploader) -> Result<bool> {
     };
     let how = super::Encoding {
         compression: inner.config.compression,
-        urgent: false,
         fresh: true,
     };
     let encoder = &inner.encoder;

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, FromArgMatches, ValueEnum};
+use scipcache_tiers::names::KeyPrefix;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -132,6 +133,26 @@ pub enum LogFormat {
     Json,
 }
 
+/// When a push is acknowledged (`--durability`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Once the hot tier holds it durably; the cold copy is written behind.
+    #[default]
+    Local,
+    /// Once the object store holds every chunk, the manifest and the ref.
+    Cold,
+}
+
+impl From<Durability> for scipcache_tiers::store::Durability {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Local => Self::Local,
+            Durability::Cold => Self::Cold,
+        }
+    }
+}
+
 /// The daemon's options: the effective configuration once [`Config::load`]ed. Each field is
 /// a flag `--<name>`, a variable `SCIPCACHE_<NAME>` and a file key `<name>`.
 #[derive(Clone, Debug, PartialEq, Eq, Args, Serialize, Deserialize)]
@@ -190,6 +211,41 @@ pub struct Config {
     /// day (bad copies are repaired from good ones); 0 turns the scrub off. [default: 0.1]
     #[arg(long, value_name = "F", env = "SCIPCACHE_SCRUB_PER_DAY")]
     pub scrub_per_day: Option<Share>,
+    /// Hot tier budget in stored bytes (plain bytes or 4GiB-style), as `scipcache stat`
+    /// reports them: the evictor starts when the hot tier reaches it and stops at 90%,
+    /// demoting the least recently used chunks to warm (pinned refs' chunks last). Must be
+    /// more than 0 and below --lmdb-map-size, which holds the hot tier.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "SCIPCACHE_HOT_BYTES",
+        default_value = "1GiB"
+    )]
+    pub hot_bytes: ByteSize,
+    /// Warm tier budget in stored bytes (same rule): warm copies of chunks the cold tier holds
+    /// are dropped, least recently used first. 0 turns the warm tier off: hot then drops a
+    /// chunk only once the cold tier holds it.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        env = "SCIPCACHE_WARM_BYTES",
+        default_value = "10GiB"
+    )]
+    pub warm_bytes: ByteSize,
+    /// When a push is acknowledged: `local` once the hot tier holds it durably (the cold copy
+    /// is written behind), `cold` once the object store holds its chunks, manifest and ref
+    /// (a push then fails with UNAVAILABLE while the cold tier does, and sets no ref).
+    #[arg(
+        long,
+        value_name = "MODE",
+        env = "SCIPCACHE_DURABILITY",
+        default_value = "local"
+    )]
+    pub durability: Durability,
+    /// Ref-key prefixes (e.g. `branch/`) whose refs' chunks the evictor drops from hot last,
+    /// in every namespace. Config file only.
+    #[arg(skip)]
+    pub pin_prefixes: Vec<String>,
 
     /// TLS certificate chain (PEM); serves https with --tls-key.
     #[arg(long, value_name = "FILE", env = "SCIPCACHE_TLS_CERT")]
@@ -390,6 +446,7 @@ impl Config {
                 "--cold-concurrency must be at least 1".into(),
             ));
         }
+        self.validate_tiers()?;
         if self.jwt_leeway > Duration::from_secs(300) {
             return Err(Error::Config(
                 "--jwt-leeway above 5m defeats token expiry; use at most a few seconds".into(),
@@ -402,6 +459,40 @@ impl Config {
             return Err(Error::Config(
                 "--jwt-max-ttl must be at least 1s (tokens count their lifetime in seconds)".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// Checks the tier budgets and the pin prefixes.
+    fn validate_tiers(&self) -> Result<()> {
+        if self.hot_bytes.0 == 0 {
+            return Err(Error::Config(
+                "--hot-bytes must be more than 0 bytes (e.g. 1GiB): every push lands in the hot \
+                 tier first. To keep little in hot, give a small budget such as 256MiB"
+                    .into(),
+            ));
+        }
+        let map_size = self.store_config().lmdb_map_size;
+        if self.hot_bytes.0 >= map_size {
+            return Err(Error::Config(format!(
+                "--hot-bytes {} must be below --lmdb-map-size {map_size}: the LMDB map holds the \
+                 hot tier and the metadata. Lower --hot-bytes or raise --lmdb-map-size",
+                self.hot_bytes
+            )));
+        }
+        for prefix in &self.pin_prefixes {
+            if prefix.is_empty() {
+                return Err(Error::Config(
+                    "pin_prefixes: an empty prefix would pin every ref; name prefixes such as \
+                     \"branch/\""
+                        .into(),
+                ));
+            }
+            prefix.parse::<KeyPrefix>().map_err(|e| {
+                Error::Config(format!(
+                    "pin_prefixes: {e}; name ref-key prefixes such as \"branch/\""
+                ))
+            })?;
         }
         Ok(())
     }
@@ -434,6 +525,10 @@ impl Config {
         if let Some(verify) = self.verify_hot_reads {
             store.verify_hot_reads = verify;
         }
+        store.hot_bytes = self.hot_bytes.0;
+        store.warm_bytes = self.warm_bytes.0;
+        store.durability = self.durability.into();
+        store.pin_prefixes.clone_from(&self.pin_prefixes);
         store
     }
 
@@ -533,8 +628,16 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Human);
         assert_eq!(c.request_memory, ByteSize(512 << 20));
         assert_eq!(c.request_memory_wait, Duration::from_secs(30));
+        assert_eq!(c.hot_bytes, ByteSize(1 << 30));
+        assert_eq!(c.warm_bytes, ByteSize(10 << 30));
+        assert_eq!(c.durability, Durability::Local);
+        assert!(c.pin_prefixes.is_empty());
         let store = c.store_config();
         assert_eq!(store.cold_url, "file://./scipcache-data/cold");
+        assert_eq!(store.hot_bytes, 1 << 30);
+        assert_eq!(store.warm_bytes, 10 << 30);
+        assert_eq!(store.durability, scipcache_tiers::store::Durability::Local);
+        assert!(store.pin_prefixes.is_empty());
         Ok(())
     }
 
@@ -556,7 +659,17 @@ mod tests {
             assert!(keys.contains_key(id), "{id} is not a file key");
             names.push(id);
         }
-        assert_eq!(names.len(), keys.len(), "a file key without a flag");
+        for key in keys.keys() {
+            assert!(
+                names.contains(&key.as_str()) || FILE_ONLY.contains(&key.as_str()),
+                "the file key {key} has no flag (or add it to FILE_ONLY)"
+            );
+        }
+        assert_eq!(
+            names.len() + FILE_ONLY.len(),
+            keys.len(),
+            "a file key without a flag"
+        );
         Ok(())
     }
 
@@ -614,6 +727,9 @@ mod tests {
         assert!(msg.contains("90s"), "{msg}");
     }
 
+    /// The keys the contract allows only in the config file.
+    const FILE_ONLY: &[&str] = &["pin_prefixes"];
+
     /// A configuration with every option set, so that every key is printed.
     fn full_config() -> Config {
         Config {
@@ -634,6 +750,7 @@ mod tests {
             jwt_audience: Some("a".into()),
             jwt_max_ttl: Some(Duration::from_secs(86_400)),
             denylist: Some("d".into()),
+            pin_prefixes: vec!["branch/".into()],
             ..Config::default()
         }
     }
@@ -650,7 +767,7 @@ mod tests {
             toml::from_str(&full_config().to_toml()?).map_err(|e| Error::Config(e.to_string()))?;
         assert_eq!(
             printed.len(),
-            27,
+            31,
             "a key was added: document it in config.example.toml"
         );
         for key in printed.keys() {
@@ -792,6 +909,95 @@ mod tests {
             "flags replace the file's table"
         );
         assert!(args(&["--cold-options", "novalue"]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn tier_budgets_durability_and_pins_come_from_flag_then_file_then_default() -> Result<()> {
+        let f = || {
+            file(
+                "hot_bytes = \"64MiB\"\nwarm_bytes = 0\ndurability = \"cold\"\n\
+                 pin_prefixes = [\"branch/\", \"release/\"]",
+            )
+        };
+        let c = Config::layered(&ServeArgs::default(), f()?)?;
+        c.validate()?;
+        assert_eq!(c.hot_bytes, ByteSize(64 << 20));
+        assert_eq!(c.warm_bytes, ByteSize(0), "0 turns the warm tier off");
+        assert_eq!(c.durability, Durability::Cold);
+        let store = c.store_config();
+        assert_eq!(store.hot_bytes, 64 << 20);
+        assert_eq!(store.warm_bytes, 0);
+        assert_eq!(store.durability, scipcache_tiers::store::Durability::Cold);
+        assert_eq!(store.pin_prefixes, ["branch/", "release/"]);
+
+        let a = args(&["--hot-bytes", "4MB", "--durability", "local"])
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let c = Config::layered(&a, f()?)?;
+        assert_eq!(
+            c.hot_bytes,
+            ByteSize(4_000_000),
+            "the flag wins over the file"
+        );
+        assert_eq!(
+            c.durability,
+            Durability::Local,
+            "the flag wins over the file"
+        );
+        assert_eq!(c.warm_bytes, ByteSize(0), "the file wins over the default");
+        assert_eq!(c.pin_prefixes, ["branch/", "release/"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_hot_budget_of_zero_or_beyond_the_lmdb_map_is_refused_saying_what_to_do() -> Result<()> {
+        let zero = Config::layered(&ServeArgs::default(), file("hot_bytes = 0")?)?;
+        let msg = zero
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(msg.contains("--hot-bytes must be more than 0"), "{msg}");
+        assert!(
+            msg.contains("256MiB"),
+            "the message suggests a value: {msg}"
+        );
+
+        let beyond = Config::layered(
+            &ServeArgs::default(),
+            file("hot_bytes = \"8GiB\"\nlmdb_map_size = \"4GiB\"")?,
+        )?;
+        let msg = beyond
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(msg.contains("--lmdb-map-size"), "{msg}");
+
+        let no_warm = Config::layered(&ServeArgs::default(), file("warm_bytes = 0")?)?;
+        no_warm.validate()?;
+        Ok(())
+    }
+
+    #[test]
+    fn pin_prefixes_are_a_file_key_only_and_bad_ones_are_refused() -> Result<()> {
+        assert!(
+            args(&["--pin-prefixes", "branch/"]).is_err(),
+            "pin_prefixes has no flag"
+        );
+        for bad in ["pin_prefixes = [\"\"]", "pin_prefixes = [\"bad prefix\"]"] {
+            let c = Config::layered(&ServeArgs::default(), file(bad)?)?;
+            let msg = c
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(msg.starts_with("pin_prefixes: "), "{bad}: {msg}");
+        }
+        assert!(
+            file("durability = \"somewhere\"").is_err(),
+            "durability is local or cold"
+        );
         Ok(())
     }
 }

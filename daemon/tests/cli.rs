@@ -68,6 +68,66 @@ fn options_follow_flag_env_file_default_precedence() -> TestResult {
 }
 
 #[test]
+fn tier_budgets_durability_and_pins_follow_flag_env_file_precedence() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("scipcached.toml");
+    std::fs::write(
+        &file,
+        r#"
+        hot_bytes = "64MiB"
+        warm_bytes = "2GiB"
+        durability = "cold"
+        pin_prefixes = ["branch/"]
+        "#,
+    )?;
+    let out = run(scipcached()
+        .arg("--print-config")
+        .arg("--config")
+        .arg(&file)
+        .args(["--hot-bytes", "32MiB"])
+        .env("SCIPCACHE_HOT_BYTES", "16MiB")
+        .env("SCIPCACHE_WARM_BYTES", "0"))?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: toml::Table = toml::from_str(&text(&out.stdout))?;
+    let get = |k: &str| printed.get(k).map(ToString::to_string).unwrap_or_default();
+    assert_eq!(
+        get("hot_bytes"),
+        (32u64 << 20).to_string(),
+        "flag beats env and file"
+    );
+    assert_eq!(
+        get("warm_bytes"),
+        "0",
+        "env beats file; 0 (warm off) is allowed"
+    );
+    assert_eq!(get("durability"), "\"cold\"", "file beats default");
+    assert_eq!(get("pin_prefixes"), "[\"branch/\"]");
+
+    let defaults = run(scipcached().arg("--print-config"))?;
+    assert!(defaults.status.success(), "{}", text(&defaults.stderr));
+    let printed: toml::Table = toml::from_str(&text(&defaults.stdout))?;
+    let get = |k: &str| printed.get(k).map(ToString::to_string).unwrap_or_default();
+    assert_eq!(get("hot_bytes"), (1u64 << 30).to_string());
+    assert_eq!(get("warm_bytes"), (10u64 << 30).to_string());
+    assert_eq!(get("durability"), "\"local\"");
+    Ok(())
+}
+
+#[test]
+fn a_hot_budget_of_zero_refuses_to_start_saying_what_to_do() -> TestResult {
+    let out = run(scipcached()
+        .arg("--print-config")
+        .env("SCIPCACHE_HOT_BYTES", "0"))?;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--hot-bytes must be more than 0"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_relative_data_dir_is_made_absolute() -> TestResult {
     let dir = tempfile::tempdir()?;
     let out = run(scipcached().current_dir(dir.path()).arg("--print-config"))?;

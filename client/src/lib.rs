@@ -45,7 +45,9 @@
 //!   [`Client::read_range`], [`Client::read_chunks`].
 //! - [`refs`]: [`Client::stat`], [`Client::list_refs`], [`Client::delete_ref`],
 //!   [`Client::stats`].
-//! - [`report`]: [`PushReport`] and [`PullReport`], which serialize to the CLI's `--json`.
+//! - [`warm`]: [`Client::warm`], a ref's chunks promoted into the server's hot tier.
+//! - [`report`]: [`PushReport`], [`PullReport`] and [`WarmReport`], which serialize to the
+//!   CLI's `--json`.
 //! - [`progress`]: the [`Progress`] trait the CLI implements with a progress bar.
 //! - [`error`]: the one [`Error`] enum, its words and exit codes.
 //! - `blocking`: the one helper that runs blocking work (decoding, hashing, files).
@@ -64,6 +66,7 @@ pub mod report;
 mod retry;
 mod tls;
 mod transport;
+pub mod warm;
 mod window;
 
 pub use connect::{Client, ClientConfig, DEFAULT_SERVER, DEFAULT_TIMEOUT, ServerInfo};
@@ -71,7 +74,7 @@ pub use error::{Error, MissingChunkList, Result};
 pub use progress::{Progress, SharedProgress};
 pub use pull::{BlobStream, PullOptions};
 pub use push::PushOptions;
-pub use refs::{RefList, RefSummary, Stats, TierStats};
-pub use report::{PullReport, PushReport};
+pub use refs::{EvictedCopies, Movement, RefList, RefSummary, Stats, TierStats};
+pub use report::{PullReport, PushReport, WarmReport};
 pub use scipcache_tiers::ids::{BlobId, ChunkId};
 pub use scipcache_tiers::names::{KeyPrefix, Namespace, RefKey, Tenant};

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use scipcache_proto::pb;
 use scipcache_tiers::ids::{BlobId, ManifestId};
 use scipcache_tiers::names::{KeyPrefix, Namespace, RefKey, Tenant};
+use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::connect::Client;
@@ -96,6 +97,57 @@ pub struct Stats {
     pub refs: u64,
     /// Chunks waiting to be written to the cold tier.
     pub cold_queue: u64,
+    /// Cold packs waiting to be recompressed at the cold level when the server is idle.
+    pub cold_recompress: u64,
+    /// What moved between tiers since the server started (all tenants).
+    pub movement: Movement,
+}
+
+/// Movement between the server's tiers since it started: what its evictor and its promotions
+/// did (`scipcache stat --json` prints it as `movement`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Movement {
+    /// Chunks copied from hot to warm by the evictor.
+    pub demoted: u64,
+    /// Copies the evictor dropped, per tier (hot, warm).
+    pub evicted: Vec<EvictedCopies>,
+    /// Chunks reads and warm-ups promoted into hot.
+    pub promoted: u64,
+    /// Chunks read from below hot that the admission rule kept out of hot.
+    pub not_admitted: u64,
+    /// Eviction passes run.
+    pub passes: u64,
+}
+
+/// Copies the evictor dropped from one tier.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EvictedCopies {
+    /// `hot` or `warm`.
+    pub tier: String,
+    /// Chunks whose copy there was dropped.
+    pub chunks: u64,
+    /// Stored bytes of those copies.
+    pub bytes: u64,
+}
+
+impl From<pb::Movement> for Movement {
+    fn from(m: pb::Movement) -> Self {
+        Self {
+            demoted: m.demoted,
+            evicted: m
+                .evicted
+                .into_iter()
+                .map(|e| EvictedCopies {
+                    tier: e.tier,
+                    chunks: e.chunks,
+                    bytes: e.bytes,
+                })
+                .collect(),
+            promoted: m.promoted,
+            not_admitted: m.not_admitted,
+            passes: m.passes,
+        }
+    }
 }
 
 impl From<pb::StatsResponse> for Stats {
@@ -114,6 +166,9 @@ impl From<pb::StatsResponse> for Stats {
             logical_bytes: s.logical_bytes,
             refs: s.refs,
             cold_queue: s.cold_queue,
+            cold_recompress: s.cold_recompress,
+            // A server that predates the movement figures sends none: all zero.
+            movement: s.movement.map(Movement::from).unwrap_or_default(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! What a push or a pull reports. Both serialize to the contract's `--json` objects.
+//! What a push, a pull or a warm-up reports. Each serializes to the contract's `--json`
+//! object.
 
 use std::fmt::Display;
 
@@ -46,6 +47,28 @@ pub struct PullReport {
     /// Bytes written.
     pub bytes: u64,
     /// Wall-clock time of the pull.
+    pub seconds: f64,
+}
+
+/// The outcome of a warm-up (`scipcache warm --json` prints it).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WarmReport {
+    /// The namespace.
+    #[serde(serialize_with = "as_text")]
+    pub ns: Namespace,
+    /// The ref warmed.
+    #[serde(serialize_with = "as_text")]
+    pub key: RefKey,
+    /// Distinct chunks of the ref's blob.
+    pub chunks: u64,
+    /// Of those, chunks in the hot tier after the warm-up (all of them unless the ref is
+    /// larger than the server's hot budget allows).
+    pub hot_chunks: u64,
+    /// Chunks this warm-up promoted into the hot tier.
+    pub promoted_chunks: u64,
+    /// Raw (uncompressed) bytes of the chunks promoted.
+    pub promoted_bytes: u64,
+    /// Wall-clock time of the warm-up.
     pub seconds: f64,
 }
 
@@ -105,6 +128,31 @@ mod tests {
             ["blob", "bytes", "key", "ns", "resolved_key", "seconds"]
         );
         assert_eq!(json["resolved_key"], "branch/main");
+        Ok(())
+    }
+
+    #[test]
+    fn warm_report_has_the_contract_fields() -> Result<(), Box<dyn std::error::Error>> {
+        let report = WarmReport {
+            ns: "acme/web/app".parse()?,
+            key: "branch/main".parse()?,
+            chunks: 12,
+            hot_chunks: 12,
+            promoted_chunks: 5,
+            promoted_bytes: 4096,
+            seconds: 0.25,
+        };
+        let json = serde_json::to_value(&report)?;
+        let expected = serde_json::json!({
+            "ns": "acme/web/app",
+            "key": "branch/main",
+            "chunks": 12,
+            "hot_chunks": 12,
+            "promoted_chunks": 5,
+            "promoted_bytes": 4096,
+            "seconds": 0.25,
+        });
+        assert_eq!(json, expected);
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Every unary call gets the configured deadline, both as `grpc-timeout` (so the server can
 //! give up too) and as a local timer. Idempotent calls (FindMissing, ServerInfo, Get, List,
-//! Stat, Stats) are retried on `UNAVAILABLE` with exponential backoff, at most [`ATTEMPTS`]
+//! Stat, Stats, Warm) are retried on `UNAVAILABLE` with exponential backoff, at most [`ATTEMPTS`]
 //! times in all; chunk uploads (`push`) and the opening of reads (`pull`) use the same bound
 //! and backoff. `UNAVAILABLE` includes a connection that broke mid-call (a daemon that died or
 //! restarted: see `transport`), so a restart within the backoff goes unnoticed and a dead

@@ -469,6 +469,8 @@ async fn list_delete_and_stats() -> TestResult {
     let stats = client.stats().await?;
     assert_eq!(stats.refs, 2);
     assert_eq!(stats.tiers[0].name, "hot");
+    // The fake predates the movement figures: they read as zero.
+    assert_eq!(stats.movement, scipcache_client::Movement::default());
     Ok(())
 }
 
@@ -674,6 +676,55 @@ async fn cli_push_pull_ls_rm_stat_with_json() -> TestResult {
     let out = cli(&fake, &["rm", "acme/web/app", "commit/c1", "--json"]).await?;
     let rm: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(rm["deleted"], true);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_warm_prints_the_contract_fields_and_a_missing_ref_exits_3() -> TestResult {
+    let fake = fake::start().await?;
+    let client = Client::connect(config(&fake)).await?;
+    let (ns, key) = names("branch/main")?;
+    let pushed = client
+        .push(&ns, &key, &data(2_000_000, 5)[..], &PushOptions::default())
+        .await?;
+
+    let warmed = client.warm(&ns, &key).await?;
+    assert_eq!(
+        (warmed.ns.as_str(), warmed.key.as_str()),
+        ("acme/web/app", "branch/main")
+    );
+    assert!(
+        warmed.chunks > 0 && warmed.chunks <= pushed.chunks,
+        "{warmed:?}"
+    );
+
+    let out = cli(&fake, &["--json", "warm", "acme/web/app", "branch/main"]).await?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_line(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    for field in ["ns", "key", "chunks", "promoted_bytes", "seconds"] {
+        assert!(
+            json.get(field).is_some(),
+            "warm --json lacks {field}: {json}"
+        );
+    }
+    assert_eq!(json["chunks"], warmed.chunks);
+
+    let out = cli(&fake, &["warm", "acme/web/app", "branch/main"]).await?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_line(&out));
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(
+        line.starts_with("warmed acme/web/app branch/main: "),
+        "{line}"
+    );
+
+    let out = cli(&fake, &["warm", "acme/web/app", "branch/gone"]).await?;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr_line(&out));
+    assert!(
+        stderr_line(&out).starts_with("not found: "),
+        "{}",
+        stderr_line(&out)
+    );
     Ok(())
 }
 

@@ -142,6 +142,7 @@ pub async fn run_until_cancelled(
         .map_err(|e| Error::Config(format!("metrics listener has no address: {e}")))?;
     raise_open_file_limit();
     let metrics = Arc::new(Metrics::new()?);
+    metrics.set_tier_budgets(config.hot_bytes.0, config.warm_bytes.0);
     let ready = Arc::new(AtomicBool::new(false));
     let store_cell = Arc::new(OnceLock::new());
     let certificate = Arc::new(OnceLock::new());
@@ -241,6 +242,7 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
         .build_v1alpha()
         .map_err(|e| Error::Config(format!("server reflection: {e}")))?;
 
+    log_tiers(&config);
     // From here on nothing returns early: every exit path shuts the store down.
     let store = Store::open(config.store_config()).await?;
     // Set once: this is the only place that opens a store.
@@ -329,6 +331,25 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
     let stopped = shutdown_store(&store).await;
     served?;
     stopped
+}
+
+/// Says what the tier budgets and the durability are.
+fn log_tiers(config: &Config) {
+    let size = |bytes: u64| scipcache_tiers::error::human_bytes(bytes);
+    let warm = match config.warm_bytes.0 {
+        0 => "off (--warm-bytes 0)".to_owned(),
+        n => size(n),
+    };
+    tracing::info!(
+        "tiers: hot budget {} (--hot-bytes), warm budget {warm} (--warm-bytes), durability {} \
+         (--durability), pinned ref prefixes {:?} (pin_prefixes)",
+        size(config.hot_bytes.0),
+        match config.durability {
+            config::Durability::Local => "local",
+            config::Durability::Cold => "cold",
+        },
+        config.pin_prefixes,
+    );
 }
 
 /// Raises the soft open-file limit to the hard limit, saying what it is now.

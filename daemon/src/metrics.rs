@@ -1,13 +1,14 @@
 //! Prometheus metrics: per-RPC counts (by method and status code), latency and bytes, counted
-//! by a tower layer around every gRPC service; chunk counters from the services; and the
-//! engine's per-tier figures, read from `Store::stats` at scrape time.
+//! by a tower layer around every gRPC service; chunk counters from the services; the tier
+//! budgets; and the engine's per-tier figures and movement between tiers (demotions,
+//! evictions, promotions), read from `Store::stats` at scrape time.
 //!
 //! A call is counted when its response ends: at the status trailer, or when the response is
 //! dropped early (the client left: `CANCELLED`). Latency covers the whole call, streaming
 //! included.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -18,7 +19,7 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use scipcache_tiers::store::Stats;
+use scipcache_tiers::store::{MovementStats, Stats, TierName};
 
 use crate::error::Result;
 
@@ -32,6 +33,7 @@ const METHODS: &[&str] = &[
     "scipcache.v1.Blobs/Commit",
     "scipcache.v1.Blobs/Read",
     "scipcache.v1.Blobs/Stat",
+    "scipcache.v1.Blobs/Warm",
     "scipcache.v1.Refs/Get",
     "scipcache.v1.Refs/List",
     "scipcache.v1.Refs/Delete",
@@ -101,6 +103,9 @@ pub struct Metrics {
     scrub_bad_copies: IntGaugeVec,
     scrub_lost: IntGauge,
     scrub_cycles: IntGauge,
+    cold_recompress: IntGauge,
+    tier_budget: IntGaugeVec,
+    movement: MovementCounters,
     stats_errors: IntCounter,
     /// Bytes of the request-memory budget that calls hold now.
     pub request_memory_reserved: IntGauge,
@@ -181,6 +186,18 @@ impl Metrics {
             "scrub_cycles",
             "passes of the scrub over every chunk completed since start",
         )?;
+        let cold_recompress = IntGauge::new(
+            "cold_recompress_packs",
+            "cold packs written at the fast level, waiting to be recompressed when idle",
+        )?;
+        let tier_budget = IntGaugeVec::new(
+            Opts::new(
+                "tier_budget_bytes",
+                "byte budget per tier (--hot-bytes, --warm-bytes; 0 = the tier is off)",
+            ),
+            &["tier"],
+        )?;
+        let movement = MovementCounters::new()?;
         let stats_errors = IntCounter::new(
             "stats_errors_total",
             "scrapes whose engine figures could not be read",
@@ -202,6 +219,9 @@ impl Metrics {
         registry.register(Box::new(scrub_bad_copies.clone()))?;
         registry.register(Box::new(scrub_lost.clone()))?;
         registry.register(Box::new(scrub_cycles.clone()))?;
+        registry.register(Box::new(cold_recompress.clone()))?;
+        registry.register(Box::new(tier_budget.clone()))?;
+        movement.register(&registry)?;
         registry.register(Box::new(stats_errors.clone()))?;
         let request_memory_reserved = IntGauge::new(
             "request_memory_reserved_bytes",
@@ -227,6 +247,9 @@ impl Metrics {
             scrub_bad_copies,
             scrub_lost,
             scrub_cycles,
+            cold_recompress,
+            tier_budget,
+            movement,
             stats_errors,
             request_memory_reserved,
         })
@@ -258,6 +281,19 @@ impl Metrics {
         }
         self.scrub_lost.set(gauge(stats.scrub.lost));
         self.scrub_cycles.set(gauge(stats.scrub.cycles));
+        self.cold_recompress.set(gauge(stats.cold_recompress));
+        self.movement.advance(&stats.movement);
+    }
+
+    /// Sets the tier budget gauges (the configuration, set once at start).
+    pub fn set_tier_budgets(&self, hot_bytes: u64, warm_bytes: u64) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.tier_budget
+            .with_label_values(&[TierName::Hot.as_str()])
+            .set(gauge(hot_bytes));
+        self.tier_budget
+            .with_label_values(&[TierName::Warm.as_str()])
+            .set(gauge(warm_bytes));
     }
 
     /// Counts a scrape whose engine figures failed.
@@ -275,6 +311,93 @@ impl Metrics {
         self.duration
             .with_label_values(&[method])
             .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// The engine's movement counters (`Stats::movement`, counted since the store opened) as
+/// Prometheus counters. The engine keeps the totals; each scrape advances the counters to
+/// them, under a lock so that two concurrent scrapes cannot both add the same difference.
+#[derive(Debug)]
+struct MovementCounters {
+    demoted: IntCounter,
+    evicted_chunks: IntCounterVec,
+    evicted_bytes: IntCounterVec,
+    promoted: IntCounter,
+    not_admitted: IntCounter,
+    passes: IntCounter,
+    advancing: Mutex<()>,
+}
+
+impl MovementCounters {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            demoted: IntCounter::new(
+                "demoted_chunks_total",
+                "chunks the evictor copied from hot to warm",
+            )?,
+            evicted_chunks: IntCounterVec::new(
+                Opts::new(
+                    "evicted_chunks_total",
+                    "copies the evictor dropped, per tier (hot, warm)",
+                ),
+                &["tier"],
+            )?,
+            evicted_bytes: IntCounterVec::new(
+                Opts::new(
+                    "evicted_bytes_total",
+                    "stored bytes of the copies the evictor dropped, per tier",
+                ),
+                &["tier"],
+            )?,
+            promoted: IntCounter::new(
+                "promoted_chunks_total",
+                "chunks reads and warm-ups promoted into hot",
+            )?,
+            not_admitted: IntCounter::new(
+                "not_admitted_chunks_total",
+                "chunks read from below hot that the admission rule kept out of hot",
+            )?,
+            passes: IntCounter::new(
+                "eviction_passes_total",
+                "eviction passes run (a pass starts when a tier reaches its budget)",
+            )?,
+            advancing: Mutex::new(()),
+        })
+    }
+
+    fn register(&self, registry: &Registry) -> Result<()> {
+        registry.register(Box::new(self.demoted.clone()))?;
+        registry.register(Box::new(self.evicted_chunks.clone()))?;
+        registry.register(Box::new(self.evicted_bytes.clone()))?;
+        registry.register(Box::new(self.promoted.clone()))?;
+        registry.register(Box::new(self.not_admitted.clone()))?;
+        registry.register(Box::new(self.passes.clone()))?;
+        Ok(())
+    }
+
+    /// Advances every counter to the engine's total (never backwards).
+    fn advance(&self, m: &MovementStats) {
+        let _held = self
+            .advancing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        advance(&self.demoted, m.demoted);
+        for (tier, chunks, bytes) in &m.evicted {
+            let label = [tier.as_str()];
+            advance(&self.evicted_chunks.with_label_values(&label), *chunks);
+            advance(&self.evicted_bytes.with_label_values(&label), *bytes);
+        }
+        advance(&self.promoted, m.promoted);
+        advance(&self.not_admitted, m.not_admitted);
+        advance(&self.passes, m.passes);
+    }
+}
+
+/// Adds to `counter` what it lacks of `total`.
+fn advance(counter: &IntCounter, total: u64) {
+    let now = counter.get();
+    if total > now {
+        counter.inc_by(total - now);
     }
 }
 
@@ -450,7 +573,7 @@ impl<B> Drop for MeteredBody<B> {
 
 #[cfg(test)]
 mod tests {
-    use scipcache_tiers::store::{ScrubStats, TierName, TierStats};
+    use scipcache_tiers::store::{MovementStats, ScrubStats, TierName, TierStats};
 
     use super::*;
 
@@ -494,7 +617,16 @@ mod tests {
                 lost: 0,
                 cycles: 1,
             },
+            cold_recompress: 2,
+            movement: MovementStats {
+                demoted: 5,
+                evicted: vec![(TierName::Hot, 4, 4096), (TierName::Warm, 1, 512)],
+                promoted: 3,
+                not_admitted: 6,
+                passes: 2,
+            },
         });
+        m.set_tier_budgets(4 << 20, 0);
         m.finish("scipcache.v1.Refs/Get", "NOT_FOUND", Instant::now());
         let text = m.render()?;
         assert!(
@@ -508,6 +640,45 @@ mod tests {
             "scipcache_rpc_requests_total{code=\"NOT_FOUND\",method=\"scipcache.v1.Refs/Get\"} 1"
         ));
         assert!(text.contains("scipcache_rpc_duration_seconds_bucket"));
+        for line in [
+            "scipcache_cold_recompress_packs 2",
+            "scipcache_demoted_chunks_total 5",
+            "scipcache_evicted_chunks_total{tier=\"hot\"} 4",
+            "scipcache_evicted_bytes_total{tier=\"hot\"} 4096",
+            "scipcache_evicted_chunks_total{tier=\"warm\"} 1",
+            "scipcache_evicted_bytes_total{tier=\"warm\"} 512",
+            "scipcache_promoted_chunks_total 3",
+            "scipcache_not_admitted_chunks_total 6",
+            "scipcache_eviction_passes_total 2",
+            "scipcache_tier_budget_bytes{tier=\"hot\"} 4194304",
+            "scipcache_tier_budget_bytes{tier=\"warm\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
+        assert!(text.contains("# TYPE scipcache_demoted_chunks_total counter"));
+        Ok(())
+    }
+
+    #[test]
+    fn movement_counters_follow_the_engine_totals_and_never_go_back() -> Result<()> {
+        let m = Metrics::new()?;
+        let at = |demoted, evicted| Stats {
+            movement: MovementStats {
+                demoted,
+                evicted: vec![(TierName::Hot, evicted, evicted * 100)],
+                ..MovementStats::default()
+            },
+            ..Stats::default()
+        };
+        m.set_store_stats(&at(5, 2));
+        m.set_store_stats(&at(5, 2));
+        m.set_store_stats(&at(9, 3));
+        let text = m.render()?;
+        assert!(text.contains("scipcache_demoted_chunks_total 9"), "{text}");
+        assert!(text.contains("scipcache_evicted_bytes_total{tier=\"hot\"} 300"));
+        // A lower total (never sent by one store) does not move a counter backwards.
+        m.set_store_stats(&at(1, 1));
+        assert!(m.render()?.contains("scipcache_demoted_chunks_total 9"));
         Ok(())
     }
 }

@@ -527,6 +527,100 @@ async fn refusals_name_the_namespace_and_read_the_same_for_existing_and_missing_
     d.stop().await
 }
 
+async fn warm(
+    d: &TestDaemon,
+    token: &str,
+    ns: &str,
+    key: &str,
+) -> Result<pb::WarmResponse, tonic::Status> {
+    BlobsClient::new(d.channel.clone())
+        .warm(authed(
+            token,
+            pb::WarmRequest {
+                namespace: ns.into(),
+                key: key.into(),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The status a `Blobs/Read` of `ns`/`key` opens with.
+async fn read_refusal(
+    d: &TestDaemon,
+    token: &str,
+    ns: &str,
+    key: &str,
+) -> Result<tonic::Status, &'static str> {
+    BlobsClient::new(d.channel.clone())
+        .read(authed(
+            token,
+            pb::ReadBlobRequest {
+                namespace: ns.into(),
+                key: key.into(),
+                ..pb::ReadBlobRequest::default()
+            },
+        ))
+        .await
+        .err()
+        .ok_or("the read was allowed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_is_refused_and_answers_not_found_exactly_like_a_read() -> TestResult {
+    let d = TestDaemon::start().await?;
+    let writer = d.token("acme", &["*:write"])?;
+    let b = blob(300_000, 4)?;
+    push(&d, &writer, "acme/web/secret", "commit/exists", &b).await?;
+
+    let outsider = d.token("acme", &["web/app:read"])?;
+    for token in [outsider.as_str(), "not-a-jwt"] {
+        for key in ["commit/exists", "commit/missing"] {
+            let refused = warm(&d, token, "acme/web/secret", key)
+                .await
+                .err()
+                .ok_or("the warm-up was allowed")?;
+            let read = read_refusal(&d, token, "acme/web/secret", key).await?;
+            assert_eq!(
+                (refused.code(), refused.message()),
+                (read.code(), read.message()),
+                "{key}"
+            );
+            assert!(matches!(
+                refused.code(),
+                Code::PermissionDenied | Code::Unauthenticated
+            ));
+            assert!(!refused.message().contains("commit/"), "{refused:?}");
+        }
+    }
+
+    let reader = d.token("acme", &["web/secret:read"])?;
+    let missing = warm(&d, &reader, "acme/web/secret", "commit/missing")
+        .await
+        .err()
+        .ok_or("a warm-up of a missing ref succeeded")?;
+    let read = read_refusal(&d, &reader, "acme/web/secret", "commit/missing").await?;
+    assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(missing.message(), read.message());
+
+    // Everything just pushed is hot already: nothing to promote.
+    let warmed = warm(&d, &reader, "acme/web/secret", "commit/exists").await?;
+    let distinct: std::collections::HashSet<ChunkId> = b.chunks.iter().map(|c| c.0).collect();
+    assert_eq!(warmed.chunks, distinct.len() as u64);
+    assert_eq!(warmed.hot_chunks, warmed.chunks);
+    assert_eq!((warmed.promoted_chunks, warmed.promoted_bytes), (0, 0));
+
+    let admin = d.token("acme", &["*:admin"])?;
+    let stats = AdminClient::new(d.channel.clone())
+        .stats(authed(&admin, pb::StatsRequest::default()))
+        .await?
+        .into_inner();
+    let movement = stats.movement.ok_or("Stats carries no movement figures")?;
+    let tiers: Vec<&str> = movement.evicted.iter().map(|e| e.tier.as_str()).collect();
+    assert_eq!(tiers, ["hot", "warm"]);
+    d.stop().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_chunks_and_commits_of_missing_chunks_are_refused() -> TestResult {
     let d = TestDaemon::start().await?;

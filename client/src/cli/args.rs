@@ -96,6 +96,14 @@ pub(crate) enum Command {
     },
     /// Per-tier chunks, stored bytes, logical bytes and hit counts (needs admin).
     Stat,
+    /// Promote a ref's chunks into the server's hot tier, within its budget, before a burst of
+    /// reads (needs read access).
+    Warm {
+        /// Namespace: tenant/team/project.
+        ns: String,
+        /// Ref key, e.g. branch/main.
+        key: String,
+    },
 }
 
 /// A command with its arguments checked.
@@ -123,6 +131,10 @@ pub(crate) enum Action {
         key: RefKey,
     },
     Stat,
+    Warm {
+        ns: Namespace,
+        key: RefKey,
+    },
 }
 
 impl Cli {
@@ -192,6 +204,10 @@ impl Cli {
                 key: key.parse()?,
             },
             Command::Stat => Action::Stat,
+            Command::Warm { ns, key } => Action::Warm {
+                ns: parse_ns(ns)?,
+                key: key.parse()?,
+            },
         })
     }
 }
@@ -307,6 +323,8 @@ mod tests {
             &["pull", "acme/web/app", "k", "--fallback", "bad prefix"],
             &["rm", "acme/web/app", "../x"],
             &["ls", "acme/web/app", "--prefix", "a b"],
+            &["warm", "acme/web", "branch/main"],
+            &["warm", "acme/web/app", "branch//main"],
         ] {
             let err = action(args).err();
             assert_eq!(err.map(|e| e.exit_code()), Some(2), "{args:?}");
@@ -391,6 +409,17 @@ mod tests {
             let err = parse(args).err();
             assert_eq!(err.map(|e| e.exit_code()), Some(2), "{args:?}");
         }
+    }
+
+    #[test]
+    fn warm_takes_a_namespace_and_a_key() -> Result<()> {
+        let got = action(&["--json", "warm", "acme/web/app", "branch/main"])?;
+        let Action::Warm { ns, key } = got else {
+            panic!("not a warm-up: {got:?}");
+        };
+        assert_eq!((ns.as_str(), key.as_str()), ("acme/web/app", "branch/main"));
+        assert!(parse(&["warm", "acme/web/app"]).is_err(), "KEY is required");
+        Ok(())
     }
 
     #[test]

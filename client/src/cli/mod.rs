@@ -129,6 +129,14 @@ async fn run_command(cli: Cli) -> Result<()> {
                 print_lines(&output::stat_lines(&stats))
             }
         }
+        Action::Warm { ns, key } => {
+            let report = client.warm(&ns, &key).await?;
+            if json {
+                print_json(&report)
+            } else {
+                print_lines(&[output::warm_line(&report)])
+            }
+        }
     }
 }
 

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use indicatif::HumanBytes;
-use scipcache_client::{BlobId, Error, PullReport, PushReport, RefList, RefSummary, Result, Stats};
+use scipcache_client::{
+    BlobId, Error, Movement, PullReport, PushReport, RefList, RefSummary, Result, Stats, WarmReport,
+};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -78,6 +80,8 @@ pub(crate) struct StatJson<'a> {
     stored_bytes: u64,
     refs: u64,
     cold_queue: u64,
+    cold_recompress: u64,
+    movement: &'a Movement,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +109,8 @@ impl<'a> StatJson<'a> {
             stored_bytes: stats.tiers.iter().map(|t| t.stored_bytes).sum(),
             refs: stats.refs,
             cold_queue: stats.cold_queue,
+            cold_recompress: stats.cold_recompress,
+            movement: &stats.movement,
         }
     }
 }
@@ -137,6 +143,25 @@ pub(crate) fn pull_line(r: &PullReport, to: &str) -> String {
         r.key,
         r.blob,
         HumanBytes(r.bytes),
+        r.seconds
+    )
+}
+
+/// One line about a warm-up.
+pub(crate) fn warm_line(r: &WarmReport) -> String {
+    let short = if r.hot_chunks < r.chunks {
+        " (the rest does not fit the server's hot budget)"
+    } else {
+        ""
+    };
+    format!(
+        "warmed {} {}: promoted {} chunks ({}); {} of {} chunks in hot{short} ({:.2}s)",
+        r.ns,
+        r.key,
+        r.promoted_chunks,
+        HumanBytes(r.promoted_bytes),
+        r.hot_chunks,
+        r.chunks,
         r.seconds
     )
 }
@@ -179,6 +204,22 @@ pub(crate) fn stat_lines(stats: &Stats) -> Vec<String> {
         stats.refs,
         stats.cold_queue
     ));
+    let m = &stats.movement;
+    let evicted: Vec<String> = m
+        .evicted
+        .iter()
+        .map(|e| format!("{} {} ({})", e.tier, e.chunks, HumanBytes(e.bytes)))
+        .collect();
+    let evicted = if evicted.is_empty() {
+        "none".to_owned()
+    } else {
+        evicted.join(", ")
+    };
+    lines.push(format!(
+        "since start: {} demoted, evicted {evicted}, {} promoted, {} not admitted, {} eviction \
+         passes; {} cold packs to recompress",
+        m.demoted, m.promoted, m.not_admitted, m.passes, stats.cold_recompress
+    ));
     lines
 }
 
@@ -218,7 +259,7 @@ pub(crate) fn error_line(e: &Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scipcache_client::TierStats;
+    use scipcache_client::{EvictedCopies, TierStats};
 
     fn summary(expires: Option<i64>) -> Result<RefSummary> {
         let at = |s: i64| {
@@ -275,6 +316,18 @@ mod tests {
             logical_bytes: 1000,
             refs: 2,
             cold_queue: 0,
+            cold_recompress: 1,
+            movement: Movement {
+                demoted: 4,
+                evicted: vec![EvictedCopies {
+                    tier: "hot".into(),
+                    chunks: 3,
+                    bytes: 300,
+                }],
+                promoted: 2,
+                not_admitted: 1,
+                passes: 1,
+            },
         };
         let json = serde_json::to_value(StatJson::new(&stats))?;
         assert_eq!(json["tiers"][0]["name"], "hot");
@@ -283,7 +336,39 @@ mod tests {
         assert_eq!(json["tiers"][0]["hits"], 9);
         assert_eq!(json["logical_bytes"], 1000);
         assert_eq!(json["stored_bytes"], 150);
-        assert_eq!(stat_lines(&stats).len(), 4);
+        assert_eq!(json["cold_queue"], 0);
+        assert_eq!(json["cold_recompress"], 1);
+        assert_eq!(json["movement"]["demoted"], 4);
+        assert_eq!(json["movement"]["evicted"][0]["tier"], "hot");
+        assert_eq!(json["movement"]["evicted"][0]["bytes"], 300);
+        assert_eq!(json["movement"]["passes"], 1);
+        let lines = stat_lines(&stats);
+        assert_eq!(lines.len(), 5);
+        assert!(lines[4].contains("evicted hot 3 (300 B)"), "{}", lines[4]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_warm_line_says_what_was_promoted_and_what_did_not_fit()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let mut report = WarmReport {
+            ns: "acme/web/app".parse()?,
+            key: "branch/main".parse()?,
+            chunks: 10,
+            hot_chunks: 10,
+            promoted_chunks: 4,
+            promoted_bytes: 2048,
+            seconds: 0.5,
+        };
+        let line = warm_line(&report);
+        assert!(
+            line.starts_with("warmed acme/web/app branch/main: promoted 4 chunks (2.00 KiB)"),
+            "{line}"
+        );
+        assert!(line.contains("10 of 10 chunks in hot"), "{line}");
+        assert!(!line.contains("budget"), "{line}");
+        report.hot_chunks = 7;
+        assert!(warm_line(&report).contains("hot budget"));
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 use scipcache_proto::pb;
 use scipcache_proto::pb::admin_server::Admin;
 use scipcache_tiers::names::Tenant;
+use scipcache_tiers::store::MovementStats;
 use tonic::{Request, Response, Status};
 
 use super::Shared;
@@ -57,6 +58,27 @@ impl Admin for AdminService {
             logical_bytes: stats.logical_bytes,
             refs: stats.refs,
             cold_queue: stats.cold_queue,
+            cold_recompress: stats.cold_recompress,
+            movement: Some(movement(&stats.movement)),
         }))
+    }
+}
+
+/// The wire form of the engine's movement counters.
+fn movement(m: &MovementStats) -> pb::Movement {
+    pb::Movement {
+        demoted: m.demoted,
+        evicted: m
+            .evicted
+            .iter()
+            .map(|(tier, chunks, bytes)| pb::EvictedCopies {
+                tier: tier.as_str().to_owned(),
+                chunks: *chunks,
+                bytes: *bytes,
+            })
+            .collect(),
+        promoted: m.promoted,
+        not_admitted: m.not_admitted,
+        passes: m.passes,
     }
 }

@@ -1,4 +1,5 @@
-//! `scipcache.v1.Blobs`: committing manifests under refs, and streaming blobs out.
+//! `scipcache.v1.Blobs`: committing manifests under refs, streaming blobs out, and warming a
+//! ref's chunks into the hot tier before a burst of reads.
 
 use std::time::Duration;
 
@@ -196,6 +197,29 @@ impl Blobs for BlobsService {
             .map_err(|e| status::from_store_for_ref(e, &ns, &key))?
             .ok_or_else(|| no_ref(&ns, &key, &fallbacks))?;
         Ok(Response::new(ref_info(&ns, &resolved, &record)))
+    }
+
+    async fn warm(
+        &self,
+        req: Request<pb::WarmRequest>,
+    ) -> Result<Response<pb::WarmResponse>, Status> {
+        // Checked like Read, in the same order: a caller who may not read the namespace gets
+        // the same refusal whether the ref exists or not.
+        let ns = parse_namespace(&req.get_ref().namespace)?;
+        interceptor::require(&req, &ns, Right::Read)?;
+        let key = parse_key(&req.get_ref().key)?;
+        let report = match self.shared.store.warm(&ns, &key).await {
+            Ok(report) => report,
+            // Absent or expired: the NOT_FOUND a pull of it gets.
+            Err(scipcache_tiers::Error::NotFound(_)) => return Err(no_ref(&ns, &key, &[]).into()),
+            Err(e) => return Err(status::from_store_for_ref(e, &ns, &key)),
+        };
+        Ok(Response::new(pb::WarmResponse {
+            chunks: report.chunks,
+            hot_chunks: report.hot_chunks,
+            promoted_chunks: report.promoted_chunks,
+            promoted_bytes: report.promoted_bytes,
+        }))
     }
 }
 

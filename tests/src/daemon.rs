@@ -44,6 +44,17 @@ impl DaemonOptions {
         self
     }
 
+    /// Appends command-line arguments (e.g. `["--hot-bytes", "4MB"]`).
+    #[must_use]
+    pub fn args<I, A>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
     /// Uses `dir` as the data dir (created by the daemon; left in place on drop) instead of
     /// `<temp>/data`, e.g. a dir on a small filesystem the test mounted.
     #[must_use]

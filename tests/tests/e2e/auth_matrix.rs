@@ -1,5 +1,5 @@
 //! Every way a token can be refused, against every RPC-backed CLI command (push, pull, ls, rm,
-//! stat): exit code 4, the stderr line `unauthenticated: …` or `permission denied: …`, and a
+//! stat, warm): exit code 4, the stderr line `unauthenticated: …` or `permission denied: …`, and a
 //! refusal that reads the same for an existing and a missing ref (names the namespace, never
 //! the key), so a caller without access learns nothing about what exists. Tokens that live
 //! longer than `--jwt-max-ttl` are refused, and `scipcached token` does not mint them.
@@ -27,10 +27,11 @@ enum Cmd {
     Ls,
     Rm,
     Stat,
+    Warm,
 }
 
-const ALL: [Cmd; 5] = [Cmd::Push, Cmd::Pull, Cmd::Ls, Cmd::Rm, Cmd::Stat];
-const NAMESPACED: [Cmd; 4] = [Cmd::Push, Cmd::Pull, Cmd::Ls, Cmd::Rm];
+const ALL: [Cmd; 6] = [Cmd::Push, Cmd::Pull, Cmd::Ls, Cmd::Rm, Cmd::Stat, Cmd::Warm];
+const NAMESPACED: [Cmd; 5] = [Cmd::Push, Cmd::Pull, Cmd::Ls, Cmd::Rm, Cmd::Warm];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Refusal {
@@ -64,6 +65,7 @@ impl Matrix<'_> {
             Cmd::Ls => vec!["ls", NS, "--prefix", key],
             Cmd::Rm => vec!["rm", NS, key],
             Cmd::Stat => vec!["stat"],
+            Cmd::Warm => vec!["warm", NS, key],
         };
         v.into_iter().map(str::to_owned).collect()
     }
@@ -198,6 +200,8 @@ fn refused_calls_exit_4_and_read_the_same_for_existing_and_missing_refs() -> Res
     let reader = d.token("acme", &["web/app:read"], "1h")?;
     m.allowed("read-only", &reader, Cmd::Pull)?;
     m.allowed("read-only", &reader, Cmd::Ls)?;
+    m.allowed("read-only", &reader, Cmd::Warm)?;
+    m.allowed("tenant admin", &admin, Cmd::Warm)?;
 
     use Refusal::{PermissionDenied as Denied, Unauthenticated as Unauth};
     for cmd in ALL {
@@ -240,6 +244,8 @@ fn refused_calls_exit_4_and_read_the_same_for_existing_and_missing_refs() -> Res
     ensure!(blake3_file(&dest)? == b3, "the existing ref changed: {j}");
     d.cli(&admin, &["pull", NS, ABSENT, "-o", p(&dest)])?
         .expect_code(3)?;
+    // A reader may learn what is missing: a warm-up of an absent ref is NOT_FOUND, like a pull.
+    d.cli(&reader, &["warm", NS, ABSENT])?.expect_code(3)?;
 
     eprintln!(
         "auth_matrix: {} checks, {} failed",

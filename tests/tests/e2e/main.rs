@@ -24,6 +24,8 @@
 //! - [`request_memory`]: commits and uploads bounded in memory, the `--request-memory` budget.
 //! - [`rebuild`]: a deleted index is refused at start; `scipcached rebuild` restores it from
 //!   the cold tier, and deleted and expired refs stay gone.
+//! - [`tiering`]: tiny `--hot-bytes`/`--warm-bytes` budgets kept, pinned refs staying hot,
+//!   `scipcache warm`, and `--durability cold` versus `local` with a broken cold tier.
 
 mod common;
 
@@ -42,4 +44,5 @@ mod push_pull;
 mod rebuild;
 mod request_memory;
 mod scrub;
+mod tiering;
 mod tls_certificate;

@@ -200,6 +200,20 @@ pub struct Config {
     #[arg(long, value_name = "DURATION", env = "SCIPCACHE_COLD_FLUSH_AFTER", value_parser = parse_duration)]
     #[serde(with = "humantime_serde::option")]
     pub cold_flush_after: Option<Duration>,
+    /// Cold queue entries at which the write-behind switches from zstd 9 to zstd 3 (and back
+    /// under an eighth of it); the packs written at zstd 3 are recompressed when idle.
+    /// [default: 2048]
+    #[arg(long, value_name = "N", env = "SCIPCACHE_COLD_FAST_BACKLOG")]
+    pub cold_fast_backlog: Option<u64>,
+    /// How long the cold queue must have been empty before packs written at the fast level are
+    /// recompressed. [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "SCIPCACHE_COLD_IDLE_AFTER", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde::option")]
+    pub cold_idle_after: Option<Duration>,
+    /// Cold queue entries beyond which uploads wait (up to 10 s each) for the write-behind to
+    /// catch up: backpressure when the cold tier cannot keep pace; 0 = never. [default: 131072]
+    #[arg(long, value_name = "N", env = "SCIPCACHE_COLD_BACKLOG_LIMIT")]
+    pub cold_backlog_limit: Option<u64>,
     /// LMDB map size: the most the hot tier and metadata can ever hold. [default: 64GiB]
     #[arg(long, value_name = "SIZE", env = "SCIPCACHE_LMDB_MAP_SIZE")]
     pub lmdb_map_size: Option<ByteSize>,
@@ -516,6 +530,15 @@ impl Config {
         if let Some(d) = self.cold_flush_after {
             store.cold_flush_after = d;
         }
+        if let Some(n) = self.cold_fast_backlog {
+            store.cold_fast_backlog = n;
+        }
+        if let Some(d) = self.cold_idle_after {
+            store.cold_idle_after = d;
+        }
+        if let Some(n) = self.cold_backlog_limit {
+            store.cold_backlog_limit = n;
+        }
         if let Some(size) = self.lmdb_map_size {
             store.lmdb_map_size = size.0;
         }
@@ -738,6 +761,9 @@ mod tests {
             cold_concurrency: Some(1),
             max_connections: Some(1),
             cold_flush_after: Some(Duration::from_secs(1)),
+            cold_fast_backlog: Some(1),
+            cold_idle_after: Some(Duration::from_secs(1)),
+            cold_backlog_limit: Some(1),
             lmdb_map_size: Some(ByteSize(1)),
             verify_hot_reads: Some(true),
             scrub_per_day: "0.5".parse().ok(),
@@ -767,7 +793,7 @@ mod tests {
             toml::from_str(&full_config().to_toml()?).map_err(|e| Error::Config(e.to_string()))?;
         assert_eq!(
             printed.len(),
-            31,
+            34,
             "a key was added: document it in config.example.toml"
         );
         for key in printed.keys() {

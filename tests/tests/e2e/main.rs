@@ -45,4 +45,5 @@ mod rebuild;
 mod request_memory;
 mod scrub;
 mod tiering;
+mod tiering_crash;
 mod tls_certificate;

@@ -189,7 +189,7 @@ fn a_pinned_ref_keeps_its_chunks_hot_through_the_push_and_pull_of_an_index_large
     std::fs::write(&config, "pin_prefixes = [\"branch/\"]\n")?;
     let d = Daemon::start(DaemonOptions::new().arg("--config").arg(&config).args([
         "--hot-bytes",
-        "32MiB",
+        "16MiB",
         "--cold-flush-after",
         "1s",
     ]))?;

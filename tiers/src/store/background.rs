@@ -57,6 +57,13 @@ impl AccessLog {
         }
     }
 
+    /// Which of `keys` were read since the last flush (their new access time is not in the
+    /// index yet).
+    pub(crate) fn touched(&self, keys: &[ChunkKey]) -> Vec<bool> {
+        let pending = lock(&self.pending);
+        keys.iter().map(|k| pending.contains_key(k)).collect()
+    }
+
     /// Reads served by `tier` since the data dir was created.
     pub(crate) fn hits(&self, tier: TierName) -> u64 {
         self.hits[tier.index()].load(Ordering::Relaxed)

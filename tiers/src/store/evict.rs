@@ -185,6 +185,15 @@ async fn shrink(e: &Arc<Engine>, tier: TierName, budget: u64) -> Result<bool> {
         }
         let (batch, later) = rest.split_at(take);
         rest = later;
+        // A chunk read since the pass began is no longer among the least recently used.
+        let keys: Vec<ChunkKey> = batch.iter().map(|(k, _)| *k).collect();
+        let batch: Vec<(ChunkKey, ChunkInfo)> = batch
+            .iter()
+            .zip(e.access.touched(&keys))
+            .filter(|(_, touched)| !touched)
+            .map(|(c, _)| *c)
+            .collect();
+        let batch = &batch[..];
         pinned_dropped += batch.iter().filter(|(k, _)| pinned.contains(k)).count() as u64;
         match tier {
             TierName::Hot => evict_hot(e, batch).await?,

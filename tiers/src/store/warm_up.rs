@@ -4,8 +4,9 @@
 //! verified) with every chunk admitted (`admission.rs`), in batches of [`BATCH`], so the hot
 //! tier holds the start of the blob first. It stops once the ref's chunks in hot hold 90% of
 //! `hot_bytes` (the evictor's low mark), so a ref larger than the budget warms as much as fits
-//! and the warm-up never evicts its own chunks. Promoted chunks are stamped as just read, so
-//! the evictor makes room by demoting other chunks, least recently used first.
+//! and the warm-up never evicts its own chunks. The ref's chunks, promoted or already hot, are
+//! stamped as just read, so the evictor makes room by demoting other chunks, least recently
+//! used first.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -18,9 +19,10 @@ use super::verify::Need;
 use crate::error::{Error, Result};
 use crate::meta::ChunkKey;
 use crate::names::{Namespace, RefKey};
+use crate::tier::TierName;
 
 /// Chunks read per step.
-const BATCH: usize = 256;
+const BATCH: usize = 64;
 
 impl Store {
     /// Promotes the chunks of the live ref `ns`/`key` into hot, within the hot budget.
@@ -39,17 +41,33 @@ impl Store {
             .map(|entry| (ChunkKey::new(tid, &entry.id), entry.len))
             .filter(|(k, _)| seen.insert(*k))
             .collect();
+        // Stamped as read before anything moves, so an eviction pass that starts meanwhile
+        // takes other refs' chunks first.
+        e.access
+            .record(keys.iter().map(|(k, _)| *k), TierName::Hot, 0);
+        e.access.flush().await?;
         let allowance = e.config.hot_bytes / 10 * 9;
         let mut report = WarmReport {
             chunks: keys.len() as u64,
             ..WarmReport::default()
         };
         let mut in_hot = 0u64;
-        // Hot stored bytes per raw byte, measured on what was promoted so far.
-        let mut ratio = 1.0f64;
+        // Hot stored bytes per raw byte, measured on what was promoted so far; before the first
+        // batch a guess (lz4 stores SCIP at about a sixth): a wrong guess costs at most one
+        // batch past the mark, which the evictor trims.
+        let mut ratio = 0.25f64;
         for batch in keys.chunks(BATCH) {
             e.check_open()?;
             let before = hot_lens(&e, batch).await?;
+            // Chunks already hot count as just read too (no hit is counted), so the evictor
+            // makes room from other refs first.
+            let already: Vec<ChunkKey> = batch
+                .iter()
+                .zip(&before)
+                .filter(|(_, len)| len.is_some())
+                .map(|((k, _), _)| *k)
+                .collect();
+            e.access.record(already, TierName::Hot, 0);
             let mut wanted = Vec::new();
             let mut planned = 0f64;
             let mut full = false;

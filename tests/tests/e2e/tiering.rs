@@ -5,7 +5,8 @@
 //!   gave up, and every ref still pulls byte-identical;
 //! - a pinned ref (`pin_prefixes`) keeps its chunks in hot through the push and the pull of
 //!   an index larger than the hot budget;
-//! - `scipcache warm` brings an evicted ref's chunks back into hot, within the budget;
+//! - `scipcache warm` brings an evicted ref's chunks back into hot, within the budget, and a
+//!   ref that fits the budget wholly;
 //! - `--durability cold` acknowledges a push only once the object store holds its packs,
 //!   manifest and ref object, and refuses pushes with `unavailable` (setting no ref) while the
 //!   cold tier is broken; `--durability local` keeps accepting them and catches up later.
@@ -34,6 +35,17 @@ const ACCESS_TICK: Duration = Duration::from_millis(1100);
 struct Budgets {
     hot: u64,
     warm: u64,
+}
+
+impl Budgets {
+    /// Daemon options giving these budgets (as plain bytes).
+    fn options(self) -> DaemonOptions {
+        DaemonOptions::new()
+            .arg("--hot-bytes")
+            .arg(self.hot.to_string())
+            .arg("--warm-bytes")
+            .arg(self.warm.to_string())
+    }
 }
 
 /// `stat --json` with the operator's token (budgets cover every tenant).
@@ -69,11 +81,23 @@ fn wait_within(d: &Daemon, operator: &str, budgets: Budgets, after: &str) -> Res
         if Instant::now() >= deadline {
             bail!(
                 "{SETTLE:?} after {after}, the tiers are still over their budgets {budgets:?} \
-                 (the evictor must get them under within about one pass); last stat: {s}"
+                 (the evictor must get them under within about one pass); last stat: {s}\n\
+                 the daemon's last warnings and eviction lines:\n{}",
+                tier_log(d)
             );
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// The last 20 lines of the daemon's log that are warnings, errors or about eviction.
+fn tier_log(d: &Daemon) -> String {
+    let log = d.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("evict"))
+        .collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 /// Watches an idle daemon for [`IDLE_WATCH`]: hot and warm must stay within their budgets.
@@ -187,12 +211,13 @@ fn a_pinned_ref_keeps_its_chunks_hot_through_the_push_and_pull_of_an_index_large
     let config_dir = tempfile::tempdir_in(scratch_dir())?;
     let config = config_dir.path().join("scipcached.toml");
     std::fs::write(&config, "pin_prefixes = [\"branch/\"]\n")?;
-    let d = Daemon::start(DaemonOptions::new().arg("--config").arg(&config).args([
-        "--hot-bytes",
-        "16MiB",
-        "--cold-flush-after",
-        "1s",
-    ]))?;
+    let d = Daemon::start(
+        budgets
+            .options()
+            .arg("--config")
+            .arg(&config)
+            .args(["--cold-flush-after", "1s"]),
+    )?;
     let operator = d.token("*", &["*:admin"], "1h")?;
     let writer = d.token("acme", &["web/app:write"], "1h")?;
 
@@ -230,68 +255,112 @@ fn a_pinned_ref_keeps_its_chunks_hot_through_the_push_and_pull_of_an_index_large
     Ok(())
 }
 
+/// A daemon with a 6 MiB hot budget holding series A's commit 01, whose chunks were partly
+/// pushed out of hot by commit 06.
+struct Evicted {
+    d: Daemon,
+    operator: String,
+    reader: String,
+    budgets: Budgets,
+    key: String,
+    file: PathBuf,
+    /// `push --json` of commit 01 into the empty daemon: `new_chunks` counts its distinct
+    /// chunks.
+    pushed: Value,
+}
+
+impl Evicted {
+    fn start() -> Result<Option<Self>> {
+        let Some(a) = data::series_a() else {
+            return Ok(None);
+        };
+        // Commit 06 (the release) shares almost no chunk with 01 (see the data README). Each
+        // takes about 3.6 MB in hot (lz4): one fits a 6 MiB budget, both do not.
+        let (first, other) = (&a.files[0], &a.files[5]);
+        let budgets = Budgets {
+            hot: 6 << 20,
+            warm: 10 << 30,
+        };
+        let d = Daemon::start(budgets.options().args(["--cold-flush-after", "1s"]))?;
+        let operator = d.token("*", &["*:admin"], "1h")?;
+        let writer = d.token("acme", &["web/app:write"], "1h")?;
+        let reader = d.token("acme", &["web/app:read"], "1h")?;
+        let pushed = push(&d, &writer, &first.key(), first.path()?)?;
+        let alone = stat(&d, &operator)?;
+        ensure!(
+            tier(&alone, "hot")?.1 < budgets.hot / 10 * 9,
+            "the first index must fit the hot budget for this test: {alone}"
+        );
+        // Pushed later, so more recently used: the evictor demotes the first index's chunks.
+        // Access times are kept in whole seconds; the pause makes "later" unambiguous.
+        std::thread::sleep(ACCESS_TICK);
+        push(&d, &writer, &other.key(), other.path()?)?;
+        let evicted = wait_within(&d, &operator, budgets, "the second push")?;
+        ensure!(
+            u64_field(&evicted["movement"], "demoted")? > 0,
+            "the second index must have pushed chunks out of hot: {evicted}"
+        );
+        // The warm-up stamps the first index's chunks as used after the second's.
+        std::thread::sleep(ACCESS_TICK);
+        Ok(Some(Self {
+            d,
+            operator,
+            reader,
+            budgets,
+            key: first.key(),
+            file: first.path()?.to_path_buf(),
+            pushed,
+        }))
+    }
+
+    /// `scipcache warm` of the first index, checked for its distinct chunk count.
+    fn warm(&self) -> Result<Value> {
+        let warmed = warm(&self.d, &self.reader, &self.key)?;
+        ensure!(
+            u64_field(&warmed, "chunks")? == u64_field(&self.pushed, "new_chunks")?,
+            "warm counts the ref's distinct chunks (the first push uploaded each once): \
+             warm {warmed}, push {}",
+            self.pushed
+        );
+        Ok(warmed)
+    }
+}
+
 #[test]
 fn warm_brings_an_evicted_refs_chunks_back_into_hot_within_the_budget() -> Result<()> {
-    let Some(a) = data::series_a() else {
+    let Some(e) = Evicted::start()? else {
         return Ok(());
     };
-    // Commit 06 (the release) shares almost no chunk with 01 (see the data README). Each
-    // takes about 3.6 MB in hot (lz4): one fits a 6 MiB budget, both do not.
-    let (first, other) = (&a.files[0], &a.files[5]);
-    let budgets = Budgets {
-        hot: 6 << 20,
-        warm: 10 << 30,
-    };
-    let d = Daemon::start(DaemonOptions::new().args([
-        "--hot-bytes",
-        "6MiB",
-        "--cold-flush-after",
-        "1s",
-    ]))?;
-    let operator = d.token("*", &["*:admin"], "1h")?;
-    let writer = d.token("acme", &["web/app:write"], "1h")?;
-    let reader = d.token("acme", &["web/app:read"], "1h")?;
-
-    let pushed = push(&d, &writer, &first.key(), first.path()?)?;
-    let alone = stat(&d, &operator)?;
-    ensure!(
-        tier(&alone, "hot")?.1 < budgets.hot / 10 * 9,
-        "the first index must fit the hot budget for this test: {alone}"
-    );
-    // Pushed later, so more recently used: the evictor demotes the first index's chunks.
-    // Access times are kept in whole seconds; the pause makes "later" unambiguous.
-    std::thread::sleep(ACCESS_TICK);
-    push(&d, &writer, &other.key(), other.path()?)?;
-    let evicted = wait_within(&d, &operator, budgets, "the second push")?;
-    ensure!(
-        u64_field(&evicted["movement"], "demoted")? > 0,
-        "the second index must have pushed chunks out of hot: {evicted}"
-    );
-
-    std::thread::sleep(ACCESS_TICK);
-    let warmed = warm(&d, &reader, &first.key())?;
-    ensure!(
-        u64_field(&warmed, "chunks")? == u64_field(&pushed, "new_chunks")?,
-        "warm counts the ref's distinct chunks (the first push uploaded each once): \
-         warm {warmed}, push {pushed}"
-    );
+    let warmed = e.warm()?;
     ensure!(
         u64_field(&warmed, "promoted_bytes")? > 0 && u64_field(&warmed, "promoted_chunks")? > 0,
-        "warm must promote the evicted chunks: {warmed}; stat before: {evicted}"
+        "warm must promote the evicted chunks: {warmed}"
     );
+    wait_within(&e.d, &e.operator, e.budgets, "the warm-up")?;
+    stays_within(&e.d, &e.operator, e.budgets)?;
+    pulls_identical(&e.d, &e.reader, &e.key, &e.file)?;
+    Ok(())
+}
+
+#[test]
+fn warm_makes_an_evicted_ref_that_fits_the_hot_budget_wholly_hot_and_keeps_it_there() -> Result<()>
+{
+    let Some(e) = Evicted::start()? else {
+        return Ok(());
+    };
+    let warmed = e.warm()?;
+    let after = wait_within(&e.d, &e.operator, e.budgets, "the warm-up")?;
     ensure!(
         u64_field(&warmed, "hot_chunks")? == u64_field(&warmed, "chunks")?,
-        "an index that fits the budget is wholly hot after a warm-up: {warmed}"
+        "the ref (about 3.6 MB in hot) fits 90% of the 6 MiB hot budget, so a warm-up must \
+         bring all its chunks into hot: {warmed}; stat after: {after}"
     );
-    wait_within(&d, &operator, budgets, "the warm-up")?;
-    stays_within(&d, &operator, budgets)?;
-    // A second warm-up finds everything hot: the evictor made room from the other index.
-    let again = warm(&d, &reader, &first.key())?;
+    // The evictor made room by demoting the other index, not the one just warmed.
+    let again = e.warm()?;
     ensure!(
         u64_field(&again, "promoted_chunks")? == 0,
-        "the evictor must make room by demoting the other index, not the warmed one: {again}"
+        "a second warm-up found chunks of the warmed ref out of hot again: {again}"
     );
-    pulls_identical(&d, &reader, &first.key(), first.path()?)?;
     Ok(())
 }
 

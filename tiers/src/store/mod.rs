@@ -7,6 +7,7 @@
 //! | `read.rs` | the read pipeline: hot, warm, cold; single flight; blob and range reads |
 //! | `verify.rs` | `verify_copy`: the one check every copy read passes |
 //! | `repair.rs` | promotion into hot, repair of bad copies, scrub |
+//! | `gate.rs` | the single-flight gate of a chunk read below hot |
 //! | `admission.rs` | which chunks a read lets into hot (and into warm) |
 //! | `evict.rs` | the evictor: hot and warm kept within their byte budgets |
 //! | `warm_up.rs` | `Store::warm`: a ref's chunks promoted into hot before a burst of reads |
@@ -53,6 +54,7 @@ mod cold_commit;
 mod damage_tests;
 mod dir_lock;
 mod evict;
+mod gate;
 mod ingest;
 #[cfg(test)]
 mod lifecycle_tests;

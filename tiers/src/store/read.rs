@@ -20,6 +20,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use super::admission::Admit;
+use super::gate::Gate;
 use super::repair;
 use super::types::BlobPart;
 use super::verify::{Checked, Lookup, Need, VERIFY_PART, verify_copy};
@@ -242,32 +243,6 @@ struct Miss {
     key: ChunkKey,
     hot_bad: bool,
     need: Need,
-}
-
-/// A chunk's single-flight gate, held while it is fetched below hot and until its promotion
-/// and repairs are done (`repair::follow_up`), so a concurrent reader finds it promoted.
-pub(super) struct Gate {
-    engine: Arc<Engine>,
-    key: ChunkKey,
-    _permit: tokio::sync::OwnedMutexGuard<()>,
-}
-
-impl Gate {
-    async fn acquire(engine: &Arc<Engine>, key: ChunkKey) -> Self {
-        let permit = engine.gate(key).lock_owned().await;
-        Self {
-            engine: engine.clone(),
-            key,
-            _permit: permit,
-        }
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        // The permit holds one reference to the gate.
-        self.engine.release_gate(self.key, 1);
-    }
 }
 
 /// Fetches misses below hot, once per distinct chunk, behind the chunks' gates (taken in key

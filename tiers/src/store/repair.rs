@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use super::Engine;
 use super::admission::Admit;
-use super::read::Gate;
+use super::gate::Gate;
 use super::verify::{Lookup, VERIFY_PART};
 use crate::codec::Frame;
 use crate::error::Result;

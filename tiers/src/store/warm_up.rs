@@ -23,6 +23,8 @@ use crate::tier::TierName;
 
 /// Chunks read per step.
 const BATCH: usize = 64;
+/// Chunks read by the first step.
+const FIRST_STEP: usize = 8;
 
 impl Store {
     /// Promotes the chunks of the live ref `ns`/`key` into hot, within the hot budget.
@@ -53,10 +55,16 @@ impl Store {
         };
         let mut in_hot = 0u64;
         // Hot stored bytes per raw byte, measured on what was promoted so far; before the first
-        // batch a guess (lz4 stores SCIP at about a sixth): a wrong guess costs at most one
-        // batch past the mark, which the evictor trims.
+        // (small) step a guess (lz4 stores SCIP at about a sixth): a wrong guess costs at most
+        // that step past the mark, which the evictor trims.
         let mut ratio = 0.25f64;
-        for batch in keys.chunks(BATCH) {
+        // A small first step measures the ratio before larger ones rely on it.
+        let mut at = 0;
+        let mut step = FIRST_STEP;
+        while at < keys.len() {
+            let batch = &keys[at..(at + step).min(keys.len())];
+            at += batch.len();
+            step = BATCH;
             e.check_open()?;
             let before = hot_lens(&e, batch).await?;
             // Chunks already hot count as just read too (no hit is counted), so the evictor

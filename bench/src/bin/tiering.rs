@@ -66,11 +66,8 @@ fn mb(b: u64) -> f64 {
 }
 
 fn tier(stats: &Stats, name: TierName) -> (u64, u64) {
-    stats
-        .tiers
-        .iter()
-        .find(|(t, _)| *t == name)
-        .map_or((0, 0), |(_, s)| (s.chunks, s.stored_bytes))
+    let t = stats.tier(name);
+    (t.chunks, t.stored_bytes)
 }
 
 fn print_tiers(label: &str, stats: &Stats) {

@@ -12,11 +12,8 @@ use crate::names::{Namespace, RefKey};
 use crate::refs::RefOptions;
 
 fn tier(stats: &Stats, name: TierName) -> (u64, u64) {
-    stats
-        .tiers
-        .iter()
-        .find(|(t, _)| *t == name)
-        .map_or((0, 0), |(_, s)| (s.chunks, s.stored_bytes))
+    let t = stats.tier(name);
+    (t.chunks, t.stored_bytes)
 }
 
 async fn chunk_ids(store: &Store, n: &Namespace, k: &RefKey) -> Result<Vec<crate::ids::ChunkId>> {

@@ -37,6 +37,17 @@ pub struct Stats {
     pub movement: MovementStats,
 }
 
+impl Stats {
+    /// The figures of one tier (zero when absent).
+    pub fn tier(&self, name: TierName) -> TierStats {
+        self.tiers
+            .iter()
+            .find(|(t, _)| *t == name)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// Movement between tiers since the store opened (`evict.rs`, `admission.rs`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MovementStats {

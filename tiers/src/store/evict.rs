@@ -168,8 +168,7 @@ async fn shrink(e: &Arc<Engine>, tier: TierName, budget: u64) -> Result<bool> {
         Arc::new(HashSet::new())
     };
     let before = stored(e).await?[tier.index()];
-    let (candidates, ratio) =
-        candidates(e, tier, before.saturating_sub(target), pinned.clone()).await?;
+    let (candidates, ratio) = candidates(e, tier, before, target, pinned.clone()).await?;
     let mut pinned_dropped = 0u64;
     let mut left = before;
     let mut rest = &candidates[..];
@@ -240,17 +239,18 @@ fn order(info: &ChunkInfo, pinned: bool) -> u64 {
     }
 }
 
-/// The copies of `tier` to drop, oldest first: everything up to the access time where the
-/// dropped raw bytes, scaled by the tier's stored-to-raw ratio, cover `need` stored bytes;
-/// and that ratio.
+/// The copies of `tier` (holding `stored_now` bytes) to drop, oldest first: everything up to
+/// the access time where the dropped raw bytes, scaled by the tier's stored-to-raw ratio, cover
+/// what is over `target`; and that ratio.
 async fn candidates(
     e: &Arc<Engine>,
     tier: TierName,
-    need: u64,
+    stored_now: u64,
+    target: u64,
     pinned: Arc<HashSet<ChunkKey>>,
 ) -> Result<(Vec<(ChunkKey, ChunkInfo)>, f64)> {
     let bit = tier.bit();
-    let stored_now = stored(e).await?[tier.index()];
+    let need = stored_now.saturating_sub(target);
     e.meta
         .read(move |t, txn| {
             let mut by_time: BTreeMap<u64, u64> = BTreeMap::new();

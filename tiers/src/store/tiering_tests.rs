@@ -25,6 +25,22 @@ async fn chunk_ids(store: &Store, n: &Namespace, k: &RefKey) -> Result<Vec<crate
     Ok(m.entries().iter().map(|e| e.id).collect())
 }
 
+/// Stores each `(key, bytes)` blob, writes it to the cold tier and drops its hot and warm
+/// copies.
+async fn in_cold_only(store: &Store, n: &Namespace, blobs: &[(&str, &[u8])]) -> Result<()> {
+    for (k, b) in blobs {
+        store
+            .write_blob(n, &key(k), *b, RefOptions::default())
+            .await?;
+    }
+    store.flush_cold().await?;
+    for (k, _) in blobs {
+        let ids = chunk_ids(store, n, &key(k)).await?;
+        store.evict_to_cold(n.tenant(), ids).await?;
+    }
+    Ok(())
+}
+
 /// Runs passes until both budgets hold (the background evictor runs too).
 async fn settle(store: &Store, c: &StoreConfig) -> Result<Stats> {
     let e = store.engine()?;
@@ -168,16 +184,7 @@ async fn a_large_read_enters_hot_only_when_read_again_and_small_reads_at_once() 
     let store = Store::open(c.clone()).await?;
     let n = ns("acme/web/app");
     let (large, small) = (data(1_000_000, 3, false), data(200_000, 4, false));
-    for (k, b) in [("large", &large), ("small", &small)] {
-        store
-            .write_blob(&n, &key(k), &b[..], RefOptions::default())
-            .await?;
-    }
-    store.flush_cold().await?;
-    for k in ["large", "small"] {
-        let ids = chunk_ids(&store, &n, &key(k)).await?;
-        store.evict_to_cold(n.tenant(), ids).await?;
-    }
+    in_cold_only(&store, &n, &[("large", &large), ("small", &small)]).await?;
     assert_eq!(tier(&store.stats(None).await?, TierName::Hot).0, 0);
 
     // 1 MB is more than an eighth of the 4 MiB budget: the first read leaves hot alone.
@@ -210,16 +217,7 @@ async fn warm_promotes_a_refs_chunks_and_stops_at_the_hot_budget() -> Result<()>
     let store = Store::open(c.clone()).await?;
     let n = ns("acme/web/app");
     let (fits, too_big) = (data(300_000, 5, false), data(3_000_000, 6, false));
-    for (k, b) in [("fits", &fits), ("too-big", &too_big)] {
-        store
-            .write_blob(&n, &key(k), &b[..], RefOptions::default())
-            .await?;
-    }
-    store.flush_cold().await?;
-    for k in ["fits", "too-big"] {
-        let ids = chunk_ids(&store, &n, &key(k)).await?;
-        store.evict_to_cold(n.tenant(), ids).await?;
-    }
+    in_cold_only(&store, &n, &[("fits", &fits), ("too-big", &too_big)]).await?;
     let report = store.warm(&n, &key("fits")).await?;
     let chunks = chunk_ids(&store, &n, &key("fits")).await?.len() as u64;
     assert_eq!(report.chunks, chunks);

@@ -85,6 +85,9 @@ pub fn from_store(err: Error) -> Status {
         Error::ShuttingDown => {
             Status::unavailable("the server is shutting down; retry against it once it is back")
         }
+        err @ Error::GcRunning { .. } => Status::failed_precondition(err.to_string()),
+        err @ Error::Cancelled(_) => Status::cancelled(err.to_string()),
+        err @ Error::QuotaExceeded { .. } => Status::resource_exhausted(err.to_string()),
         other => internal(&other),
     }
 }
@@ -204,6 +207,17 @@ mod tests {
             ),
             (Error::Unavailable("s3 down".into()), Code::Unavailable),
             (Error::ShuttingDown, Code::Unavailable),
+            (Error::GcRunning { started_s: 3 }, Code::FailedPrecondition),
+            (Error::Cancelled("gc".into()), Code::Cancelled),
+            (
+                Error::QuotaExceeded {
+                    tenant: "acme".into(),
+                    quota: 1 << 30,
+                    usage: 1 << 30,
+                    adding: 4096,
+                },
+                Code::ResourceExhausted,
+            ),
             (Error::Locked { path: "/d".into() }, Code::Internal),
             (Error::Format("bad record".into()), Code::Internal),
             (

@@ -119,6 +119,34 @@ pub enum Error {
         /// The cold tier's URL.
         cold_url: String,
     },
+    /// A garbage collection is already running; only one runs at a time.
+    #[error(
+        "a garbage collection is already running (started {started_s} s ago); wait for it to \
+         finish and run gc again if needed"
+    )]
+    GcRunning {
+        /// Seconds since the running one started.
+        started_s: u64,
+    },
+    /// A long-running operation was cancelled by its caller at a safe point.
+    #[error("{0} was cancelled; what it finished stays done, run it again to complete it")]
+    Cancelled(String),
+    /// A write would take a tenant over its storage quota.
+    #[error(
+        "tenant {tenant} would exceed its quota of {} (it stores {}, this push adds {}): \
+         delete refs and run gc, or raise the quota in [quotas]",
+        human_bytes(*.quota), human_bytes(*.usage), human_bytes(*.adding)
+    )]
+    QuotaExceeded {
+        /// The tenant.
+        tenant: String,
+        /// Its quota in stored bytes.
+        quota: u64,
+        /// What it stores now (each chunk once, at its largest stored size).
+        usage: u64,
+        /// What the refused write would have added.
+        adding: u64,
+    },
     /// The engine is shutting down.
     #[error("the store is shutting down")]
     ShuttingDown,

@@ -58,6 +58,7 @@ mod gate;
 mod ingest;
 #[cfg(test)]
 mod lifecycle_tests;
+mod lifecycle_types;
 mod read;
 mod rebuild;
 #[cfg(test)]
@@ -98,6 +99,10 @@ use background::{AccessLog, Background, HIT_COUNTERS, lock};
 use dir_lock::DirLock;
 
 pub use crate::tier::TierName;
+pub use lifecycle_types::{
+    FsckProblem, FsckReport, GcOptions, GcReport, Progress, RetentionOutcome, RetentionPolicy,
+    RetentionRule,
+};
 pub use read::listed_chunk_lost;
 pub use rebuild::RebuildReport;
 pub use types::{
@@ -159,6 +164,11 @@ pub struct StoreConfig {
     pub pin_prefixes: Vec<String>,
     /// When a push is acknowledged.
     pub durability: Durability,
+    /// `[[retention]]` rules, applied at every GC (and a rule's TTL at every commit).
+    pub retention: Vec<RetentionRule>,
+    /// `[quotas]`: tenant name → most stored bytes (each chunk once, at its largest stored
+    /// size across the tiers).
+    pub quotas: HashMap<String, u64>,
     /// Where the engine reads the time (tests set a manual clock).
     pub clock: Clock,
 }
@@ -192,6 +202,8 @@ impl StoreConfig {
             warm_bytes: 10 << 30,
             pin_prefixes: Vec::new(),
             durability: Durability::Local,
+            retention: Vec::new(),
+            quotas: HashMap::new(),
             clock: Clock::system(),
         }
     }

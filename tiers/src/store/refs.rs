@@ -14,6 +14,9 @@ use crate::refs::{RefRecord, ref_table_key, ref_table_prefix};
 use crate::sealed::missing_manifest;
 use crate::writeback::enqueue_ref_in_txn;
 
+/// Most refs one transaction of [`Store::delete_prefix`] deletes.
+const DELETE_BATCH: usize = 4096;
+
 /// Decodes a stored manifest that must hash to `id`; anything else is
 /// [`Error::MetadataLoss`] naming the copy (`place`).
 fn decode_manifest(bytes: &[u8], id: &ManifestId, place: &str) -> Result<Manifest> {
@@ -195,6 +198,56 @@ impl Store {
             e.uploader.notify.notify_one();
         }
         Ok(live)
+    }
+
+    /// Deletes every ref of `ns` whose key starts with `prefix` (live or expired); how many
+    /// live ones went. Each deletion is queued for the cold tier like [`Store::delete_ref`]'s.
+    /// Runs in transactions of at most [`DELETE_BATCH`] refs, so a prefix of millions of
+    /// refs does not hold the writer for long; a ref set under the prefix while it runs may
+    /// survive it.
+    pub async fn delete_prefix(&self, ns: &Namespace, prefix: &KeyPrefix) -> Result<u64> {
+        let e = self.engine()?;
+        let start = ref_table_prefix(ns, prefix.as_str());
+        let skip = ns.as_str().len() + 1;
+        let mut deleted = 0;
+        loop {
+            let now = e.meta.clock().now_ms();
+            let (start, ns) = (start.clone(), ns.clone());
+            let (live, more) = e
+                .meta
+                .write(move |t, txn| {
+                    let mut batch: Vec<(Vec<u8>, bool)> = Vec::new();
+                    let mut more = false;
+                    for item in t.refs.raw.prefix_iter(txn, &start)? {
+                        let (k, stored) = item?;
+                        if batch.len() == DELETE_BATCH {
+                            more = true;
+                            break;
+                        }
+                        // A damaged ref goes too, counted as live.
+                        let live = crate::sealed::unseal(t.refs.kind, k, stored)
+                            .and_then(|v| decode_ref(v, k))
+                            .map_or(true, |r| !r.is_expired(now));
+                        batch.push((k.to_vec(), live));
+                    }
+                    let mut live = 0;
+                    for (k, was_live) in batch {
+                        let key = std::str::from_utf8(&k[skip..])
+                            .map_err(|_| Error::Format("ref key is not UTF-8".into()))?
+                            .parse::<RefKey>()?;
+                        t.refs.delete(txn, &k)?;
+                        enqueue_ref_in_txn(t, txn, &ns, &key, RefChange::Deleted)?;
+                        live += u64::from(was_live);
+                    }
+                    Ok((live, more))
+                })
+                .await?;
+            deleted += live;
+            e.uploader.notify.notify_one();
+            if !more {
+                return Ok(deleted);
+            }
+        }
     }
 }
 

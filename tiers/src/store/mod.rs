@@ -55,6 +55,7 @@ mod damage_tests;
 mod dir_lock;
 mod evict;
 mod gate;
+mod gc;
 mod ingest;
 #[cfg(test)]
 mod lifecycle_tests;

@@ -31,7 +31,8 @@ use scipcache_tiers::names::KeyPrefix;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::values::{ByteSize, DEFAULT_DATA_DIR, Share, humantime_serde, parse_duration};
+use crate::retention::{Retention, check_quotas, check_rules};
+use crate::values::{ByteSize, DEFAULT_DATA_DIR, Fraction, Share, humantime_serde, parse_duration};
 
 /// What the command line and the environment say about running the daemon.
 #[derive(Debug, Default, Args)]
@@ -261,6 +262,45 @@ pub struct Config {
     #[arg(skip)]
     pub pin_prefixes: Vec<String>,
 
+    /// Run a garbage collection of every tenant this often, with --gc-grace; its report goes
+    /// to the log, and a run refused because another one is running is only logged.
+    /// [default: off]
+    #[arg(long, value_name = "DURATION", env = "SCIPCACHE_GC_INTERVAL", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde::option")]
+    pub gc_interval: Option<Duration>,
+    /// Unreferenced chunks younger than this (by their last write or read) survive a GC: they
+    /// may belong to a push in flight. `scipcache gc --grace D` overrides it for one run.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SCIPCACHE_GC_GRACE",
+        default_value = "1h",
+        value_parser = parse_duration
+    )]
+    #[serde(with = "humantime_serde")]
+    pub gc_grace: Duration,
+    /// A GC rewrites warm pack files and cold pack objects whose live share is under this
+    /// fraction (0 to 1; 0 = never compact).
+    #[arg(
+        long,
+        value_name = "F",
+        env = "SCIPCACHE_COMPACT_BELOW",
+        default_value = "0.5"
+    )]
+    pub compact_below: Fraction,
+    /// Append one JSON object a line to FILE (created 0600) for every push, delete, gc, fsck,
+    /// warm-up and refused call; `-` writes them to stdout. [default: off]
+    #[arg(long, value_name = "FILE", env = "SCIPCACHE_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+    /// `[[retention]]` tables: which refs GC deletes by age or count, per key prefix. Config
+    /// file only.
+    #[arg(skip)]
+    pub retention: Vec<Retention>,
+    /// `[quotas]`: tenant name = most stored bytes (plain bytes or 50GiB-style) of its chunks
+    /// across tiers, each chunk counted once at its largest stored size. Config file only.
+    #[arg(skip)]
+    pub quotas: BTreeMap<String, ByteSize>,
+
     /// TLS certificate chain (PEM); serves https with --tls-key.
     #[arg(long, value_name = "FILE", env = "SCIPCACHE_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -461,6 +501,7 @@ impl Config {
             ));
         }
         self.validate_tiers()?;
+        self.validate_lifecycle()?;
         if self.jwt_leeway > Duration::from_secs(300) {
             return Err(Error::Config(
                 "--jwt-leeway above 5m defeats token expiry; use at most a few seconds".into(),
@@ -511,6 +552,27 @@ impl Config {
         Ok(())
     }
 
+    /// Checks the GC schedule, the retention rules and the quotas.
+    fn validate_lifecycle(&self) -> Result<()> {
+        if self.gc_interval.is_some_and(|d| d.is_zero()) {
+            return Err(Error::Config(
+                "--gc-interval must be above 0 (e.g. 6h); leave it out for no scheduled GC".into(),
+            ));
+        }
+        if self
+            .audit_log
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(Error::Config(
+                "--audit-log needs a file name, or - for stdout".into(),
+            ));
+        }
+        check_rules(&self.retention).map_err(Error::Config)?;
+        check_quotas(self.quotas.keys()).map_err(Error::Config)?;
+        Ok(())
+    }
+
     /// The engine's configuration.
     pub fn store_config(&self) -> scipcache_tiers::StoreConfig {
         let mut store = scipcache_tiers::StoreConfig::new(&self.data_dir);
@@ -552,6 +614,12 @@ impl Config {
         store.warm_bytes = self.warm_bytes.0;
         store.durability = self.durability.into();
         store.pin_prefixes.clone_from(&self.pin_prefixes);
+        store.retention = self.retention.iter().map(|r| r.0.clone()).collect();
+        store.quotas = self
+            .quotas
+            .iter()
+            .map(|(tenant, size)| (tenant.clone(), size.0))
+            .collect();
         store
     }
 
@@ -661,6 +729,11 @@ mod tests {
         assert_eq!(store.warm_bytes, 10 << 30);
         assert_eq!(store.durability, scipcache_tiers::store::Durability::Local);
         assert!(store.pin_prefixes.is_empty());
+        assert_eq!(c.gc_interval, None, "no scheduled GC");
+        assert_eq!(c.gc_grace, Duration::from_secs(3600));
+        assert_eq!(c.compact_below.get(), 0.5);
+        assert_eq!(c.audit_log, None);
+        assert!(store.retention.is_empty() && store.quotas.is_empty());
         Ok(())
     }
 
@@ -751,7 +824,7 @@ mod tests {
     }
 
     /// The keys the contract allows only in the config file.
-    const FILE_ONLY: &[&str] = &["pin_prefixes"];
+    const FILE_ONLY: &[&str] = &["pin_prefixes", "retention", "quotas"];
 
     /// A configuration with every option set, so that every key is printed.
     fn full_config() -> Config {
@@ -777,6 +850,15 @@ mod tests {
             jwt_max_ttl: Some(Duration::from_secs(86_400)),
             denylist: Some("d".into()),
             pin_prefixes: vec!["branch/".into()],
+            gc_interval: Some(Duration::from_secs(6 * 3600)),
+            audit_log: Some("audit.log".into()),
+            retention: vec![Retention(scipcache_tiers::store::RetentionRule {
+                prefix: "commit/".into(),
+                policy: scipcache_tiers::store::RetentionPolicy::KeepLast(50),
+            })],
+            quotas: [("acme".to_owned(), ByteSize(50 << 30))]
+                .into_iter()
+                .collect(),
             ..Config::default()
         }
     }
@@ -793,7 +875,7 @@ mod tests {
             toml::from_str(&full_config().to_toml()?).map_err(|e| Error::Config(e.to_string()))?;
         assert_eq!(
             printed.len(),
-            34,
+            40,
             "a key was added: document it in config.example.toml"
         );
         for key in printed.keys() {
@@ -1002,6 +1084,113 @@ mod tests {
 
         let no_warm = Config::layered(&ServeArgs::default(), file("warm_bytes = 0")?)?;
         no_warm.validate()?;
+        Ok(())
+    }
+
+    #[test]
+    fn gc_and_audit_options_come_from_flags_then_the_file_and_reach_the_store() -> Result<()> {
+        let f = || {
+            file(
+                "gc_interval = \"6h\"\ngc_grace = \"2h\"\ncompact_below = 0.25\n\
+                 audit_log = \"/var/log/scipcache/audit.log\"\n\
+                 [[retention]]\nprefix = \"commit/\"\nkeep_last = 50\n\
+                 [[retention]]\nprefix = \"pr/\"\nttl = \"30d\"\n\
+                 [[retention]]\nprefix = \"branch/\"\nkeep = \"forever\"\n\
+                 [quotas]\nacme = \"50GiB\"\nglobex = 1048576\n",
+            )
+        };
+        let c = Config::layered(&ServeArgs::default(), f()?)?;
+        c.validate()?;
+        assert_eq!(c.gc_interval, Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(c.gc_grace, Duration::from_secs(2 * 3600));
+        assert_eq!(c.compact_below.get(), 0.25);
+        assert_eq!(
+            c.audit_log.as_deref(),
+            Some(Path::new("/var/log/scipcache/audit.log"))
+        );
+        let store = c.store_config();
+        use scipcache_tiers::store::RetentionPolicy;
+        let policies: Vec<(&str, &RetentionPolicy)> = store
+            .retention
+            .iter()
+            .map(|r| (r.prefix.as_str(), &r.policy))
+            .collect();
+        assert_eq!(
+            policies,
+            [
+                ("commit/", &RetentionPolicy::KeepLast(50)),
+                (
+                    "pr/",
+                    &RetentionPolicy::Ttl(Duration::from_secs(30 * 86_400))
+                ),
+                ("branch/", &RetentionPolicy::Forever),
+            ]
+        );
+        assert_eq!(store.quotas.get("acme"), Some(&(50u64 << 30)));
+        assert_eq!(store.quotas.get("globex"), Some(&(1u64 << 20)));
+
+        let a = args(&[
+            "--gc-grace",
+            "0s",
+            "--compact-below",
+            "1",
+            "--audit-log",
+            "-",
+        ])
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let c = Config::layered(&a, f()?)?;
+        assert_eq!(c.gc_grace, Duration::ZERO, "the flag wins over the file");
+        assert_eq!(c.compact_below.get(), 1.0);
+        assert_eq!(c.audit_log.as_deref(), Some(Path::new("-")));
+        assert_eq!(c.gc_interval, Some(Duration::from_secs(6 * 3600)));
+        assert!(args(&["--compact-below", "1.5"]).is_err(), "0 to 1 only");
+        assert!(
+            args(&["--retention", "x"]).is_err(),
+            "retention has no flag"
+        );
+        assert!(args(&["--quotas", "x"]).is_err(), "quotas has no flag");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_retention_tables_and_quotas_are_config_errors_naming_them() -> Result<()> {
+        for (text, wants) in [
+            (
+                "[[retention]]\nprefix = \"commit/\"\nkeep_last = 3\nkeep = \"forever\"",
+                "[[retention]] table with prefix \"commit/\": give exactly one of",
+            ),
+            (
+                "[[retention]]\nprefix = \"pr/\"\nttl = \"a while\"",
+                "[[retention]] table with prefix \"pr/\": ttl: invalid duration",
+            ),
+            ("[quotas]\nacme = \"lots\"", "invalid size \"lots\""),
+            ("[quotas]\nacme = -5", "invalid size -5"),
+            ("compact_below = 2.0", "from 0 to 1"),
+        ] {
+            let msg = file(text).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(msg.contains(wants), "{text}: {msg}");
+            assert!(msg.contains("line"), "the error points at the line: {msg}");
+        }
+        for (text, wants) in [
+            (
+                "[[retention]]\nprefix = \"commit/\"\nkeep_last = 3\n\
+                 [[retention]]\nprefix = \"commit/\"\nttl = \"1d\"",
+                "two [[retention]] tables have the prefix \"commit/\"",
+            ),
+            (
+                "[quotas]\n\"Not A Tenant\" = 5",
+                "[quotas] \"Not A Tenant\"",
+            ),
+            ("gc_interval = \"0s\"", "--gc-interval must be above 0"),
+        ] {
+            let c = Config::layered(&ServeArgs::default(), file(text)?)?;
+            let msg = c
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(msg.contains(wants), "{text}: {msg}");
+        }
         Ok(())
     }
 

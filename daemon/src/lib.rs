@@ -18,6 +18,7 @@
 //! - [`service`]: one file per proto service (`info`, `chunks`, `blobs`, `refs`, `admin`);
 //!   thin methods.
 //! - [`status`]: the only mapping of engine errors to gRPC statuses.
+//! - [`retention`]: the config file's `[[retention]]` tables and `[quotas]`.
 //! - [`metrics`]: Prometheus registry and the per-call tower layer; [`http`]: the HTTP port.
 //! - [`tls`]: TLS and mutual TLS for the gRPC port, and the certificate's expiry.
 //! - `listener`: the gRPC port's accept loop: `--max-connections`, `--handshake-timeout`,
@@ -58,6 +59,7 @@ pub mod metrics;
 pub mod open_files;
 pub mod rebuild;
 pub mod request_memory;
+pub mod retention;
 pub mod service;
 pub mod status;
 pub mod tls;

@@ -70,11 +70,15 @@ impl<'de> Deserialize<'de> for ByteSize {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
-            Int(u64),
+            Int(i64),
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(Self(n)),
+            Raw::Int(n) => u64::try_from(n).map(Self).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "invalid size {n}: a size is 0 or more bytes, or a text such as \"4GiB\""
+                ))
+            }),
             Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
         }
     }
@@ -168,9 +172,70 @@ impl fmt::Display for Share {
     }
 }
 
+/// A fraction from 0 to 1 (`0.5`: half), e.g. `--compact-below`; in files a number.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Fraction(f64);
+
+// Never NaN (refused when parsed), so equality is total.
+impl Eq for Fraction {}
+
+impl Fraction {
+    /// The fraction as a number.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl TryFrom<f64> for Fraction {
+    type Error = String;
+    fn try_from(f: f64) -> Result<Self, String> {
+        if (0.0..=1.0).contains(&f) {
+            Ok(Self(f))
+        } else {
+            Err(format!(
+                "invalid fraction {f}: use a number from 0 to 1, such as 0.5"
+            ))
+        }
+    }
+}
+
+impl From<Fraction> for f64 {
+    fn from(s: Fraction) -> f64 {
+        s.0
+    }
+}
+
+impl FromStr for Fraction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let f: f64 = s.trim().parse().map_err(|_| {
+            format!("invalid fraction {s:?}: use a number from 0 to 1, such as 0.5")
+        })?;
+        Self::try_from(f)
+    }
+}
+
+impl fmt::Display for Fraction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fractions_run_from_zero_to_one() {
+        assert_eq!("0.5".parse::<Fraction>().map(Fraction::get), Ok(0.5));
+        assert_eq!("0".parse::<Fraction>().map(Fraction::get), Ok(0.0));
+        assert_eq!("1".parse::<Fraction>().map(Fraction::get), Ok(1.0));
+        for bad in ["-0.1", "1.5", "NaN", "half", ""] {
+            let err = bad.parse::<Fraction>().err().unwrap_or_default();
+            assert!(err.contains("from 0 to 1"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn sizes_accept_bytes_and_units() {

@@ -114,6 +114,109 @@ fn tier_budgets_durability_and_pins_follow_flag_env_file_precedence() -> TestRes
 }
 
 #[test]
+fn gc_audit_retention_and_quota_options_follow_flag_env_file_precedence() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("scipcached.toml");
+    std::fs::write(
+        &file,
+        r#"
+        gc_interval = "12h"
+        gc_grace = "3h"
+        compact_below = 0.3
+        audit_log = "/from/file/audit.log"
+
+        [[retention]]
+        prefix = "commit/"
+        keep_last = 20
+
+        [[retention]]
+        prefix = "pr/"
+        ttl = "7d"
+
+        [quotas]
+        acme = "50GiB"
+        "#,
+    )?;
+    let out = run(scipcached()
+        .arg("--print-config")
+        .arg("--config")
+        .arg(&file)
+        .args(["--gc-grace", "10m"])
+        .env("SCIPCACHE_GC_GRACE", "20m")
+        .env("SCIPCACHE_COMPACT_BELOW", "0.9")
+        .env("SCIPCACHE_AUDIT_LOG", "-"))?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: toml::Table = toml::from_str(&text(&out.stdout))?;
+    let get = |k: &str| printed.get(k).map(ToString::to_string).unwrap_or_default();
+    assert_eq!(get("gc_grace"), "\"10m\"", "flag beats env and file");
+    assert_eq!(get("compact_below"), "0.9", "env beats file");
+    assert_eq!(get("audit_log"), "\"-\"", "env beats file");
+    assert_eq!(get("gc_interval"), "\"12h\"", "file beats default");
+    let retention = printed
+        .get("retention")
+        .and_then(toml::Value::as_array)
+        .ok_or("no retention tables printed")?;
+    assert_eq!(retention.len(), 2);
+    assert_eq!(
+        retention[0]
+            .get("keep_last")
+            .and_then(toml::Value::as_integer),
+        Some(20)
+    );
+    assert_eq!(
+        printed
+            .get("quotas")
+            .and_then(|q| q.get("acme"))
+            .and_then(toml::Value::as_integer),
+        Some(50 << 30)
+    );
+
+    let defaults = run(scipcached().arg("--print-config"))?;
+    assert!(defaults.status.success(), "{}", text(&defaults.stderr));
+    let printed: toml::Table = toml::from_str(&text(&defaults.stdout))?;
+    let get = |k: &str| printed.get(k).map(ToString::to_string).unwrap_or_default();
+    assert_eq!(get("gc_grace"), "\"1h\"");
+    assert_eq!(get("compact_below"), "0.5");
+    assert!(
+        printed.get("gc_interval").is_none(),
+        "no scheduled GC by default"
+    );
+    assert!(
+        printed.get("audit_log").is_none(),
+        "no audit log by default"
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_retention_tables_and_quotas_refuse_to_start_naming_them() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    for (body, wants) in [
+        (
+            "[[retention]]\nprefix = \"commit/\"\nkeep_last = 5\nttl = \"1d\"\n",
+            "[[retention]] table with prefix \"commit/\": give exactly one of",
+        ),
+        (
+            "[[retention]]\nprefix = \"pr/\"\nkeep = \"sometimes\"\n",
+            "the only value is \"forever\"",
+        ),
+        ("[quotas]\nacme = \"a lot\"\n", "invalid size"),
+        ("[quotas]\n\"Acme Inc\" = 10\n", "[quotas] \"Acme Inc\""),
+    ] {
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, body)?;
+        let out = run(scipcached()
+            .arg("--print-config")
+            .arg("--config")
+            .arg(&file))?;
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "{body} was accepted");
+        assert!(stderr.contains(wants), "{body}: {stderr}");
+    }
+    Ok(())
+}
+
+#[test]
 fn a_hot_budget_of_zero_refuses_to_start_saying_what_to_do() -> TestResult {
     let out = run(scipcached()
         .arg("--print-config")

@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use scipcache_tiers::names::Tenant;
 use scipcache_tiers::{Clock, Store};
 
 use crate::metrics::Metrics;
@@ -33,6 +34,8 @@ pub struct HttpState {
     pub store: Arc<OnceLock<Store>>,
     /// The gRPC port's TLS certificate, once loaded.
     pub certificate: Arc<OnceLock<CertificateInfo>>,
+    /// The tenants with a `[quotas]` entry: their usage is read at every scrape.
+    pub quota_tenants: Arc<Vec<Tenant>>,
 }
 
 /// The router. Every answer closes its connection (`Connection: close`): the port holds
@@ -79,6 +82,30 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             Err(_) => {
                 state.metrics.stats_failed();
                 tracing::warn!("metrics scrape: store stats took over {STATS_TIMEOUT:?}");
+            }
+        }
+        for tenant in state.quota_tenants.iter() {
+            let figures = async {
+                let stored = store.tenant_usage(tenant).await?;
+                let logical = store.stats(Some(tenant)).await?.logical_bytes;
+                Ok::<_, scipcache_tiers::Error>((stored, logical))
+            };
+            match tokio::time::timeout(STATS_TIMEOUT, figures).await {
+                Ok(Ok((stored, logical))) => {
+                    state
+                        .metrics
+                        .set_tenant_figures(tenant.as_str(), stored, logical);
+                }
+                Ok(Err(e)) => {
+                    state.metrics.stats_failed();
+                    tracing::warn!("metrics scrape: cannot read the usage of tenant {tenant}: {e}");
+                }
+                Err(_) => {
+                    state.metrics.stats_failed();
+                    tracing::warn!(
+                        "metrics scrape: the usage of tenant {tenant} took over {STATS_TIMEOUT:?}"
+                    );
+                }
             }
         }
     }

@@ -18,7 +18,9 @@
 //! - [`service`]: one file per proto service (`info`, `chunks`, `blobs`, `refs`, `admin`);
 //!   thin methods.
 //! - [`status`]: the only mapping of engine errors to gRPC statuses.
+//! - [`audit`]: the audit log (`--audit-log`) and the count of refused calls.
 //! - [`retention`]: the config file's `[[retention]]` tables and `[quotas]`.
+//! - `schedule`: the scheduled GC (`--gc-interval`).
 //! - [`metrics`]: Prometheus registry and the per-call tower layer; [`http`]: the HTTP port.
 //! - [`tls`]: TLS and mutual TLS for the gRPC port, and the certificate's expiry.
 //! - `listener`: the gRPC port's accept loop: `--max-connections`, `--handshake-timeout`,
@@ -41,10 +43,12 @@
 //! 503 while starting), data dir (created, key files checked, modes made owner-only), keys,
 //! TLS, store (which locks the data dir), gRPC. The log line
 //! `scipcached ready grpc=<addr> metrics=<addr>`
-//! marks readiness. On shutdown the gRPC listener closes at once, in-flight calls get
-//! `--shutdown-grace` to finish before they are aborted, then the store shuts down
-//! (persisting its queues).
+//! marks readiness. On shutdown the gRPC listener closes at once, running GCs and fscks are
+//! cancelled (they stop at their next safe point), in-flight calls get `--shutdown-grace` to
+//! finish before they are aborted, the audit log writes what is queued, then the store shuts
+//! down (persisting its queues).
 
+pub mod audit;
 pub mod auth;
 mod blocking;
 pub mod cli;
@@ -60,6 +64,7 @@ pub mod open_files;
 pub mod rebuild;
 pub mod request_memory;
 pub mod retention;
+mod schedule;
 pub mod service;
 pub mod status;
 pub mod tls;
@@ -89,6 +94,7 @@ use tonic_health::server::HealthReporter;
 pub use config::Config;
 pub use error::{Error, Result};
 
+use audit::Audit;
 use auth::interceptor::AuthInterceptor;
 use auth::{Denylist, Verifier, VerifierConfig, keys};
 use listener::AcceptSettings;
@@ -145,6 +151,13 @@ pub async fn run_until_cancelled(
     raise_open_file_limit();
     let metrics = Arc::new(Metrics::new()?);
     metrics.set_tier_budgets(config.hot_bytes.0, config.warm_bytes.0);
+    metrics.set_quotas(config.quotas.iter().map(|(t, size)| (t, size.0)));
+    // Validated names (Config::validate).
+    let quota_tenants: Vec<scipcache_tiers::names::Tenant> = config
+        .quotas
+        .keys()
+        .filter_map(|t| t.parse().ok())
+        .collect();
     let ready = Arc::new(AtomicBool::new(false));
     let store_cell = Arc::new(OnceLock::new());
     let certificate = Arc::new(OnceLock::new());
@@ -156,6 +169,7 @@ pub async fn run_until_cancelled(
         ready: ready.clone(),
         store: store_cell.clone(),
         certificate: certificate.clone(),
+        quota_tenants: Arc::new(quota_tenants),
     });
     let metrics_listener = listener::HttpListener::new(metrics_listener, config.handshake_timeout);
     let mut http_task = tokio::spawn(
@@ -245,11 +259,30 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
         .map_err(|e| Error::Config(format!("server reflection: {e}")))?;
 
     log_tiers(&config);
+    let (audit, audit_writer) = match &config.audit_log {
+        Some(path) => {
+            let (audit, writer) = Audit::open(path, &metrics).await?;
+            tracing::info!("audit log: {} (--audit-log)", path.display());
+            (audit, Some(writer))
+        }
+        None => (Audit::off(&metrics), None),
+    };
     // From here on nothing returns early: every exit path shuts the store down.
-    let store = Store::open(config.store_config()).await?;
+    let store = match Store::open(config.store_config()).await {
+        Ok(store) => store,
+        Err(e) => {
+            if let Some(writer) = audit_writer {
+                writer.finish().await;
+            }
+            return Err(e.into());
+        }
+    };
     // Set once: this is the only place that opens a store.
     let _ = store_cell.set(store.clone());
     if cancel.is_cancelled() {
+        if let Some(writer) = audit_writer {
+            writer.finish().await;
+        }
         return shutdown_store(&store).await;
     }
 
@@ -261,8 +294,17 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
             config.request_memory_wait,
             metrics.request_memory_reserved.clone(),
         ),
+        audit: audit.clone(),
+        lifecycle: service::Lifecycle {
+            gc_grace: config.gc_grace,
+            compact_below: config.compact_below.get(),
+            shutdown: cancel.clone(),
+        },
     };
-    let auth = AuthInterceptor::new(verifier);
+    let schedule = config
+        .gc_interval
+        .map(|every| schedule::start(shared.clone(), every, cancel.clone()));
+    let auth = AuthInterceptor::new(verifier, Some(audit));
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, ServingStatus::Serving).await;
 
@@ -330,6 +372,18 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
     };
     let served = until_stopped(serve, &cancel, stopping, config.shutdown_grace).await;
     ready.store(false, Ordering::Release);
+    if let Some(task) = schedule {
+        // Cancelled with everything else: a running GC stops at its next safe point.
+        if tokio::time::timeout(STORE_SHUTDOWN_TIMEOUT, task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the scheduled GC did not stop within {STORE_SHUTDOWN_TIMEOUT:?}");
+        }
+    }
+    if let Some(writer) = audit_writer {
+        writer.finish().await;
+    }
     let stopped = shutdown_store(&store).await;
     served?;
     stopped

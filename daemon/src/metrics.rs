@@ -16,10 +16,10 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body::{Body, Frame, SizeHint};
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use scipcache_tiers::store::{MovementStats, Stats, TierName};
+use scipcache_tiers::store::{GcReport, MovementStats, Stats, TierName};
 
 use crate::error::Result;
 
@@ -37,7 +37,10 @@ const METHODS: &[&str] = &[
     "scipcache.v1.Refs/Get",
     "scipcache.v1.Refs/List",
     "scipcache.v1.Refs/Delete",
+    "scipcache.v1.Refs/DeletePrefix",
     "scipcache.v1.Admin/Stats",
+    "scipcache.v1.Admin/Gc",
+    "scipcache.v1.Admin/Fsck",
     "grpc.health.v1.Health/Check",
     "grpc.health.v1.Health/Watch",
     "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
@@ -74,6 +77,19 @@ fn method_label(path: &str) -> &'static str {
         .unwrap_or("other")
 }
 
+/// The name of a gRPC status code, e.g. `PERMISSION_DENIED`.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    usize::try_from(i32::from(code))
+        .ok()
+        .and_then(|i| CODES.get(i).copied())
+        .unwrap_or("UNKNOWN")
+}
+
+/// The method a call is for (its `package.Service/Method` label, or `other`), put into every
+/// request's extensions by [`MetricsLayer`], so that a refusal can say what was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RpcMethod(pub &'static str);
+
 fn code_label(value: Option<&http::HeaderValue>) -> Option<&'static str> {
     let code: usize = value?.to_str().ok()?.parse().ok()?;
     Some(CODES.get(code).copied().unwrap_or("UNKNOWN"))
@@ -109,6 +125,129 @@ pub struct Metrics {
     stats_errors: IntCounter,
     /// Bytes of the request-memory budget that calls hold now.
     pub request_memory_reserved: IntGauge,
+    tier_misses: IntGaugeVec,
+    /// Refused calls by reason (`audit::refusal_reason`).
+    pub auth_refusals: IntCounterVec,
+    /// Audit lines dropped because the writer could not keep up.
+    pub audit_dropped: IntCounter,
+    /// Audit lines the writer failed to write.
+    pub audit_errors: IntCounter,
+    lifecycle: LifecycleMetrics,
+}
+
+/// GC, fsck and quota figures.
+#[derive(Debug)]
+struct LifecycleMetrics {
+    gc_runs: IntCounterVec,
+    gc_duration: Histogram,
+    gc_swept_chunks: IntCounter,
+    gc_swept_bytes: IntCounter,
+    gc_compacted_bytes: IntCounter,
+    gc_deleted_refs: IntCounterVec,
+    gc_running: IntGauge,
+    fsck_runs: IntCounterVec,
+    tenant_quota: IntGaugeVec,
+    tenant_stored: IntGaugeVec,
+    tenant_logical: IntGaugeVec,
+    tenant_dedup: GaugeVec,
+}
+
+impl LifecycleMetrics {
+    fn new(registry: &Registry) -> Result<Self> {
+        let m = Self {
+            gc_runs: IntCounterVec::new(
+                Opts::new(
+                    "gc_runs_total",
+                    "garbage collections by outcome (ok, dry_run, cancelled, already_running,                      failed)",
+                ),
+                &["outcome"],
+            )?,
+            gc_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "gc_duration_seconds",
+                    "wall time of garbage collections that ran to the end (dry runs included)",
+                )
+                .buckets(vec![
+                    0.01,
+                    0.1,
+                    0.5,
+                    1.0,
+                    5.0,
+                    15.0,
+                    60.0,
+                    300.0,
+                    900.0,
+                    3600.0,
+                    4.0 * 3600.0,
+                ]),
+            )?,
+            gc_swept_chunks: IntCounter::new(
+                "gc_swept_chunks_total",
+                "chunks garbage collections removed from every tier",
+            )?,
+            gc_swept_bytes: IntCounter::new(
+                "gc_swept_bytes_total",
+                "stored bytes of the chunks garbage collections removed, summed over tiers",
+            )?,
+            gc_compacted_bytes: IntCounter::new(
+                "gc_compacted_bytes_total",
+                "bytes garbage collections gave back by rewriting sparse packs",
+            )?,
+            gc_deleted_refs: IntCounterVec::new(
+                Opts::new(
+                    "gc_deleted_refs_total",
+                    "refs garbage collections deleted, by cause (expired, retention)",
+                ),
+                &["cause"],
+            )?,
+            gc_running: IntGauge::new("gc_running", "1 while a garbage collection runs")?,
+            fsck_runs: IntCounterVec::new(
+                Opts::new(
+                    "fsck_runs_total",
+                    "fsck runs by outcome (clean, repaired, unrepaired, cancelled, failed)",
+                ),
+                &["outcome"],
+            )?,
+            tenant_quota: IntGaugeVec::new(
+                Opts::new("tenant_quota_bytes", "[quotas] of each tenant that has one"),
+                &["tenant"],
+            )?,
+            tenant_stored: IntGaugeVec::new(
+                Opts::new(
+                    "tenant_stored_bytes",
+                    "what a tenant with a quota stores as the quota counts it (each chunk once,                      at its largest stored size)",
+                ),
+                &["tenant"],
+            )?,
+            tenant_logical: IntGaugeVec::new(
+                Opts::new(
+                    "tenant_logical_bytes",
+                    "sum of the sizes of the live refs' blobs of a tenant with a quota",
+                ),
+                &["tenant"],
+            )?,
+            tenant_dedup: GaugeVec::new(
+                Opts::new(
+                    "tenant_dedup_ratio",
+                    "tenant_logical_bytes / tenant_stored_bytes of a tenant with a quota",
+                ),
+                &["tenant"],
+            )?,
+        };
+        registry.register(Box::new(m.gc_runs.clone()))?;
+        registry.register(Box::new(m.gc_duration.clone()))?;
+        registry.register(Box::new(m.gc_swept_chunks.clone()))?;
+        registry.register(Box::new(m.gc_swept_bytes.clone()))?;
+        registry.register(Box::new(m.gc_compacted_bytes.clone()))?;
+        registry.register(Box::new(m.gc_deleted_refs.clone()))?;
+        registry.register(Box::new(m.gc_running.clone()))?;
+        registry.register(Box::new(m.fsck_runs.clone()))?;
+        registry.register(Box::new(m.tenant_quota.clone()))?;
+        registry.register(Box::new(m.tenant_stored.clone()))?;
+        registry.register(Box::new(m.tenant_logical.clone()))?;
+        registry.register(Box::new(m.tenant_dedup.clone()))?;
+        Ok(m)
+    }
 }
 
 impl Metrics {
@@ -228,6 +367,33 @@ impl Metrics {
             "bytes of the --request-memory budget held by commits and uploads",
         )?;
         registry.register(Box::new(request_memory_reserved.clone()))?;
+        let tier_misses = IntGaugeVec::new(
+            Opts::new(
+                "tier_misses",
+                "reads a tier could not serve since start: those the tiers below it served",
+            ),
+            &["tier"],
+        )?;
+        let auth_refusals = IntCounterVec::new(
+            Opts::new(
+                "auth_refusals_total",
+                "calls refused as unauthenticated or permission denied, by reason",
+            ),
+            &["reason"],
+        )?;
+        let audit_dropped = IntCounter::new(
+            "audit_dropped_total",
+            "audit log lines dropped because the writer could not keep up",
+        )?;
+        let audit_errors = IntCounter::new(
+            "audit_write_errors_total",
+            "audit log lines that could not be written",
+        )?;
+        registry.register(Box::new(tier_misses.clone()))?;
+        registry.register(Box::new(auth_refusals.clone()))?;
+        registry.register(Box::new(audit_dropped.clone()))?;
+        registry.register(Box::new(audit_errors.clone()))?;
+        let lifecycle = LifecycleMetrics::new(&registry)?;
         Ok(Self {
             registry,
             requests,
@@ -252,7 +418,74 @@ impl Metrics {
             movement,
             stats_errors,
             request_memory_reserved,
+            tier_misses,
+            auth_refusals,
+            audit_dropped,
+            audit_errors,
+            lifecycle,
         })
+    }
+
+    /// Records the end of a garbage collection: `outcome` is `ok`, `dry_run`, `cancelled`,
+    /// `already_running` or `failed`; a report's totals count unless it was a dry run.
+    pub fn gc_finished(&self, outcome: &str, seconds: f64, report: Option<&GcReport>) {
+        let m = &self.lifecycle;
+        m.gc_runs.with_label_values(&[outcome]).inc();
+        if let Some(r) = report {
+            m.gc_duration.observe(seconds);
+            if !r.dry_run {
+                m.gc_swept_chunks.inc_by(r.swept_chunks);
+                m.gc_swept_bytes.inc_by(r.swept_bytes);
+                m.gc_compacted_bytes.inc_by(r.compacted_bytes);
+                m.gc_deleted_refs
+                    .with_label_values(&["expired"])
+                    .inc_by(r.expired_refs);
+                let retained: u64 = r.retention.iter().map(|o| o.deleted).sum();
+                m.gc_deleted_refs
+                    .with_label_values(&["retention"])
+                    .inc_by(retained);
+            }
+        }
+    }
+
+    /// Marks a garbage collection as running (while the guard lives).
+    pub fn gc_running(&self) -> GcRunningGuard {
+        self.lifecycle.gc_running.inc();
+        GcRunningGuard(self.lifecycle.gc_running.clone())
+    }
+
+    /// Records the end of an fsck: `clean`, `repaired`, `unrepaired`, `cancelled` or `failed`.
+    pub fn fsck_finished(&self, outcome: &str) {
+        self.lifecycle.fsck_runs.with_label_values(&[outcome]).inc();
+    }
+
+    /// Sets the quota gauges (the configuration, set once at start).
+    pub fn set_quotas<'a>(&self, quotas: impl IntoIterator<Item = (&'a String, u64)>) {
+        for (tenant, bytes) in quotas {
+            self.lifecycle
+                .tenant_quota
+                .with_label_values(&[tenant.as_str()])
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Sets a tenant's stored and logical bytes and their ratio (its dedup ratio).
+    pub fn set_tenant_figures(&self, tenant: &str, stored: u64, logical: u64) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let m = &self.lifecycle;
+        m.tenant_stored
+            .with_label_values(&[tenant])
+            .set(gauge(stored));
+        m.tenant_logical
+            .with_label_values(&[tenant])
+            .set(gauge(logical));
+        #[allow(clippy::cast_precision_loss)]
+        let ratio = if stored == 0 {
+            0.0
+        } else {
+            logical as f64 / stored as f64
+        };
+        m.tenant_dedup.with_label_values(&[tenant]).set(ratio);
     }
 
     /// Sets the engine gauges from a stats snapshot.
@@ -269,6 +502,13 @@ impl Metrics {
             self.tier_hits
                 .with_label_values(&label)
                 .set(gauge(figures.hits));
+        }
+        // A read a tier misses is one a tier below it serves (hot → warm → cold).
+        for (i, (tier, _)) in stats.tiers.iter().enumerate() {
+            let below: u64 = stats.tiers[i + 1..].iter().map(|(_, t)| t.hits).sum();
+            self.tier_misses
+                .with_label_values(&[tier.as_str()])
+                .set(gauge(below));
         }
         self.logical_bytes.set(gauge(stats.logical_bytes));
         self.refs.set(gauge(stats.refs));
@@ -393,6 +633,16 @@ impl MovementCounters {
     }
 }
 
+/// Keeps `scipcache_gc_running` raised while it lives.
+#[derive(Debug)]
+pub struct GcRunningGuard(IntGauge);
+
+impl Drop for GcRunningGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Adds to `counter` what it lacks of `total`.
 fn advance(counter: &IntCounter, total: u64) {
     let now = counter.get();
@@ -445,9 +695,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<tonic::body::Body>) -> Self::Future {
         let started = Instant::now();
         let method = method_label(req.uri().path());
+        req.extensions_mut().insert(RpcMethod(method));
         let metrics = self.metrics.clone();
         let received = metrics.received_bytes.with_label_values(&[method]);
         let req = req.map(|body| {

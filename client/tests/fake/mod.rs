@@ -571,6 +571,20 @@ impl Refs for Svc {
             .is_some();
         Ok(Response::new(pb::DeleteRefResponse { deleted }))
     }
+
+    async fn delete_prefix(
+        &self,
+        req: Request<pb::DeletePrefixRequest>,
+    ) -> Result<Response<pb::DeletePrefixResponse>, Status> {
+        check_auth(&req)?;
+        let req = req.into_inner();
+        let mut refs = self.0.refs.lock().map_err(|_| Status::internal("lock"))?;
+        let before = refs.len();
+        refs.retain(|(n, k), _| !(*n == req.namespace && k.starts_with(&req.prefix)));
+        Ok(Response::new(pb::DeletePrefixResponse {
+            deleted: (before - refs.len()) as u64,
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -596,6 +610,65 @@ impl Admin for Svc {
             cold_recompress: 0,
             movement: None,
         }))
+    }
+
+    type GcStream = tokio_stream::Iter<std::vec::IntoIter<Result<pb::GcEvent, Status>>>;
+
+    /// Two progress updates, then a report of as many live chunks as the fake holds.
+    async fn gc(&self, req: Request<pb::GcRequest>) -> Result<Response<Self::GcStream>, Status> {
+        use pb::gc_event::Event;
+        check_auth(&req)?;
+        let chunks = self
+            .0
+            .chunks
+            .lock()
+            .map_err(|_| Status::internal("lock"))?
+            .len() as u64;
+        let progress = |phase: &str, done| pb::GcEvent {
+            event: Some(Event::Progress(pb::LifecycleProgress {
+                phase: phase.into(),
+                done,
+                total: chunks,
+            })),
+        };
+        let events = vec![
+            Ok(progress("mark", 0)),
+            Ok(progress("mark", chunks)),
+            Ok(pb::GcEvent {
+                event: Some(Event::Report(pb::GcReport {
+                    dry_run: req.get_ref().dry_run,
+                    live_chunks: chunks,
+                    grace_ms: req.get_ref().grace_ms.unwrap_or(3_600_000),
+                    ..pb::GcReport::default()
+                })),
+            }),
+        ];
+        Ok(Response::new(tokio_stream::iter(events)))
+    }
+
+    type FsckStream = tokio_stream::Iter<std::vec::IntoIter<Result<pb::FsckEvent, Status>>>;
+
+    /// A report of one corrupt copy, repaired when asked.
+    async fn fsck(
+        &self,
+        req: Request<pb::FsckRequest>,
+    ) -> Result<Response<Self::FsckStream>, Status> {
+        check_auth(&req)?;
+        let repair = req.get_ref().repair;
+        let report = pb::FsckReport {
+            checked_chunks: 1,
+            corrupt: 1,
+            repaired: u64::from(repair),
+            problems: vec![pb::FsckProblem {
+                what: "chunk 00: the warm copy is corrupt".into(),
+                refs: vec!["acme/web/app commit/1".into()],
+                repaired: repair,
+            }],
+            ..pb::FsckReport::default()
+        };
+        Ok(Response::new(tokio_stream::iter(vec![Ok(pb::FsckEvent {
+            event: Some(pb::fsck_event::Event::Report(report)),
+        })])))
     }
 }
 

@@ -5,38 +5,112 @@
 //!
 //! Refusals name the namespace, never the key, and carry nothing that varies between calls
 //! (no request id, no timestamp), so refusals of existing and missing refs read the same.
+//!
+//! Every refusal, here and in [`Caller`]'s checks, is counted and written to the audit log
+//! ([`Audit::refused`]), with the method the metrics layer put into the request
+//! ([`RpcMethod`]).
 
 use std::sync::Arc;
 
-use scipcache_tiers::names::Namespace;
+use scipcache_tiers::names::{Namespace, Tenant};
 use tonic::{Request, Status};
 
 use super::scope::Right;
 use super::{Claims, Verifier, access};
+use crate::audit::Audit;
 use crate::error::{AuthError, Error, Result};
+use crate::metrics::RpcMethod;
 
 /// Verifies the bearer token of every call.
 #[derive(Clone, Debug)]
 pub struct AuthInterceptor {
     verifier: Arc<Verifier>,
+    audit: Option<Audit>,
 }
 
 impl AuthInterceptor {
-    /// An interceptor using `verifier`.
-    pub fn new(verifier: Arc<Verifier>) -> Self {
-        Self { verifier }
+    /// An interceptor using `verifier`, recording refusals in `audit`.
+    pub fn new(verifier: Arc<Verifier>, audit: Option<Audit>) -> Self {
+        Self { verifier, audit }
     }
 }
 
 impl tonic::service::Interceptor for AuthInterceptor {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        let claims = authenticate(&self.verifier, &req).map_err(|e| {
-            tracing::debug!(reason = %e, "unauthenticated call");
-            Error::Unauthenticated(e)
-        })?;
+        let claims = match authenticate(&self.verifier, &req) {
+            Ok(claims) => claims,
+            Err(e) => {
+                tracing::debug!(reason = %e, "unauthenticated call");
+                let err = Error::Unauthenticated(e);
+                if let Some(audit) = &self.audit {
+                    audit.refused(method_of(&req), None, &err);
+                }
+                return Err(err.into());
+            }
+        };
         req.extensions_mut().insert(Arc::new(claims));
+        if let Some(audit) = &self.audit {
+            req.extensions_mut().insert(audit.clone());
+        }
         Ok(req)
     }
+}
+
+/// The method a request is for, as the metrics layer labelled it.
+fn method_of<T>(req: &Request<T>) -> &'static str {
+    req.extensions().get::<RpcMethod>().map_or("other", |m| m.0)
+}
+
+/// A verified caller: its claims, and where its refusals are recorded.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The token's claims.
+    pub claims: Arc<Claims>,
+    method: &'static str,
+    audit: Option<Audit>,
+}
+
+impl Caller {
+    /// Allows a call that needs `right` on `ns` ([`access::check`]).
+    pub fn check(&self, ns: &Namespace, right: Right) -> Result<()> {
+        access::check(&self.claims, ns, right).inspect_err(|e| self.refused(e))
+    }
+
+    /// Whose data an admin call covers ([`access::admin_scope`]).
+    pub fn admin_scope(&self, asked: Option<Tenant>) -> Result<Option<Tenant>> {
+        access::admin_scope(&self.claims, asked).inspect_err(|e| self.refused(e))
+    }
+
+    /// Allows an operator-only call.
+    pub fn operator(&self) -> Result<()> {
+        if self.claims.is_operator() {
+            Ok(())
+        } else {
+            let err = Error::DeniedEveryTenant;
+            self.refused(&err);
+            Err(err)
+        }
+    }
+
+    /// The audit log, when there is one.
+    pub fn audit(&self) -> Option<&Audit> {
+        self.audit.as_ref()
+    }
+
+    fn refused(&self, err: &Error) {
+        if let Some(audit) = &self.audit {
+            audit.refused(self.method, Some(&self.claims), err);
+        }
+    }
+}
+
+/// The verified caller of a request.
+pub fn caller<T>(req: &Request<T>) -> Result<Caller> {
+    Ok(Caller {
+        claims: claims(req)?,
+        method: method_of(req),
+        audit: req.extensions().get::<Audit>().cloned(),
+    })
 }
 
 fn authenticate(verifier: &Verifier, req: &Request<()>) -> Result<Claims, AuthError> {
@@ -71,9 +145,9 @@ pub fn claims<T>(req: &Request<T>) -> Result<Arc<Claims>> {
 
 /// Checks that the request's token holds `right` over `ns`.
 pub fn require<T>(req: &Request<T>, ns: &Namespace, right: Right) -> Result<Arc<Claims>> {
-    let claims = claims(req)?;
-    access::check(&claims, ns, right)?;
-    Ok(claims)
+    let caller = caller(req)?;
+    caller.check(ns, right)?;
+    Ok(caller.claims)
 }
 
 #[cfg(test)]
@@ -98,7 +172,7 @@ mod tests {
             Ok(v) => v,
             Err(e) => panic!("{e}"),
         };
-        (AuthInterceptor::new(Arc::new(verifier)), secret)
+        (AuthInterceptor::new(Arc::new(verifier), None), secret)
     }
 
     fn with_auth(value: &str) -> Request<()> {

@@ -9,6 +9,7 @@ use scipcache_proto::pb::{commit_request, read_blob_response};
 use scipcache_proto::{convert, pb};
 use scipcache_tiers::chunking::ChunkerSpec;
 use scipcache_tiers::manifest::{Manifest, ManifestEntry};
+use scipcache_tiers::names::{Namespace, RefKey};
 use scipcache_tiers::refs::RefOptions;
 use scipcache_tiers::store::BlobPart;
 use tokio::sync::mpsc;
@@ -19,7 +20,8 @@ use super::{
     MAX_CHUNKS_PER_BLOB, STREAM_BUFFER, Shared, no_ref, parse_key, parse_namespace, parse_prefixes,
     ref_info,
 };
-use crate::auth::{Right, access, interceptor};
+use crate::audit::{Event, outcome};
+use crate::auth::{Right, interceptor};
 use crate::error::Error;
 use crate::status;
 
@@ -56,64 +58,27 @@ impl Blobs for BlobsService {
         &self,
         req: Request<Streaming<pb::CommitRequest>>,
     ) -> Result<Response<pb::CommitResponse>, Status> {
-        let claims = interceptor::claims(&req)?;
+        let caller = interceptor::caller(&req)?;
         let mut stream = req.into_inner();
         let header = read_header(&mut stream).await?;
         let ns = parse_namespace(&header.namespace)?;
-        access::check(&claims, &ns, Right::Write)?;
+        caller.check(&ns, Right::Write)?;
         let key = parse_key(&header.key)?;
-        let blob = convert::blob_id(&header.blob).map_err(status::from_store)?;
-        let chunker = match header.chunker {
-            Some(spec) => ChunkerSpec::try_from(spec).map_err(status::from_store)?,
-            None => self.shared.store.chunker(),
-        };
-        let count = header.chunk_count;
-        if count > MAX_CHUNKS_PER_BLOB {
-            return Err(Error::BadRequest(format!(
-                "blob of {count} chunks; this server accepts at most {MAX_CHUNKS_PER_BLOB}"
-            ))
-            .into());
+        let (bytes, chunks) = (header.size, header.chunk_count);
+        let result = self.commit_checked(&ns, &key, header, stream).await;
+        let mut event = Event::new("push", outcome(&result))
+            .by(&caller.claims)
+            .ns(&ns)
+            .key(key.as_str())
+            .detail("bytes", bytes)
+            .detail("chunks", chunks);
+        if let Ok(answer) = &result
+            && let Some(info) = &answer.get_ref().r#ref
+        {
+            event = event.detail("blob", hex::encode(&info.blob));
         }
-        if count > header.size || header.size > count.saturating_mul(u64::from(chunker.max)) {
-            return Err(Error::BadRequest(format!(
-                "{count} chunks of at most {} bytes cannot make a blob of {} bytes",
-                chunker.max, header.size
-            ))
-            .into());
-        }
-        // Lossless: count <= MAX_CHUNKS_PER_BLOB.
-        let count = usize::try_from(count).unwrap_or(usize::MAX);
-        let mut labels: Vec<(String, String)> = header.labels.into_iter().collect();
-        labels.sort();
-        let opts = RefOptions {
-            ttl: (header.ttl_seconds > 0).then(|| Duration::from_secs(header.ttl_seconds)),
-            labels,
-        };
-        opts.validate().map_err(status::from_store)?;
-
-        // All at once, before any entry arrives: a commit that waits holds nothing.
-        let _memory = self
-            .shared
-            .request_memory
-            .reserve(
-                count.saturating_mul(COMMIT_BYTES_PER_ENTRY),
-                &format!("a commit of {count} chunks"),
-            )
-            .await?;
-        let entries = read_entries(&mut stream, count).await?;
-        drop(stream);
-        let manifest =
-            Manifest::new(chunker, blob, header.size, entries).map_err(status::from_store)?;
-        let record = self
-            .shared
-            .store
-            .commit(&ns, &key, manifest, opts)
-            .await
-            .map_err(status::from_store)?;
-        Ok(Response::new(pb::CommitResponse {
-            manifest: bytes::Bytes::copy_from_slice(record.manifest.as_bytes()),
-            r#ref: Some(ref_info(&ns, &key, &record)),
-        }))
+        self.shared.audit.record(event);
+        result
     }
 
     type ReadStream = ReceiverStream<Result<pb::ReadBlobResponse, Status>>;
@@ -206,19 +171,97 @@ impl Blobs for BlobsService {
         // Checked like Read, in the same order: a caller who may not read the namespace gets
         // the same refusal whether the ref exists or not.
         let ns = parse_namespace(&req.get_ref().namespace)?;
-        interceptor::require(&req, &ns, Right::Read)?;
+        let caller = interceptor::caller(&req)?;
+        caller.check(&ns, Right::Read)?;
         let key = parse_key(&req.get_ref().key)?;
-        let report = match self.shared.store.warm(&ns, &key).await {
-            Ok(report) => report,
+        let result = match self.shared.store.warm(&ns, &key).await {
+            Ok(report) => Ok(report),
             // Absent or expired: the NOT_FOUND a pull of it gets.
-            Err(scipcache_tiers::Error::NotFound(_)) => return Err(no_ref(&ns, &key, &[]).into()),
-            Err(e) => return Err(status::from_store_for_ref(e, &ns, &key)),
+            Err(scipcache_tiers::Error::NotFound(_)) => Err(no_ref(&ns, &key, &[]).into()),
+            Err(e) => Err(status::from_store_for_ref(e, &ns, &key)),
         };
+        let mut event = Event::new("warm", outcome(&result))
+            .by(&caller.claims)
+            .ns(&ns)
+            .key(key.as_str());
+        if let Ok(r) = &result {
+            event = event
+                .detail("chunks", r.chunks)
+                .detail("promoted_chunks", r.promoted_chunks)
+                .detail("promoted_bytes", r.promoted_bytes);
+        }
+        self.shared.audit.record(event);
+        let report = result?;
         Ok(Response::new(pb::WarmResponse {
             chunks: report.chunks,
             hot_chunks: report.hot_chunks,
             promoted_chunks: report.promoted_chunks,
             promoted_bytes: report.promoted_bytes,
+        }))
+    }
+}
+
+impl BlobsService {
+    /// The commit once the caller may write to `ns`: the header checked, the entries read,
+    /// the manifest stored under the ref.
+    async fn commit_checked(
+        &self,
+        ns: &Namespace,
+        key: &RefKey,
+        header: pb::CommitHeader,
+        mut stream: Streaming<pb::CommitRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
+        let blob = convert::blob_id(&header.blob).map_err(status::from_store)?;
+        let chunker = match header.chunker {
+            Some(spec) => ChunkerSpec::try_from(spec).map_err(status::from_store)?,
+            None => self.shared.store.chunker(),
+        };
+        let count = header.chunk_count;
+        if count > MAX_CHUNKS_PER_BLOB {
+            return Err(Error::BadRequest(format!(
+                "blob of {count} chunks; this server accepts at most {MAX_CHUNKS_PER_BLOB}"
+            ))
+            .into());
+        }
+        if count > header.size || header.size > count.saturating_mul(u64::from(chunker.max)) {
+            return Err(Error::BadRequest(format!(
+                "{count} chunks of at most {} bytes cannot make a blob of {} bytes",
+                chunker.max, header.size
+            ))
+            .into());
+        }
+        // Lossless: count <= MAX_CHUNKS_PER_BLOB.
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        let mut labels: Vec<(String, String)> = header.labels.into_iter().collect();
+        labels.sort();
+        let opts = RefOptions {
+            ttl: (header.ttl_seconds > 0).then(|| Duration::from_secs(header.ttl_seconds)),
+            labels,
+        };
+        opts.validate().map_err(status::from_store)?;
+
+        // All at once, before any entry arrives: a commit that waits holds nothing.
+        let _memory = self
+            .shared
+            .request_memory
+            .reserve(
+                count.saturating_mul(COMMIT_BYTES_PER_ENTRY),
+                &format!("a commit of {count} chunks"),
+            )
+            .await?;
+        let entries = read_entries(&mut stream, count).await?;
+        drop(stream);
+        let manifest =
+            Manifest::new(chunker, blob, header.size, entries).map_err(status::from_store)?;
+        let record = self
+            .shared
+            .store
+            .commit(ns, key, manifest, opts)
+            .await
+            .map_err(status::from_store)?;
+        Ok(Response::new(pb::CommitResponse {
+            manifest: bytes::Bytes::copy_from_slice(record.manifest.as_bytes()),
+            r#ref: Some(ref_info(ns, key, &record)),
         }))
     }
 }

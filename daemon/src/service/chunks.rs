@@ -207,7 +207,7 @@ impl Chunks for ChunksService {
         &self,
         req: Request<Streaming<pb::UploadRequest>>,
     ) -> Result<Response<pb::UploadResponse>, Status> {
-        let claims = interceptor::claims(&req)?;
+        let caller = interceptor::caller(&req)?;
         let mut stream = req.into_inner();
         let Some(first) = stream.message().await? else {
             return Err(Error::BadRequest(
@@ -216,7 +216,7 @@ impl Chunks for ChunksService {
             .into());
         };
         let ns = parse_namespace(&first.namespace)?;
-        access::check(&claims, &ns, Right::Write)?;
+        caller.check(&ns, Right::Write)?;
         let mut pipeline = Pipeline {
             shared: self.shared.clone(),
             tenant: ns.tenant().clone(),

@@ -11,7 +11,11 @@ pub mod info;
 pub mod refs;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::Audit;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::request_memory::RequestMemory;
@@ -41,6 +45,21 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The budget of buffered commit and upload data (`--request-memory`).
     pub request_memory: RequestMemory,
+    /// The audit log (and the refusal counter).
+    pub audit: Audit,
+    /// How GC and fsck run.
+    pub lifecycle: Lifecycle,
+}
+
+/// The settings of GC and fsck calls.
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    /// `--gc-grace`: a GC's grace period unless the call gives one.
+    pub gc_grace: Duration,
+    /// `--compact-below`.
+    pub compact_below: f64,
+    /// Fires when the daemon shuts down: running GCs and fscks stop at their next safe point.
+    pub shutdown: CancellationToken,
 }
 
 /// Parses a namespace sent by a caller.

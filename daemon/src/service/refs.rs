@@ -8,8 +8,10 @@ use tonic::{Request, Response, Status};
 use super::{
     DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, Shared, no_ref, parse_key, parse_namespace, ref_info,
 };
+use crate::audit::{Event, outcome};
 use crate::auth::Right;
 use crate::auth::interceptor;
+use crate::error::Error;
 use crate::status;
 
 /// The Refs service.
@@ -73,14 +75,56 @@ impl Refs for RefsService {
         req: Request<pb::DeleteRefRequest>,
     ) -> Result<Response<pb::DeleteRefResponse>, Status> {
         let ns = parse_namespace(&req.get_ref().namespace)?;
-        interceptor::require(&req, &ns, Right::Write)?;
+        let caller = interceptor::caller(&req)?;
+        caller.check(&ns, Right::Write)?;
         let key = parse_key(&req.get_ref().key)?;
-        let deleted = self
+        let result = self
             .shared
             .store
             .delete_ref(&ns, &key)
             .await
-            .map_err(status::from_store)?;
-        Ok(Response::new(pb::DeleteRefResponse { deleted }))
+            .map_err(status::from_store);
+        let mut event = Event::new("rm", outcome(&result))
+            .by(&caller.claims)
+            .ns(&ns)
+            .key(key.as_str());
+        if let Ok(deleted) = &result {
+            event = event.detail("deleted", *deleted);
+        }
+        self.shared.audit.record(event);
+        Ok(Response::new(pb::DeleteRefResponse { deleted: result? }))
+    }
+
+    async fn delete_prefix(
+        &self,
+        req: Request<pb::DeletePrefixRequest>,
+    ) -> Result<Response<pb::DeletePrefixResponse>, Status> {
+        let ns = parse_namespace(&req.get_ref().namespace)?;
+        let caller = interceptor::caller(&req)?;
+        caller.check(&ns, Right::Write)?;
+        let text = &req.get_ref().prefix;
+        if text.is_empty() {
+            return Err(Error::BadRequest(
+                "an empty prefix would delete every ref of the namespace; name a prefix such                  as commit/"
+                    .into(),
+            )
+            .into());
+        }
+        let prefix: KeyPrefix = text.parse().map_err(status::from_store)?;
+        let result = self
+            .shared
+            .store
+            .delete_prefix(&ns, &prefix)
+            .await
+            .map_err(status::from_store);
+        let mut event = Event::new("rm_prefix", outcome(&result))
+            .by(&caller.claims)
+            .ns(&ns)
+            .key(prefix.as_str());
+        if let Ok(deleted) = &result {
+            event = event.detail("deleted", *deleted);
+        }
+        self.shared.audit.record(event);
+        Ok(Response::new(pb::DeletePrefixResponse { deleted: result? }))
     }
 }

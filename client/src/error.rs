@@ -108,6 +108,13 @@ pub enum Error {
     /// The user interrupted the command (Ctrl-C, SIGTERM).
     #[error("interrupted by a signal")]
     Interrupted,
+    /// The user interrupted a server-side run (gc, fsck): the message says what happens to
+    /// it.
+    #[error("{0}")]
+    Cancelled(String),
+    /// fsck found damage it did not repair: what, and what to do.
+    #[error("{0}")]
+    Damaged(String),
 }
 
 /// Result with the client's error.
@@ -248,7 +255,8 @@ impl Error {
             Self::Timeout { .. } => Code::DeadlineExceeded,
             Self::TooLarge(_) => Code::ResourceExhausted,
             Self::CommitIncomplete { .. } => Code::FailedPrecondition,
-            Self::Interrupted => Code::Cancelled,
+            Self::Interrupted | Self::Cancelled(_) => Code::Cancelled,
+            Self::Damaged(_) => Code::DataLoss,
         }
     }
 

@@ -46,6 +46,8 @@
 //! - [`refs`]: [`Client::stat`], [`Client::list_refs`], [`Client::delete_ref`],
 //!   [`Client::stats`].
 //! - [`warm`]: [`Client::warm`], a ref's chunks promoted into the server's hot tier.
+//! - [`lifecycle`]: [`Client::delete_prefix`], [`Client::gc`] and [`Client::fsck`], with
+//!   their reports and streamed [`RunProgress`].
 //! - [`report`]: [`PushReport`], [`PullReport`] and [`WarmReport`], which serialize to the
 //!   CLI's `--json`.
 //! - [`progress`]: the [`Progress`] trait the CLI implements with a progress bar.
@@ -58,6 +60,7 @@ mod blocking;
 mod commit;
 pub mod connect;
 pub mod error;
+pub mod lifecycle;
 pub mod progress;
 pub mod pull;
 pub mod push;
@@ -71,6 +74,9 @@ mod window;
 
 pub use connect::{Client, ClientConfig, DEFAULT_SERVER, DEFAULT_TIMEOUT, ServerInfo};
 pub use error::{Error, MissingChunkList, Result};
+pub use lifecycle::{
+    DeletePrefixReport, FsckProblem, FsckReport, GcOptions, GcReport, RetentionOutcome, RunProgress,
+};
 pub use progress::{Progress, SharedProgress};
 pub use pull::{BlobStream, PullOptions};
 pub use push::PushOptions;

@@ -50,7 +50,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let message = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        "a command is required: push, pull, ls, rm or stat".to_owned()
+        "a command is required: push, pull, ls, rm, stat, warm, gc or fsck".to_owned()
     } else {
         clap_cause(&e.render().to_string())
     };

@@ -87,12 +87,15 @@ pub(crate) enum Command {
         #[arg(long, value_name = "P", default_value = "")]
         prefix: String,
     },
-    /// Delete a ref (needs write access).
+    /// Delete a ref, or with --prefix every ref under a prefix (needs write access).
     Rm {
         /// Namespace: tenant/team/project.
         ns: String,
-        /// Ref key.
-        key: String,
+        /// Ref key (or --prefix instead).
+        key: Option<String>,
+        /// Delete every ref whose key starts with P instead of one ref.
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
     },
     /// Per-tier chunks, stored bytes, logical bytes and hit counts (needs admin).
     Stat,
@@ -103,6 +106,24 @@ pub(crate) enum Command {
         ns: String,
         /// Ref key, e.g. branch/main.
         key: String,
+    },
+    /// Garbage-collect: apply retention and expiry, then sweep unreferenced chunks and
+    /// compact sparse packs (needs admin; the operator's token covers every tenant). Ctrl-C
+    /// cancels the run on the server.
+    Gc {
+        /// Report what would go, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep unreferenced chunks younger than D (default: the server's --gc-grace).
+        #[arg(long, value_name = "D")]
+        grace: Option<String>,
+    },
+    /// Check every stored copy and manifest; exit 1 if something is missing or corrupt
+    /// (needs the operator's token). Ctrl-C cancels the run on the server.
+    Fsck {
+        /// Repair what has a good copy elsewhere.
+        #[arg(long)]
+        repair: bool,
     },
 }
 
@@ -130,10 +151,21 @@ pub(crate) enum Action {
         ns: Namespace,
         key: RefKey,
     },
+    RmPrefix {
+        ns: Namespace,
+        prefix: KeyPrefix,
+    },
     Stat,
     Warm {
         ns: Namespace,
         key: RefKey,
+    },
+    Gc {
+        dry_run: bool,
+        grace: Option<Duration>,
+    },
+    Fsck {
+        repair: bool,
     },
 }
 
@@ -199,17 +231,68 @@ impl Cli {
                 ns: parse_ns(ns)?,
                 prefix: prefix.parse()?,
             },
-            Command::Rm { ns, key } => Action::Rm {
-                ns: parse_ns(ns)?,
-                key: key.parse()?,
+            Command::Rm { ns, key, prefix } => match (key, prefix) {
+                (Some(key), None) => Action::Rm {
+                    ns: parse_ns(ns)?,
+                    key: key.parse()?,
+                },
+                (None, Some(prefix)) => Action::RmPrefix {
+                    ns: parse_ns(ns)?,
+                    prefix: parse_delete_prefix(prefix)?,
+                },
+                (Some(_), Some(_)) => {
+                    return Err(Error::InvalidArgument(
+                        "rm takes a KEY or --prefix P, not both".into(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(Error::InvalidArgument(
+                        "rm needs a KEY, or --prefix P to delete every ref under a prefix".into(),
+                    ));
+                }
             },
             Command::Stat => Action::Stat,
             Command::Warm { ns, key } => Action::Warm {
                 ns: parse_ns(ns)?,
                 key: key.parse()?,
             },
+            Command::Gc { dry_run, grace } => Action::Gc {
+                dry_run: *dry_run,
+                grace: grace.as_deref().map(parse_grace).transpose()?,
+            },
+            Command::Fsck { repair } => Action::Fsck { repair: *repair },
         })
     }
+
+    /// The server-side run the command starts, if it is one that Ctrl-C cancels there.
+    pub(crate) fn server_run(&self) -> Option<&'static str> {
+        match self.command {
+            Command::Gc { .. } => Some("gc"),
+            Command::Fsck { .. } => Some("fsck"),
+            _ => None,
+        }
+    }
+}
+
+/// `rm --prefix P`: a key prefix, not empty (that would be every ref of the namespace).
+pub(crate) fn parse_delete_prefix(text: &str) -> Result<KeyPrefix> {
+    if text.is_empty() {
+        return Err(Error::InvalidArgument(
+            "an empty --prefix would delete every ref of the namespace; name a prefix such as \
+             commit/"
+                .into(),
+        ));
+    }
+    Ok(text.parse()?)
+}
+
+/// `gc --grace D`: a humantime duration; `0s` is allowed (sweep everything unreferenced).
+pub(crate) fn parse_grace(text: &str) -> Result<Duration> {
+    humantime::parse_duration(text).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "invalid --grace {text:?}: {e}; use a duration such as 0s, 30m or 1h"
+        ))
+    })
 }
 
 /// NS: `tenant/team/project`, with the whole namespace named in the error.
@@ -405,7 +488,7 @@ mod tests {
 
     #[test]
     fn unknown_commands_and_flags_are_clap_usage_errors() {
-        for args in [&["gc"][..], &["push"], &["ls", "a/b/c", "--bogus"], &[]] {
+        for args in [&["nope"][..], &["push"], &["ls", "a/b/c", "--bogus"], &[]] {
             let err = parse(args).err();
             assert_eq!(err.map(|e| e.exit_code()), Some(2), "{args:?}");
         }
@@ -419,6 +502,55 @@ mod tests {
         };
         assert_eq!((ns.as_str(), key.as_str()), ("acme/web/app", "branch/main"));
         assert!(parse(&["warm", "acme/web/app"]).is_err(), "KEY is required");
+        Ok(())
+    }
+
+    #[test]
+    fn rm_takes_a_key_or_a_prefix_but_not_both_or_neither() -> Result<()> {
+        let got = action(&["rm", "acme/web/app", "--prefix", "pr/"])?;
+        assert!(
+            matches!(&got, Action::RmPrefix { prefix, .. } if prefix.as_str() == "pr/"),
+            "{got:?}"
+        );
+        assert!(matches!(
+            action(&["rm", "acme/web/app", "commit/x"])?,
+            Action::Rm { .. }
+        ));
+        for args in [
+            &["rm", "acme/web/app", "commit/x", "--prefix", "pr/"][..],
+            &["rm", "acme/web/app"],
+            &["rm", "acme/web/app", "--prefix", ""],
+            &["rm", "acme/web/app", "--prefix", "bad prefix"],
+        ] {
+            let err = action(args).err();
+            assert_eq!(err.map(|e| e.exit_code()), Some(2), "{args:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn gc_takes_dry_run_and_a_grace_and_fsck_takes_repair() -> Result<()> {
+        assert_eq!(
+            action(&["gc", "--dry-run", "--grace", "0s"])?,
+            Action::Gc {
+                dry_run: true,
+                grace: Some(Duration::ZERO)
+            }
+        );
+        assert_eq!(
+            action(&["--json", "gc"])?,
+            Action::Gc {
+                dry_run: false,
+                grace: None
+            }
+        );
+        let err = action(&["gc", "--grace", "soon"]).err();
+        assert_eq!(err.map(|e| e.exit_code()), Some(2));
+        assert_eq!(
+            action(&["fsck", "--repair"])?,
+            Action::Fsck { repair: true }
+        );
+        assert_eq!(action(&["fsck"])?, Action::Fsck { repair: false });
         Ok(())
     }
 

@@ -9,20 +9,29 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use scipcache_client::{
-    Client, Error, KeyPrefix, Namespace, PullOptions, PushOptions, RefKey, Result, SharedProgress,
+    Client, DeletePrefixReport, Error, GcOptions, KeyPrefix, Namespace, PullOptions, PushOptions,
+    RefKey, Result, SharedProgress,
 };
 use tokio::io::AsyncWriteExt;
 
 use self::args::{Action, Cli};
 use self::output::{LsJson, RmJson, StatJson, print_json, print_lines};
-use self::term::TermProgress;
+use self::term::{RunBar, TermProgress};
 
 /// Runs the command until it ends or a signal interrupts it. On interruption the command's
 /// future is dropped, which removes a pull's temporary file.
 pub(crate) async fn run(cli: Cli) -> Result<()> {
+    let server_run = cli.server_run();
     tokio::select! {
         result = run_command(cli) => result,
-        () = interrupted() => Err(Error::Interrupted),
+        () = interrupted() => Err(match server_run {
+            // Dropping the command closed its stream: the server cancels the run.
+            Some(what) => Error::Cancelled(format!(
+                "{what} interrupted: the server cancels the run at its next safe point; what it \
+                 finished stays done, run {what} again to complete it"
+            )),
+            None => Error::Interrupted,
+        }),
     }
 }
 
@@ -121,6 +130,49 @@ async fn run_command(cli: Cli) -> Result<()> {
                 print_lines(&[format!("{ns} {key}: no such ref, nothing deleted")])
             }
         }
+        Action::RmPrefix { ns, prefix } => {
+            let deleted = client.delete_prefix(&ns, &prefix).await?;
+            if json {
+                print_json(&DeletePrefixReport {
+                    ns: ns.to_string(),
+                    prefix: prefix.as_str().to_owned(),
+                    deleted,
+                })
+            } else {
+                print_lines(&[format!(
+                    "deleted {deleted} refs under {prefix} in {ns}",
+                    prefix = prefix.as_str()
+                )])
+            }
+        }
+        Action::Gc { dry_run, grace } => {
+            let bar = RunBar::new("gc", show_bar(json));
+            let report = client
+                .gc(&GcOptions { dry_run, grace }, |p| bar.update(p))
+                .await;
+            bar.finish();
+            let report = report?;
+            if json {
+                print_json(&report)
+            } else {
+                print_lines(&output::gc_lines(&report))
+            }
+        }
+        Action::Fsck { repair } => {
+            let bar = RunBar::new("fsck", show_bar(json));
+            let report = client.fsck(repair, |p| bar.update(p)).await;
+            bar.finish();
+            let report = report?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print_lines(&output::fsck_lines(&report))?;
+            }
+            if report.has_unrepaired() {
+                return Err(Error::Damaged(report.damage_message()));
+            }
+            Ok(())
+        }
         Action::Stat => {
             let stats = client.stats().await?;
             if json {
@@ -142,8 +194,12 @@ async fn run_command(cli: Cli) -> Result<()> {
 
 /// A progress bar for human output on a terminal.
 fn progress(verb: &'static str, json: bool) -> Option<SharedProgress> {
-    (!json && std::io::stderr().is_terminal())
-        .then(|| Arc::new(TermProgress::new(verb)) as SharedProgress)
+    show_bar(json).then(|| Arc::new(TermProgress::new(verb)) as SharedProgress)
+}
+
+/// Whether progress is shown: human output with stderr on a terminal.
+fn show_bar(json: bool) -> bool {
+    !json && std::io::stderr().is_terminal()
 }
 
 /// Pulls into a temporary file next to `path` and renames it into place only once the blob

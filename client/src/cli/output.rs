@@ -6,7 +6,8 @@ use std::io::Write;
 
 use indicatif::HumanBytes;
 use scipcache_client::{
-    BlobId, Error, Movement, PullReport, PushReport, RefList, RefSummary, Result, Stats, WarmReport,
+    BlobId, Error, FsckReport, GcReport, Movement, PullReport, PushReport, RefList, RefSummary,
+    Result, Stats, WarmReport,
 };
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -220,6 +221,72 @@ pub(crate) fn stat_lines(stats: &Stats) -> Vec<String> {
          passes; {} cold packs to recompress",
         m.demoted, m.promoted, m.not_admitted, m.passes, stats.cold_recompress
     ));
+    lines
+}
+
+/// The summary of a GC.
+pub(crate) fn gc_lines(r: &GcReport) -> Vec<String> {
+    let scope = r.tenant.as_deref().unwrap_or("every tenant");
+    let (title, verb) = if r.dry_run {
+        ("gc (dry run, nothing deleted)", "would sweep")
+    } else {
+        ("gc", "swept")
+    };
+    let mut lines = vec![format!(
+        "{title} of {scope} with a grace of {}: {} live refs, {} live chunks; {verb} {} chunks \
+         ({}) and {} manifests; {} expired refs; compacted {} packs ({} back); {} cold objects \
+         deleted; {} unreferenced chunks younger than the grace kept ({:.2}s)",
+        humantime::format_duration(std::time::Duration::from_secs_f64(r.grace_seconds)),
+        r.live_refs,
+        r.live_chunks,
+        r.swept_chunks,
+        HumanBytes(r.swept_bytes),
+        r.swept_manifests,
+        r.expired_refs,
+        r.compacted_packs,
+        HumanBytes(r.compacted_bytes),
+        r.deleted_objects,
+        r.kept_young_chunks,
+        r.seconds
+    )];
+    for o in &r.retention {
+        lines.push(format!(
+            "  retention {:?} ({}): {} refs deleted",
+            o.prefix, o.policy, o.deleted
+        ));
+    }
+    lines
+}
+
+/// The summary of an fsck, one line per problem after it.
+pub(crate) fn fsck_lines(r: &FsckReport) -> Vec<String> {
+    let mut lines = vec![format!(
+        "fsck{}: checked {} chunks and {} manifests: {} missing, {} corrupt, {} repaired, {} \
+         garbage ({:.2}s)",
+        if r.repair { " --repair" } else { "" },
+        r.checked_chunks,
+        r.checked_manifests,
+        r.missing,
+        r.corrupt,
+        r.repaired,
+        r.garbage,
+        r.seconds
+    )];
+    for p in &r.problems {
+        let refs = if p.refs.is_empty() {
+            String::new()
+        } else {
+            format!(" (refs: {})", p.refs.join(", "))
+        };
+        let fixed = if p.repaired { " [repaired]" } else { "" };
+        lines.push(format!("  {}{refs}{fixed}", p.what));
+    }
+    if r.problems_left_off > 0 {
+        lines.push(format!(
+            "  … and {} more problems (see the server log)",
+            r.problems_left_off
+        ));
+    }
     lines
 }
 

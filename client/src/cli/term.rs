@@ -3,8 +3,10 @@
 
 use std::sync::OnceLock;
 
+use std::time::Duration;
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use scipcache_client::Progress;
+use scipcache_client::{Progress, RunProgress};
 
 /// Transfers at least this large get a bar.
 const MIN_BYTES: u64 = 4 * 1024 * 1024;
@@ -53,6 +55,56 @@ impl Progress for TermProgress {
 
     fn finish(&self) {
         if let Some(bar) = self.bar.get() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// A spinner (or, once the step's size is known, a bar) showing where a server-side run (gc,
+/// fsck) is: its step and counts.
+#[derive(Debug)]
+pub(crate) struct RunBar {
+    bar: Option<ProgressBar>,
+}
+
+impl RunBar {
+    /// A bar on stderr when `shown`, else nothing.
+    pub(crate) fn new(verb: &'static str, shown: bool) -> Self {
+        let bar = shown.then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix}: {msg} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(verb);
+            bar.set_message("starting");
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Self { bar }
+    }
+
+    /// Shows `p`.
+    pub(crate) fn update(&self, p: &RunProgress) {
+        let Some(bar) = &self.bar else {
+            return;
+        };
+        let template = if p.total > 0 {
+            "{spinner} {prefix}: {msg} [{bar:32}] {pos}/{len} {elapsed}"
+        } else {
+            "{spinner} {prefix}: {msg} {pos} {elapsed}"
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(p.phase.clone());
+        bar.set_length(p.total);
+        bar.set_position(p.done);
+    }
+
+    /// Removes the bar.
+    pub(crate) fn finish(&self) {
+        if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
     }

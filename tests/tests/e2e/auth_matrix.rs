@@ -1,5 +1,5 @@
 //! Every way a token can be refused, against every RPC-backed CLI command (push, pull, ls, rm,
-//! stat, warm): exit code 4, the stderr line `unauthenticated: …` or `permission denied: …`, and a
+//! rm --prefix, stat, warm, gc, fsck): exit code 4, the stderr line `unauthenticated: …` or `permission denied: …`, and a
 //! refusal that reads the same for an existing and a missing ref (names the namespace, never
 //! the key), so a caller without access learns nothing about what exists. Tokens that live
 //! longer than `--jwt-max-ttl` are refused, and `scipcached token` does not mint them.
@@ -26,12 +26,39 @@ enum Cmd {
     Pull,
     Ls,
     Rm,
+    RmPrefix,
     Stat,
     Warm,
+    Gc,
+    Fsck,
 }
 
-const ALL: [Cmd; 6] = [Cmd::Push, Cmd::Pull, Cmd::Ls, Cmd::Rm, Cmd::Stat, Cmd::Warm];
-const NAMESPACED: [Cmd; 5] = [Cmd::Push, Cmd::Pull, Cmd::Ls, Cmd::Rm, Cmd::Warm];
+const ALL: [Cmd; 9] = [
+    Cmd::Push,
+    Cmd::Pull,
+    Cmd::Ls,
+    Cmd::Rm,
+    Cmd::RmPrefix,
+    Cmd::Stat,
+    Cmd::Warm,
+    Cmd::Gc,
+    Cmd::Fsck,
+];
+const NAMESPACED: [Cmd; 6] = [
+    Cmd::Push,
+    Cmd::Pull,
+    Cmd::Ls,
+    Cmd::Rm,
+    Cmd::RmPrefix,
+    Cmd::Warm,
+];
+
+impl Cmd {
+    /// Whether the command names a namespace (a refusal then names it).
+    fn namespaced(self) -> bool {
+        NAMESPACED.contains(&self)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Refusal {
@@ -64,8 +91,12 @@ impl Matrix<'_> {
             Cmd::Pull => vec!["pull", NS, key, "-o", &self.dest],
             Cmd::Ls => vec!["ls", NS, "--prefix", key],
             Cmd::Rm => vec!["rm", NS, key],
+            Cmd::RmPrefix => vec!["rm", NS, "--prefix", key],
             Cmd::Stat => vec!["stat"],
             Cmd::Warm => vec!["warm", NS, key],
+            // A dry run: nothing changes should a refusal fail to happen.
+            Cmd::Gc => vec!["gc", "--dry-run"],
+            Cmd::Fsck => vec!["fsck"],
         };
         v.into_iter().map(str::to_owned).collect()
     }
@@ -98,7 +129,7 @@ impl Matrix<'_> {
             if stderr.contains("k3y-") {
                 problems.push("the refusal names the key".to_owned());
             }
-            if want == Refusal::PermissionDenied && cmd != Cmd::Stat && !stderr.contains(NS) {
+            if want == Refusal::PermissionDenied && cmd.namespaced() && !stderr.contains(NS) {
                 problems.push(format!("the refusal does not name the namespace {NS}"));
             }
         }
@@ -226,9 +257,14 @@ fn refused_calls_exit_4_and_read_the_same_for_existing_and_missing_refs() -> Res
     }
     m.refused("read-only writes", Some(&reader), Cmd::Push, Denied)?;
     m.refused("read-only writes", Some(&reader), Cmd::Rm, Denied)?;
+    m.refused("read-only writes", Some(&reader), Cmd::RmPrefix, Denied)?;
     m.refused("read-only stat", Some(&reader), Cmd::Stat, Denied)?;
+    m.refused("read-only gc", Some(&reader), Cmd::Gc, Denied)?;
     let writer = d.token("acme", &["web/app:write"], "1h")?;
     m.refused("write (not admin) stat", Some(&writer), Cmd::Stat, Denied)?;
+    m.refused("write (not admin) gc", Some(&writer), Cmd::Gc, Denied)?;
+    m.refused("tenant admin fsck", Some(&admin), Cmd::Fsck, Denied)?;
+    m.refused("write (not admin) fsck", Some(&writer), Cmd::Fsck, Denied)?;
 
     std::thread::sleep(Duration::from_millis(3500).saturating_sub(expired_at.elapsed()));
     for cmd in ALL {

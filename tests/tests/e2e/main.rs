@@ -24,23 +24,32 @@
 //! - [`request_memory`]: commits and uploads bounded in memory, the `--request-memory` budget.
 //! - [`rebuild`]: a deleted index is refused at start; `scipcached rebuild` restores it from
 //!   the cold tier, and deleted and expired refs stay gone.
+//! - [`gc`]: `rm --prefix`, `gc` (grace, dry run, who may run it, tenant isolation) and a
+//!   rebuild after a gc.
+//! - [`fsck`]: a clean store, flipped and deleted warm and cold packs found and repaired.
+//! - [`audit_log`]: the `--audit-log` lines of pushes, deletions, gc, warm-ups and refusals.
+//! - [`quotas`]: a push over a tenant's `[quotas]` entry is refused and sets no ref.
 //! - [`tiering`]: tiny `--hot-bytes`/`--warm-bytes` budgets kept, pinned refs staying hot,
 //!   `scipcache warm`, and `--durability cold` versus `local` with a broken cold tier.
 
 mod common;
 
+mod audit_log;
 mod auth_matrix;
 mod bad_input;
 mod connection_flood;
 mod damaged_index;
 mod data_dir_files;
+mod fsck;
 mod full_disk;
+mod gc;
 mod hostile_reads;
 mod killed_daemon;
 mod large_blob;
 mod lifecycle;
 mod message_limit;
 mod push_pull;
+mod quotas;
 mod rebuild;
 mod request_memory;
 mod scrub;

@@ -770,3 +770,70 @@ async fn fsck_finds_each_injected_fault_and_repair_fixes_those_with_a_good_copy(
     assert!(!last.has_unrepaired(), "{last:#?}");
     store.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_after_gc_restores_exactly_the_live_refs_from_a_bucket_without_garbage()
+-> Result<()> {
+    let dir = tmp()?;
+    let mut c = config(dir.path());
+    let clock = manual(&mut c);
+    let store = Store::open(c.clone()).await?;
+    let n = ns("acme/web/app");
+    let blobs: Vec<Vec<u8>> = (0..4).map(|i| data(250_000, 300 + i * 2, false)).collect();
+    for (i, b) in blobs.iter().enumerate() {
+        push(
+            &store,
+            &n,
+            &key(&format!("commit/{i}")),
+            b,
+            RefOptions::default(),
+        )
+        .await?;
+    }
+    let short = RefOptions {
+        ttl: Some(Duration::from_secs(60)),
+        ..RefOptions::default()
+    };
+    push(&store, &n, &key("tmp"), &data(100_000, 401, false), short).await?;
+    store.delete_ref(&n, &key("commit/0")).await?;
+    store
+        .delete_prefix(&n, &"commit/1".parse::<KeyPrefix>()?)
+        .await?;
+    clock.advance(Duration::from_secs(61));
+    let report = gc(&store, opts(Duration::ZERO)).await?;
+    assert_eq!(
+        (report.live_refs, report.expired_refs),
+        (2, 1),
+        "{report:?}"
+    );
+    store.shutdown().await?;
+    // Only live refs' objects are left in the bucket: no tombstone, no old version.
+    let refs_dir = dir.path().join("cold").join("refs");
+    assert_eq!(count_files(&refs_dir), 2, "one object per live ref");
+    assert_eq!(count_files(&dir.path().join("cold").join("manifests")), 2);
+
+    std::fs::remove_dir_all(dir.path().join("meta")).map_err(|e| Error::io("rm meta", e))?;
+    let rebuilt = Store::rebuild(c.clone()).await?;
+    assert_eq!(
+        (
+            rebuilt.refs_restored,
+            rebuilt.refs_deleted,
+            rebuilt.refs_expired
+        ),
+        (2, 0, 0),
+        "{rebuilt}"
+    );
+    let store = Store::open(c).await?;
+    let (left, _) = store.list_refs(&n, &"".parse::<KeyPrefix>()?, 10).await?;
+    let mut keys: Vec<&str> = left.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, vec!["commit/2", "commit/3"]);
+    for (i, blob) in blobs.iter().enumerate().skip(2) {
+        assert_eq!(
+            &read_all(&store, &n, &key(&format!("commit/{i}"))).await?,
+            blob
+        );
+    }
+    assert!(!fsck(&store, false).await?.has_unrepaired());
+    store.shutdown().await
+}

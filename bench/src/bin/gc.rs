@@ -54,23 +54,6 @@ fn mb(b: u64) -> f64 {
     b as f64 / 1e6
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                dir_bytes(&p)
-            } else {
-                e.metadata().map_or(0, |m| m.len())
-            }
-        })
-        .sum()
-}
-
 fn print_bytes(label: &str, dir: &Path, s: &Stats) {
     let t = |n| s.tier(n).stored_bytes;
     println!(
@@ -80,9 +63,9 @@ fn print_bytes(label: &str, dir: &Path, s: &Stats) {
         mb(t(TierName::Warm)),
         mb(t(TierName::Cold)),
         mb(t(TierName::Hot) + t(TierName::Warm) + t(TierName::Cold)),
-        mb(dir_bytes(&dir.join("meta"))),
-        mb(dir_bytes(&dir.join("warm"))),
-        mb(dir_bytes(&dir.join("cold")))
+        mb(scipcache_bench::dir_bytes(&dir.join("meta"))),
+        mb(scipcache_bench::dir_bytes(&dir.join("warm"))),
+        mb(scipcache_bench::dir_bytes(&dir.join("cold")))
     );
 }
 
@@ -151,7 +134,10 @@ async fn series() -> Result<()> {
     let store = Store::open(c).await?;
     let refs = push_series(&store, &both, None).await?;
     demote_all(&store, &refs).await?;
-    println!("pushed {} refs, cold flushed, every chunk also in warm", refs.len());
+    println!(
+        "pushed {} refs, cold flushed, every chunk also in warm",
+        refs.len()
+    );
     print_bytes("all pushes", dir.path(), &store.stats(None).await?);
     let started = Instant::now();
     let report = run_gc(&store, Duration::ZERO).await?;
@@ -175,8 +161,8 @@ async fn series() -> Result<()> {
         kept += 1;
     }
     println!("{kept} kept refs read back byte-identical");
-    let cold_after = dir_bytes(&dir.path().join("cold"));
-    let warm_after = dir_bytes(&dir.path().join("warm"));
+    let cold_after = scipcache_bench::dir_bytes(&dir.path().join("cold"));
+    let warm_after = scipcache_bench::dir_bytes(&dir.path().join("warm"));
     store.shutdown().await?;
 
     let fresh_dir = tempfile::tempdir()?;
@@ -185,10 +171,14 @@ async fn series() -> Result<()> {
     let fresh = Store::open(c).await?;
     let fresh_refs = push_series(&fresh, &both, Some(3)).await?;
     demote_all(&fresh, &fresh_refs).await?;
-    print_bytes("fresh store of the 6 kept refs", fresh_dir.path(), &fresh.stats(None).await?);
+    print_bytes(
+        "fresh store of the 6 kept refs",
+        fresh_dir.path(),
+        &fresh.stats(None).await?,
+    );
     let (cold_fresh, warm_fresh) = (
-        dir_bytes(&fresh_dir.path().join("cold")),
-        dir_bytes(&fresh_dir.path().join("warm")),
+        scipcache_bench::dir_bytes(&fresh_dir.path().join("cold")),
+        scipcache_bench::dir_bytes(&fresh_dir.path().join("warm")),
     );
     println!(
         "after gc / fresh: cold folder {:.2}×, warm packs {:.2}×",
@@ -251,7 +241,12 @@ async fn million(n: usize) -> Result<()> {
     }
     for (i, (entries, hasher)) in live.into_iter().zip(blobs).enumerate() {
         let total = entries.len() as u64 * LEN as u64;
-        let m = Manifest::new(store.chunker(), BlobId::from(hasher.finalize()), total, entries)?;
+        let m = Manifest::new(
+            store.chunker(),
+            BlobId::from(hasher.finalize()),
+            total,
+            entries,
+        )?;
         let key: RefKey = format!("blob/{i}").parse()?;
         store.commit(&ns, &key, m, RefOptions::default()).await?;
     }
@@ -262,7 +257,10 @@ async fn million(n: usize) -> Result<()> {
     );
     let flushing = Instant::now();
     store.flush_cold().await?;
-    println!("cold tier flushed in {:.1} s", flushing.elapsed().as_secs_f64());
+    println!(
+        "cold tier flushed in {:.1} s",
+        flushing.elapsed().as_secs_f64()
+    );
     // Resets the peak to what is resident now (Linux `clear_refs`), so the peak after the run
     // is the run's own.
     std::fs::write("/proc/self/clear_refs", "5").ok();

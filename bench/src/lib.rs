@@ -216,6 +216,21 @@ fn load_checked(path: &Path, sums: &HashMap<String, String>) -> Result<ScipFile>
     Ok(ScipFile { name, data })
 }
 
+/// Bytes of every file under `dir` (0 for a folder that is absent).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,10 +127,10 @@ impl Trailer {
 
 /// Where a frame lives in the cold tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Location {
-    pack: [u8; 32],
-    offset: u64,
-    len: u32,
+pub(crate) struct Location {
+    pub(crate) pack: [u8; 32],
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
 }
 
 impl Location {
@@ -426,6 +426,34 @@ impl std::io::Write for LimitedWriter<'_> {
     }
 }
 
+impl ColdTier {
+    /// Where the index says a chunk's cold copy is.
+    pub(crate) async fn location(&self, key: ChunkKey) -> Result<Option<Location>> {
+        self.meta
+            .read(move |t, txn| {
+                t.cold
+                    .get(txn, key.as_bytes())?
+                    .map(Location::decode)
+                    .transpose()
+            })
+            .await
+    }
+
+    /// Reads the frame at `loc` (its pack's trailer checked on the first read).
+    async fn get_at(&self, key: ChunkKey, loc: Location) -> Result<Option<Frame>> {
+        let path = self.pack_path(key.tenant(), &loc.pack);
+        let range = loc.offset..loc.offset + u64::from(loc.len);
+        let frame = async {
+            self.store
+                .get_range(&path, range)
+                .await
+                .map_err(|e| self.read_error(&path, e))
+        };
+        let (bytes, ()) = futures::try_join!(frame, self.check_pack(key.tenant(), &loc.pack))?;
+        Frame::from_bytes(bytes).map(Some)
+    }
+}
+
 impl ChunkTier for ColdTier {
     fn name(&self) -> TierName {
         TierName::Cold
@@ -438,26 +466,26 @@ impl ChunkTier for ColdTier {
     }
 
     async fn get(&self, key: ChunkKey) -> Result<Option<Frame>> {
-        let loc = self
-            .meta
-            .read(move |t, txn| {
-                t.cold
-                    .get(txn, key.as_bytes())?
-                    .map(Location::decode)
-                    .transpose()
-            })
-            .await?;
-        let Some(loc) = loc else { return Ok(None) };
-        let path = self.pack_path(key.tenant(), &loc.pack);
-        let range = loc.offset..loc.offset + u64::from(loc.len);
-        let frame = async {
-            self.store
-                .get_range(&path, range)
-                .await
-                .map_err(|e| self.read_error(&path, e))
-        };
-        let (bytes, ()) = futures::try_join!(frame, self.check_pack(key.tenant(), &loc.pack))?;
-        Frame::from_bytes(bytes).map(Some)
+        let mut loc = self.location(key).await?;
+        // A pack replaced by compaction is deleted at once: a read that looked up the old
+        // location just before finds the object gone, and reads the new location.
+        for _ in 0..2 {
+            let Some(at) = loc else { return Ok(None) };
+            match self.get_at(key, at).await {
+                Err(err @ Error::Format(_)) => {
+                    let now = self.location(key).await?;
+                    if now == loc {
+                        return Err(err);
+                    }
+                    loc = now;
+                }
+                other => return other,
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "chunk {} moved between cold packs twice while it was read",
+            key.id()
+        )))
     }
 
     async fn put(&self, batch: Vec<(ChunkKey, Frame)>) -> Result<u64> {
@@ -474,36 +502,15 @@ impl ChunkTier for ColdTier {
     }
 
     async fn delete(&self, keys: Vec<ChunkKey>) -> Result<u64> {
-        // Index entries only: a pack object is removed once none of its chunks is live
-        // (lifecycle issue).
+        // Index entries only: the garbage collector deletes pack objects once none of their
+        // chunks is live, and compacts those mostly dead (`cold_gc.rs`).
         self.meta
             .write(move |t, txn| {
                 let mut n = 0;
                 for key in keys {
-                    let Some(loc) = t
-                        .cold
-                        .get_unless_damaged(txn, key.as_bytes())?
-                        .map(Location::decode)
-                        .transpose()?
-                    else {
-                        // A damaged location goes too (its bytes are not counted).
-                        if t.cold.delete(txn, key.as_bytes())? {
-                            clear_tier_bit(t, txn, key, tier_bits::COLD)?;
-                            n += 1;
-                        }
-                        continue;
-                    };
-                    t.cold.delete(txn, key.as_bytes())?;
-                    clear_tier_bit(t, txn, key, tier_bits::COLD)?;
-                    bump_counter(
-                        t,
-                        txn,
-                        key.tenant(),
-                        tier_bits::COLD,
-                        -1,
-                        -i64::from(loc.len),
-                    )?;
-                    n += 1;
+                    if delete_in_txn(t, txn, key)?.is_some() {
+                        n += 1;
+                    }
                 }
                 Ok(n)
             })
@@ -514,6 +521,41 @@ impl ChunkTier for ColdTier {
         let meta = self.meta.clone();
         crate::blocking::run(move || list_table(&meta, |t| t.cold.raw, tenant)).await
     }
+}
+
+/// Drops a chunk's cold index entry inside a write transaction; where it was (`None`: no
+/// entry). A damaged entry goes too, reported at the zero location.
+pub(crate) fn delete_in_txn(
+    t: &crate::meta::Tables,
+    txn: &mut heed::RwTxn<'_>,
+    key: ChunkKey,
+) -> Result<Option<Location>> {
+    let found = t
+        .cold
+        .get_unless_damaged(txn, key.as_bytes())?
+        .map(Location::decode)
+        .transpose()?;
+    if !t.cold.delete(txn, key.as_bytes())? {
+        return Ok(None);
+    }
+    clear_tier_bit(t, txn, key, tier_bits::COLD)?;
+    let Some(loc) = found else {
+        // A damaged location: its bytes are not counted.
+        return Ok(Some(Location {
+            pack: [0; 32],
+            offset: 0,
+            len: 0,
+        }));
+    };
+    bump_counter(
+        t,
+        txn,
+        key.tenant(),
+        tier_bits::COLD,
+        -1,
+        -i64::from(loc.len),
+    )?;
+    Ok(Some(loc))
 }
 
 /// What a pack's frames are written as.
@@ -561,6 +603,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[path = "cold_batch.rs"]
 mod batch;
+#[path = "cold_gc.rs"]
+pub(crate) mod gc;
 #[path = "cold_recompress.rs"]
 pub(crate) mod recompress;
 #[path = "cold_refs.rs"]

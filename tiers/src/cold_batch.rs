@@ -94,6 +94,7 @@ impl ColdTier {
                 (path, range, members, got)
             })
             .buffer_unordered(COLD_READS_IN_FLIGHT);
+        let mut failed = Vec::new();
         while let Some((path, range, members, got)) = fetched.next().await {
             for (i, loc) in members {
                 out[i] = match &got {
@@ -108,8 +109,19 @@ impl ColdTier {
                             Frame::from_bytes(bytes.slice(from..to)).map(Some)
                         }
                     }
-                    Err(e) => Err(for_each_key(e)),
+                    Err(e) => {
+                        failed.push(i);
+                        Err(for_each_key(e))
+                    }
                 };
+            }
+        }
+        drop(fetched);
+        // A key whose pack was replaced meanwhile (compaction deletes the old object at once)
+        // is read again at its new location.
+        for i in failed {
+            if self.location(keys[i]).await? != locations[i] {
+                out[i] = crate::tier::ChunkTier::get(self, keys[i]).await;
             }
         }
         Ok(out)

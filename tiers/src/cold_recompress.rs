@@ -70,6 +70,18 @@ pub(crate) fn mark_in_txn(
     Ok(())
 }
 
+/// Whether a pack waits to be recompressed.
+pub(crate) fn is_marked(
+    t: &Tables,
+    txn: &heed::RoTxn<'_, heed::WithoutTls>,
+    tenant: TenantId,
+    pack: &[u8; 32],
+) -> Result<bool> {
+    Ok(t.state
+        .get(txn, &marker(RECOMPRESS_PREFIX, tenant, pack))?
+        .is_some())
+}
+
 /// Packs waiting to be recompressed.
 pub(crate) fn pending(t: &Tables, txn: &heed::RoTxn<'_, heed::WithoutTls>) -> Result<u64> {
     let mut n = 0;
@@ -243,7 +255,12 @@ impl ColdTier {
 
     /// Deletes the replaced pack objects whose grace period is over; how many went.
     pub(crate) async fn delete_due(&self) -> Result<u64> {
-        let now = self.meta.clock().now_ms();
+        self.delete_scheduled(self.meta.clock().now_ms()).await
+    }
+
+    /// Deletes the replaced pack objects due by `now` (Unix ms; `u64::MAX`: all of them, as
+    /// the garbage collector does: reads of a moved chunk look it up again); how many went.
+    pub(crate) async fn delete_scheduled(&self, now: u64) -> Result<u64> {
         let due: Vec<(TenantId, [u8; 32])> = self
             .meta
             .read(move |t, txn| {

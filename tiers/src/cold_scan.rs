@@ -69,8 +69,22 @@ impl ColdTier {
 
     /// Every pack object; the number of objects under `packs/` whose names are not a pack's.
     pub(crate) async fn list_packs(&self) -> Result<(Vec<PackObject>, u64)> {
+        let (listed, foreign) = self.list_packs_with_meta(None).await?;
+        Ok((listed.into_iter().map(|(p, _)| p).collect(), foreign))
+    }
+
+    /// Every pack object (of one tenant, or of all), with its size and time as listed; the
+    /// number of objects whose names are not a pack's.
+    pub(crate) async fn list_packs_with_meta(
+        &self,
+        tenant: Option<TenantId>,
+    ) -> Result<(Vec<(PackObject, object_store::ObjectMeta)>, u64)> {
         let root = self.prefix.clone().join("packs");
-        let listed = self.list_all(&root).await?;
+        let folder = match tenant {
+            Some(t) => root.clone().join(hex::encode(t.0)),
+            None => root.clone(),
+        };
+        let listed = self.list_all(&folder).await?;
         let mut out = Vec::with_capacity(listed.len());
         let mut foreign = 0;
         for m in listed {
@@ -87,11 +101,14 @@ impl ColdTier {
                 Some((TenantId(tenant), pack))
             });
             match parsed {
-                Some((tenant, pack)) => out.push(PackObject {
-                    tenant,
-                    pack,
-                    path: m.location,
-                }),
+                Some((tenant, pack)) => out.push((
+                    PackObject {
+                        tenant,
+                        pack,
+                        path: m.location.clone(),
+                    },
+                    m,
+                )),
                 None => foreign += 1,
             }
         }
@@ -184,8 +201,21 @@ impl ColdTier {
 
     /// The ids of every manifest object of every tenant.
     pub(crate) async fn list_manifests(&self) -> Result<Vec<(TenantId, ManifestId)>> {
+        let listed = self.list_manifests_with_meta(None).await?;
+        Ok(listed.into_iter().map(|(t, id, _)| (t, id)).collect())
+    }
+
+    /// The manifest objects (of one tenant, or of all), with what the listing says of them.
+    pub(crate) async fn list_manifests_with_meta(
+        &self,
+        tenant: Option<TenantId>,
+    ) -> Result<Vec<(TenantId, ManifestId, object_store::ObjectMeta)>> {
         let root = self.prefix.clone().join("manifests");
-        let listed = self.list_all(&root).await?;
+        let folder = match tenant {
+            Some(t) => root.clone().join(hex::encode(t.0)),
+            None => root.clone(),
+        };
+        let listed = self.list_all(&folder).await?;
         Ok(listed
             .into_iter()
             .filter_map(|m| {
@@ -194,7 +224,8 @@ impl ColdTier {
                     return None;
                 };
                 let tenant: [u8; 8] = hex::decode(tenant.as_ref()).ok()?.try_into().ok()?;
-                Some((TenantId(tenant), id.as_ref().parse().ok()?))
+                let id = id.as_ref().parse().ok()?;
+                Some((TenantId(tenant), id, m))
             })
             .collect())
     }

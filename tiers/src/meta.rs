@@ -210,6 +210,23 @@ pub(crate) fn bump_counter(
     Ok(())
 }
 
+/// The records of a raw table whose key starts with `prefix` (every record for an empty one:
+/// LMDB refuses an empty key to position at).
+pub(crate) fn raw_prefix_iter<'t>(
+    table: &Table,
+    txn: &'t RoTxn<'_, WithoutTls>,
+    prefix: &[u8],
+) -> Result<crate::sealed::Records<'t>> {
+    if prefix.is_empty() {
+        return Ok(Box::new(table.iter(txn)?.map(|i| i.map_err(Error::from))));
+    }
+    Ok(Box::new(
+        table
+            .prefix_iter(txn, prefix)?
+            .map(|i| i.map_err(Error::from)),
+    ))
+}
+
 /// Reads a `u64` from the `state` table.
 pub(crate) fn state_get(t: &Tables, txn: &RoTxn<'_, WithoutTls>, name: &str) -> Result<u64> {
     Ok(match t.state.get(txn, name.as_bytes())? {

@@ -179,6 +179,10 @@ impl Sealed {
 
     /// The records whose key starts with `prefix`, in key order, checked.
     pub(crate) fn prefix_iter<'t>(&self, txn: &'t RoTxn<'_>, prefix: &[u8]) -> Result<Records<'t>> {
+        if prefix.is_empty() {
+            // LMDB refuses an empty key to position at.
+            return self.iter(txn);
+        }
         let kind = self.kind;
         Ok(Box::new(self.raw.prefix_iter(txn, prefix)?.map(
             move |item| {

@@ -357,13 +357,28 @@ impl WarmTier {
 
     /// Reads a frame (blocking).
     pub(crate) fn get_now(&self, key: ChunkKey) -> Result<Option<Frame>> {
-        let loc = self.inner.meta.read_now(|t, txn| {
-            t.warm
-                .get(txn, key.as_bytes())?
-                .map(Location::decode)
-                .transpose()
-        })?;
-        let Some(loc) = loc else { return Ok(None) };
+        let locate = || {
+            self.inner.meta.read_now(|t, txn| {
+                t.warm
+                    .get(txn, key.as_bytes())?
+                    .map(Location::decode)
+                    .transpose()
+            })
+        };
+        let Some(loc) = locate()? else {
+            return Ok(None);
+        };
+        match self.read_at(loc) {
+            // Compaction moved the chunk and removed its old pack after the lookup.
+            Err(err) => match locate()? {
+                Some(now) if now != loc => self.read_at(now).map(Some),
+                _ => Err(err),
+            },
+            Ok(frame) => Ok(Some(frame)),
+        }
+    }
+
+    fn read_at(&self, loc: Location) -> Result<Frame> {
         let file = self.reader(loc.pack)?;
         let mut buf = vec![0u8; loc.len as usize];
         file.read_exact_at(&mut buf, loc.offset).map_err(|e| {
@@ -372,7 +387,7 @@ impl WarmTier {
                 e,
             )
         })?;
-        Frame::from_bytes(Bytes::from(buf)).map(Some)
+        Frame::from_bytes(Bytes::from(buf))
     }
 
     /// Writes at the durable length, fsyncs, then indexes (blocking). Returns how many chunks
@@ -380,14 +395,7 @@ impl WarmTier {
     pub(crate) fn put_now(&self, batch: Vec<(ChunkKey, Frame)>) -> Result<u64> {
         let inner = &self.inner;
         let mut active = lock(&inner.active);
-        if active.len >= inner.pack_limit {
-            let id = active.id + 1;
-            *active = Active {
-                id,
-                file: open_pack(&pack_path(&inner.dir, id))?,
-                len: 0,
-            };
-        }
+        self.roll_over(&mut active)?;
         // Skip what is already here.
         let fresh: Vec<(ChunkKey, Frame)> = inner.meta.read_now(|t, txn| {
             let mut fresh = Vec::new();
@@ -433,6 +441,88 @@ impl WarmTier {
         }
         active.len = new_len;
         Ok(n)
+    }
+
+    /// Starts a new active pack once the current one is full.
+    fn roll_over(&self, active: &mut Active) -> Result<()> {
+        if active.len >= self.inner.pack_limit {
+            let id = active.id + 1;
+            *active = Active {
+                id,
+                file: open_pack(&pack_path(&self.inner.dir, id))?,
+                len: 0,
+            };
+        }
+        Ok(())
+    }
+
+    /// The pack file and offset of a chunk's frame (for tests that damage packs).
+    #[cfg(test)]
+    pub(crate) fn locate(&self, key: ChunkKey) -> Result<Option<(PathBuf, u64)>> {
+        let loc = self.inner.meta.read_now(|t, txn| {
+            t.warm
+                .get(txn, key.as_bytes())?
+                .map(Location::decode)
+                .transpose()
+        })?;
+        Ok(loc.map(|l| {
+            (
+                pack_path(&self.inner.dir, l.pack),
+                l.offset + u64::from(l.len) - 1,
+            )
+        }))
+    }
+
+    /// Pack files in the folder that have no row (leftovers, removed at the next open).
+    pub(crate) fn unindexed_files(&self) -> Result<u64> {
+        let active = self.active_id();
+        let rows: std::collections::HashSet<u32> = self.inner.meta.read_now(|t, txn| {
+            let mut rows = std::collections::HashSet::new();
+            for item in t.warm_packs.iter(txn)? {
+                let (k, _) = item?;
+                if let Ok(id) = <[u8; 4]>::try_from(k) {
+                    rows.insert(u32::from_be_bytes(id));
+                }
+            }
+            Ok(rows)
+        })?;
+        let dir = &self.inner.dir;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let mut n = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("listing warm packs", e))?;
+            let id = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("pack-"))
+                .and_then(|n| n.strip_suffix(".pack"))
+                .and_then(|n| n.parse::<u32>().ok());
+            if let Some(id) = id
+                && id != active
+                && !rows.contains(&id)
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The pack puts go to now (packs below it are sealed).
+    pub(crate) fn active_id(&self) -> u32 {
+        lock(&self.inner.active).id
+    }
+
+    /// Removes the file of a pack whose row is gone (best effort: open removes leftovers).
+    pub(crate) fn remove_file(&self, pack: u32) {
+        lock(&self.inner.readers).remove(&pack);
+        let path = pack_path(&self.inner.dir, pack);
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::debug!(pack = %path.display(), "removed an empty warm pack"),
+            Err(e) => {
+                tracing::warn!(pack = %path.display(), error = %e, "removing an empty warm pack failed")
+            }
+        }
     }
 
     /// The bytes of a put into the active pack (its header first if the pack is empty), and
@@ -556,22 +646,14 @@ impl WarmTier {
             Ok((n, bytes, emptied))
         })?;
         for pack in emptied {
-            lock(&self.inner.readers).remove(&pack);
-            let path = pack_path(&self.inner.dir, pack);
-            match std::fs::remove_file(&path) {
-                Ok(()) => tracing::debug!(pack = %path.display(), "removed an empty warm pack"),
-                // Removed at the next open if this fails.
-                Err(e) => {
-                    tracing::warn!(pack = %path.display(), error = %e, "removing an empty warm pack failed")
-                }
-            }
+            self.remove_file(pack);
         }
         Ok((n, bytes))
     }
 }
 
 /// What [`delete_in_txn`] did.
-enum Dropped {
+pub(crate) enum Dropped {
     No,
     /// The copy of `len` stored bytes went; `emptied` names its pack when no live chunk is left
     /// in it and it is sealed (its row is gone; the caller removes the file after the commit).
@@ -583,7 +665,12 @@ enum Dropped {
 
 /// Drops one warm copy inside a write transaction. `active` is the pack puts go to (never
 /// removed).
-fn delete_in_txn(t: &Tables, txn: &mut RwTxn<'_>, key: ChunkKey, active: u32) -> Result<Dropped> {
+pub(crate) fn delete_in_txn(
+    t: &Tables,
+    txn: &mut RwTxn<'_>,
+    key: ChunkKey,
+    active: u32,
+) -> Result<Dropped> {
     let Some(loc) = t
         .warm
         .get_unless_damaged(txn, key.as_bytes())?
@@ -616,7 +703,9 @@ fn delete_in_txn(t: &Tables, txn: &mut RwTxn<'_>, key: ChunkKey, active: u32) ->
         let mut row = PackRow::decode(v)?;
         row.live_bytes = row.live_bytes.saturating_sub(u64::from(loc.len));
         row.dead_bytes += u64::from(loc.len);
-        if row.live_bytes == 0 && loc.pack != active {
+        // Only packs below the active one are sealed (the active one may have moved on since
+        // `active` was read: a pack at or above it is never removed here).
+        if row.live_bytes == 0 && loc.pack < active {
             t.warm_packs.delete(txn, &pack_key)?;
             emptied = Some(loc.pack);
         } else {
@@ -683,6 +772,9 @@ impl ChunkTier for WarmTier {
         crate::blocking::run(move || list_table(&meta, |t| t.warm.raw, tenant)).await
     }
 }
+
+#[path = "warm_compact.rs"]
+pub(crate) mod compact;
 
 #[cfg(test)]
 #[path = "warm_tests.rs"]

@@ -96,6 +96,11 @@ struct Entry {
     item: QueueItem,
 }
 
+/// What a `cold_queue` record asks for.
+pub(crate) fn queue_item(k: &[u8], v: &[u8]) -> Result<QueueItem> {
+    decode_entry(k, v).map(|e| e.item)
+}
+
 fn decode_entry(k: &[u8], v: &[u8]) -> Result<Entry> {
     let fixed = matches!(v.first(), Some(&(KIND_CHUNK | KIND_MANIFEST)));
     if k.len() != 8 || v.len() < ENTRY_HEAD || (fixed && v.len() != ENTRY_HEAD + 32) {

@@ -18,7 +18,6 @@
 //!   then the time until the write-behind has drained it and until the idle recompression has
 //!   finished, and the stored bytes per tier at the end.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -86,20 +85,6 @@ fn print_tiers(label: &str, stats: &Stats) {
         stats.cold_queue,
         stats.cold_recompress
     );
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -173,9 +158,9 @@ async fn series(hot: u64, warm: u64) -> Result<()> {
     print_tiers("after", &settled);
     println!(
         "on disk: meta {:.1} MB (LMDB keeps its file), warm packs {:.1} MB, cold {:.1} MB",
-        mb(dir_bytes(&dir.path().join("meta"))),
-        mb(dir_bytes(&dir.path().join("warm"))),
-        mb(dir_bytes(&dir.path().join("cold")))
+        mb(scipcache_bench::dir_bytes(&dir.path().join("meta"))),
+        mb(scipcache_bench::dir_bytes(&dir.path().join("warm"))),
+        mb(scipcache_bench::dir_bytes(&dir.path().join("cold")))
     );
 
     // Every ref reads back to its blob id, from whichever tier holds it.
@@ -380,7 +365,7 @@ async fn backlog(secs: u64, pushers: u64) -> Result<()> {
     print_tiers("drained", &s);
     println!(
         "cold objects on disk {:.1} MB (replaced packs are deleted a minute after)",
-        mb(dir_bytes(&dir.path().join("cold")))
+        mb(scipcache_bench::dir_bytes(&dir.path().join("cold")))
     );
     store.shutdown().await?;
     Ok(())

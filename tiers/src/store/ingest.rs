@@ -125,7 +125,17 @@ impl Store {
         e.meta
             .read(move |t, txn| check_entries(t, txn, tid, check.entries()))
             .await?;
-        verify_blob(&e, ns.tenant(), manifest.clone()).await?;
+        if let Err(err) = verify_blob(&e, ns.tenant(), manifest.clone()).await {
+            // A chunk that went away while the blob was read (swept by a GC): the commit
+            // fails listing what is missing now, so the client uploads it and retries.
+            if matches!(err, Error::NotFound(_)) {
+                let check = manifest.clone();
+                e.meta
+                    .read(move |t, txn| check_entries(t, txn, tid, check.entries()))
+                    .await?;
+            }
+            return Err(err);
+        }
         #[cfg(test)]
         {
             let hook = super::background::lock(&e.commit_hook).take();
@@ -297,6 +307,8 @@ pub(super) async fn put_prepared(
     wait_for_write_behind(e).await?;
     let keys: Vec<ChunkKey> = prepared.iter().map(|(k, _)| *k).collect();
     let name = tenant.as_str().to_owned();
+    let quota = e.config.quotas.get(tenant.as_str()).copied();
+    let (usage, tenant) = (e.usage.clone(), tenant.clone());
     let summary = e
         .meta
         .write(move |t, txn| {
@@ -307,11 +319,20 @@ pub(super) async fn put_prepared(
                 t.tenants.put(txn, &tid.0, name.as_bytes())?;
             }
             let mut summary = PutSummary::default();
+            let mut fresh = Vec::with_capacity(prepared.len());
+            let mut seen = HashSet::with_capacity(prepared.len());
             for (key, frame) in &prepared {
-                if chunk_info(t, txn, key)?.is_some() {
+                if !seen.insert(*key) || chunk_info(t, txn, key)?.is_some() {
                     summary.already_present += 1;
-                    continue;
+                } else {
+                    fresh.push((key, frame));
                 }
+            }
+            if let Some(quota) = quota {
+                let adding = fresh.iter().map(|(_, f)| f.stored_len() as u64).sum();
+                super::quota::charge(&usage, t, txn, &tenant, quota, adding)?;
+            }
+            for (key, frame) in fresh {
                 hot::put_in_txn(t, txn, *key, frame)?;
                 enqueue_in_txn(t, txn, QueueItem::Chunk(*key))?;
                 summary.stored += 1;
@@ -348,6 +369,7 @@ pub(super) async fn set_ref(
         created_at_ms: now,
         expires_at_ms: opts
             .ttl
+            .or_else(|| super::retention::default_ttl(&e.config.retention, key.as_str()))
             .map(|d| now.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
         labels: opts.labels,
     };
@@ -361,11 +383,14 @@ pub(super) async fn set_ref(
     let name = ns.tenant().as_str().to_owned();
     let manifest_id = record.manifest;
     let (ns, key, set) = (ns.clone(), key.clone(), RefChange::Set(record.clone()));
+    let landed = e.gc.landed();
     e.meta
         .write(move |t, txn| {
             if check {
                 check_entries(t, txn, tid, manifest.entries())?;
             }
+            // A GC running now keeps these chunks (`gc.rs`, rule two).
+            super::gc::note_commit(&landed, tid, &manifest, mkey);
             if t.tenants.get(txn, &tid.0)?.is_none() {
                 t.tenants.put(txn, &tid.0, name.as_bytes())?;
             }

@@ -11,7 +11,11 @@
 //! | `admission.rs` | which chunks a read lets into hot (and into warm) |
 //! | `evict.rs` | the evictor: hot and warm kept within their byte budgets |
 //! | `warm_up.rs` | `Store::warm`: a ref's chunks promoted into hot before a burst of reads |
-//! | `refs.rs` | get, resolve, list, delete refs |
+//! | `refs.rs` | get, resolve, list, delete refs (one, or every one under a prefix) |
+//! | `retention.rs` | which refs expired or a `[[retention]]` rule gives up; default TTLs |
+//! | `gc.rs` | garbage collection: retention, mark, sweep, compaction, cold leftovers |
+//! | `quota.rs` | per-tenant usage and the quota check of a put |
+//! | `fsck.rs` | every copy and manifest checked, repaired from good copies |
 //! | `stats.rs` | per-tier figures |
 //! | `background.rs` | write-behind uploader, access flusher, encoders: started and joined here |
 //! | `scrub.rs` | the background scrub: every tier's copy of each chunk verified, a share a day |
@@ -54,18 +58,23 @@ mod cold_commit;
 mod damage_tests;
 mod dir_lock;
 mod evict;
+mod fsck;
 mod gate;
 mod gc;
+#[cfg(test)]
+mod gc_tests;
 mod ingest;
 #[cfg(test)]
 mod lifecycle_tests;
 mod lifecycle_types;
+mod quota;
 mod read;
 mod rebuild;
 #[cfg(test)]
 mod rebuild_tests;
 mod refs;
 mod repair;
+mod retention;
 mod scrub;
 mod stats;
 #[cfg(any(test, feature = "testing"))]
@@ -241,6 +250,10 @@ pub(crate) struct Engine {
     pub(crate) follow_ups: Arc<tokio::sync::Semaphore>,
     /// Wakes the evictor (after writes that may have filled a tier).
     pub(crate) evict_wake: Arc<tokio::sync::Notify>,
+    /// Whether a garbage collection runs, and the commits that landed during it.
+    pub(crate) gc: gc::GcState,
+    /// Usage of the tenants with a quota (`quota.rs`).
+    pub(crate) usage: quota::Usage,
     bloom: RwLock<GrowableBloom>,
     /// Single flight: one gate per chunk being fetched from warm or cold.
     inflight: Mutex<HashMap<ChunkKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -419,6 +432,8 @@ impl Store {
             warm_fills: Arc::new(tokio::sync::Semaphore::new(admission::WARM_FILLS)),
             follow_ups: Arc::new(tokio::sync::Semaphore::new(repair::FOLLOW_UPS as usize)),
             evict_wake: Arc::new(tokio::sync::Notify::new()),
+            gc: gc::GcState::default(),
+            usage: quota::Usage::default(),
             bloom: RwLock::new(opened.bloom),
             inflight: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),

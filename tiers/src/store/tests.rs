@@ -294,7 +294,7 @@ async fn first_chunk(store: &Store, n: &Namespace, k: &RefKey) -> Result<(ChunkI
     Ok((id, ChunkKey::new(n.tenant().id(), &id)))
 }
 
-async fn damage_hot(store: &Store, k: ChunkKey) -> Result<()> {
+pub(super) async fn damage_hot(store: &Store, k: ChunkKey) -> Result<()> {
     store
         .engine()?
         .meta
@@ -323,7 +323,7 @@ pub(super) async fn damage_cold(store: &Store, k: ChunkKey) -> Result<()> {
     flip_byte(&object, at)
 }
 
-fn flip_byte(path: &std::path::Path, at: u64) -> Result<()> {
+pub(super) fn flip_byte(path: &std::path::Path, at: u64) -> Result<()> {
     use std::os::unix::fs::FileExt;
     let f = std::fs::OpenOptions::new()
         .read(true)

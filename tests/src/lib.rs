@@ -62,7 +62,7 @@ mod small_fs;
 pub use build::{Binaries, binaries};
 pub use daemon::{Daemon, DaemonOptions, Minted, cli_command, daemon_command, jwt_claims, mint};
 pub use generate::write_generated;
-pub use probe::{HttpResponse, PeakSampler, Peaks, blake3_file, http_get, vm_hwm_bytes};
+pub use probe::{HttpResponse, PeakSampler, Peaks, blake3_file, dir_bytes, http_get, vm_hwm_bytes};
 pub use process::{CliOutput, Spawned, scratch_dir};
 pub use small_fs::SmallFs;
 

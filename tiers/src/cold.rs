@@ -232,12 +232,15 @@ impl ColdTier {
 
     /// Writes one pack of frames (already in the cold codec) of one tenant and indexes it;
     /// `fast` marks it as written at the fast level, to be recompressed when the daemon is idle
-    /// (`cold_recompress.rs`). Returns how many chunks became cold.
+    /// (`cold_recompress.rs`). With `known_only`, a chunk whose index row is gone (swept by a
+    /// GC while its copy was on the way) is not indexed: its bytes stay dead in the object.
+    /// Returns how many chunks became cold.
     pub(crate) async fn put_pack(
         &self,
         tenant: TenantId,
         frames: Vec<(ChunkKey, Frame)>,
         fast: bool,
+        known_only: bool,
     ) -> Result<u64> {
         if frames.is_empty() {
             return Ok(0);
@@ -250,7 +253,9 @@ impl ColdTier {
                 let mut n = 0;
                 for (key, offset, len, raw_len) in entries {
                     // A damaged location is written again.
-                    if t.cold.get_unless_damaged(txn, key.as_bytes())?.is_some() {
+                    if t.cold.get_unless_damaged(txn, key.as_bytes())?.is_some()
+                        || (known_only && !t.chunks.contains(txn, key.as_bytes())?)
+                    {
                         continue;
                     }
                     t.cold.put(
@@ -496,7 +501,7 @@ impl ChunkTier for ColdTier {
         }
         let mut n = 0;
         for (tenant, frames) in by_tenant {
-            n += self.put_pack(tenant, frames, false).await?;
+            n += self.put_pack(tenant, frames, false, false).await?;
         }
         Ok(n)
     }

@@ -717,7 +717,7 @@ async fn upload(
     (pack, seqs, fast): (Vec<(ChunkKey, Frame)>, Vec<u64>, bool),
 ) -> Result<()> {
     let n = pack.len();
-    store.cold.put_pack(tenant, pack, fast).await?;
+    store.cold.put_pack(tenant, pack, fast, true).await?;
     for s in &seqs {
         pending.encoded.remove(s);
         pending.fast.remove(s);

@@ -127,20 +127,10 @@ impl Admin for AdminService {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let shared = self.shared.clone();
         let claims = caller.claims.clone();
-        let handle = tokio::runtime::Handle::current();
         tokio::spawn(async move {
             let cancel = shared.lifecycle.shutdown.child_token();
             let (progress, watching) = watch::channel(Progress::default());
-            // `Store::fsck`'s future is not `Send` (it holds a `&dyn Fn` across awaits), so it
-            // cannot be spawned: it runs on a blocking thread of its own, driven there by the
-            // runtime's handle (one fsck holds one blocking thread while it runs).
-            let engine = {
-                let cancel = cancel.clone();
-                crate::blocking::spawn(move || {
-                    handle.block_on(run_fsck(&shared, repair, cancel, progress, &claims))
-                })
-            };
-            let run = async move { engine.await.map_err(|e| status::internal(&e))? };
+            let run = run_fsck(&shared, repair, cancel.clone(), progress, &claims);
             let result = drive(run, watching, cancel, &tx, |p| pb::FsckEvent {
                 event: Some(pb::fsck_event::Event::Progress(progress_event(p))),
             })

@@ -127,14 +127,14 @@ async fn chunks_to_cold(e: &Arc<Engine>, ns: &Namespace, manifest: &Manifest) ->
             pack.push((k, f));
             if bytes >= target {
                 e.cold
-                    .put_pack(tid, std::mem::take(&mut pack), fast)
+                    .put_pack(tid, std::mem::take(&mut pack), fast, true)
                     .await?;
                 bytes = 0;
             }
         }
     }
     if !pack.is_empty() {
-        e.cold.put_pack(tid, pack, fast).await?;
+        e.cold.put_pack(tid, pack, fast, true).await?;
     }
     // The queue entries of these chunks find them cold and are dropped by the write-behind.
     Ok(())

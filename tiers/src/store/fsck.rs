@@ -308,7 +308,7 @@ async fn check_manifests(
     repair: bool,
     report: &mut FsckReport,
     bad: &mut HashMap<ChunkKey, usize>,
-    step: &dyn Fn(&'static str, u64, u64) -> Result<()>,
+    step: &(dyn Fn(&'static str, u64, u64) -> Result<()> + Sync),
 ) -> Result<()> {
     let now = e.meta.clock().now_ms();
     let refs: Vec<(String, crate::names::Tenant, crate::ids::ManifestId, bool)> = e

@@ -652,6 +652,7 @@ async fn compact_cold(
             if emptied.contains(&id) || p.written_ms < orphan_before {
                 e.cold.delete_object(&p.object.path).await?;
                 done.deleted_objects += 1;
+                done.compacted_packs += 1;
                 done.compacted_bytes += p.size;
             }
             continue;

@@ -837,3 +837,36 @@ async fn a_rebuild_after_gc_restores_exactly_the_live_refs_from_a_bucket_without
     assert!(!fsck(&store, false).await?.has_unrepaired());
     store.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_swept_while_their_cold_copies_are_on_the_way_are_not_indexed_after_the_sweep()
+-> Result<()> {
+    let dir = tmp()?;
+    let store = Store::open(config(dir.path())).await?;
+    let n = ns("acme/web/app");
+    let kept = data(400_000, 501, false);
+    push(&store, &n, &key("kept"), &kept, RefOptions::default()).await?;
+    for round in 0..5u64 {
+        // Swept at once, while the write-behind is busy with its chunks.
+        let k = key(&format!("gone/{round}"));
+        push(
+            &store,
+            &n,
+            &k,
+            &data(800_000, 600 + round * 2, false),
+            RefOptions::default(),
+        )
+        .await?;
+        store.delete_ref(&n, &k).await?;
+        gc(&store, opts(Duration::ZERO)).await?;
+    }
+    store.flush_cold().await?;
+    let live = cut(&store, &kept)?.chunks.len() as u64;
+    let stats = store.stats(None).await?;
+    assert_eq!(stats.tier(TierName::Cold).chunks, live, "{stats:?}");
+    assert_eq!(stats.tier(TierName::Hot).chunks, live);
+    let again = gc(&store, opts(Duration::ZERO)).await?;
+    assert_eq!(again.swept_chunks, 0, "{again:?}");
+    assert_eq!(read_all(&store, &n, &key("kept")).await?, kept);
+    store.shutdown().await
+}

@@ -69,9 +69,10 @@ pub struct GcReport {
     pub expired_refs: u64,
     /// Refs removed by each retention rule.
     pub retention: Vec<RetentionOutcome>,
-    /// Warm pack files and cold pack objects rewritten because their live share was low.
+    /// Warm pack files and cold pack objects rewritten because their live share was low, or
+    /// deleted because nothing in them was live.
     pub compacted_packs: u64,
-    /// Bytes compaction gave back (old packs' sizes minus what their live chunks take now).
+    /// Bytes that gave back (old packs' sizes minus what their live chunks take now).
     pub compacted_bytes: u64,
     /// Cold objects deleted: old packs, unreferenced manifests, refs' superseded versions and
     /// tombstones.

@@ -106,6 +106,9 @@ impl Store {
     pub async fn tenant_usage(&self, tenant: &Tenant) -> Result<u64> {
         let e = self.engine()?;
         let (usage, tid) = (e.usage.clone(), tenant.id());
+        if let Some(n) = lock(&usage).get(&tid) {
+            return Ok(*n);
+        }
         e.meta
             .write(move |t, txn| known_or_scan(&usage, t, txn, tid))
             .await

@@ -111,6 +111,8 @@ pub struct Metrics {
     pub chunks_already_present: IntCounter,
     tier_chunks: IntGaugeVec,
     tier_stored_bytes: IntGaugeVec,
+    tier_logical_bytes: IntGaugeVec,
+    tier_compression: GaugeVec,
     tier_hits: IntGaugeVec,
     logical_bytes: IntGauge,
     refs: IntGauge,
@@ -298,6 +300,20 @@ impl Metrics {
             Opts::new("tier_stored_bytes", "bytes held per tier, as stored"),
             &["tier"],
         )?;
+        let tier_logical_bytes = IntGaugeVec::new(
+            Opts::new(
+                "tier_logical_bytes",
+                "raw (uncompressed) bytes of the chunks held per tier (a scan at most a minute old)",
+            ),
+            &["tier"],
+        )?;
+        let tier_compression = GaugeVec::new(
+            Opts::new(
+                "tier_compression_ratio",
+                "tier_logical_bytes / tier_stored_bytes per tier (0 for an empty tier)",
+            ),
+            &["tier"],
+        )?;
         let tier_hits = IntGaugeVec::new(
             Opts::new("tier_hits", "reads served per tier since start"),
             &["tier"],
@@ -350,6 +366,8 @@ impl Metrics {
         registry.register(Box::new(chunks_already_present.clone()))?;
         registry.register(Box::new(tier_chunks.clone()))?;
         registry.register(Box::new(tier_stored_bytes.clone()))?;
+        registry.register(Box::new(tier_logical_bytes.clone()))?;
+        registry.register(Box::new(tier_compression.clone()))?;
         registry.register(Box::new(tier_hits.clone()))?;
         registry.register(Box::new(logical_bytes.clone()))?;
         registry.register(Box::new(refs.clone()))?;
@@ -405,6 +423,8 @@ impl Metrics {
             chunks_already_present,
             tier_chunks,
             tier_stored_bytes,
+            tier_logical_bytes,
+            tier_compression,
             tier_hits,
             logical_bytes,
             refs,
@@ -499,6 +519,15 @@ impl Metrics {
             self.tier_stored_bytes
                 .with_label_values(&label)
                 .set(gauge(figures.stored_bytes));
+            self.tier_logical_bytes
+                .with_label_values(&label)
+                .set(gauge(figures.raw_bytes));
+            let ratio = if figures.stored_bytes == 0 {
+                0.0
+            } else {
+                figures.raw_bytes as f64 / figures.stored_bytes as f64
+            };
+            self.tier_compression.with_label_values(&label).set(ratio);
             self.tier_hits
                 .with_label_values(&label)
                 .set(gauge(figures.hits));
@@ -856,6 +885,7 @@ mod tests {
                 TierStats {
                     chunks: 3,
                     stored_bytes: 300,
+                    raw_bytes: 1200,
                     hits: 1,
                 },
             )],
@@ -885,6 +915,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("scipcache_logical_bytes 1000"));
+        assert!(text.contains("scipcache_tier_logical_bytes{tier=\"hot\"} 1200"));
+        assert!(
+            text.contains("scipcache_tier_compression_ratio{tier=\"hot\"} 4"),
+            "{text}"
+        );
         assert!(text.contains("scipcache_scrub_checked_chunks 7"), "{text}");
         assert!(text.contains("scipcache_scrub_bad_copies{tier=\"cold\"} 1"));
         assert!(text.contains(

@@ -115,6 +115,7 @@ pub use lifecycle_types::{
 };
 pub use read::listed_chunk_lost;
 pub use rebuild::RebuildReport;
+pub use stats::RAW_SCAN_EVERY;
 pub use types::{
     BlobPart, Durability, MovementStats, PutSummary, ScrubStats, Stats, TierStats, WarmReport,
 };
@@ -254,6 +255,8 @@ pub(crate) struct Engine {
     pub(crate) gc: gc::GcState,
     /// Usage of the tenants with a quota (`quota.rs`).
     pub(crate) usage: quota::Usage,
+    /// The last scans of raw bytes per tier (`stats.rs`).
+    pub(crate) raw_scans: stats::RawScans,
     bloom: RwLock<GrowableBloom>,
     /// Single flight: one gate per chunk being fetched from warm or cold.
     inflight: Mutex<HashMap<ChunkKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -434,6 +437,7 @@ impl Store {
             evict_wake: Arc::new(tokio::sync::Notify::new()),
             gc: gc::GcState::default(),
             usage: quota::Usage::default(),
+            raw_scans: stats::RawScans::default(),
             bloom: RwLock::new(opened.bloom),
             inflight: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),

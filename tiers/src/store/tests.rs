@@ -580,3 +580,32 @@ async fn with_hot_verification_off_frames_and_ranges_still_read_back_exactly() -
     }
     store.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_give_each_tiers_raw_bytes_and_so_its_compression_ratio() -> Result<()> {
+    let dir = tmp()?;
+    let store = Store::open(config(dir.path())).await?;
+    let n = ns("acme/web/app");
+    let noise = data(500_000, 77, false);
+    let text = data(700_000, 78, true);
+    store
+        .write_blob(&n, &key("noise"), &noise[..], RefOptions::default())
+        .await?;
+    store.flush_cold().await?;
+    let s = store.stats(None).await?;
+    assert_eq!(s.tier(TierName::Hot).raw_bytes, noise.len() as u64);
+    assert_eq!(s.tier(TierName::Cold).raw_bytes, noise.len() as u64);
+    assert_eq!(s.tier(TierName::Warm).raw_bytes, 0);
+    // A tenant's own figures are scanned apart from everyone's.
+    let other = ns("beta/web/app");
+    store
+        .write_blob(&other, &key("text"), &text[..], RefOptions::default())
+        .await?;
+    let beta = store.stats(Some(other.tenant())).await?.tier(TierName::Hot);
+    assert!(beta.raw_bytes > 0 && beta.raw_bytes <= text.len() as u64);
+    assert!(
+        beta.raw_bytes > 4 * beta.stored_bytes,
+        "SCIP-like text compresses: {beta:?}"
+    );
+    store.shutdown().await
+}

@@ -13,6 +13,9 @@ pub struct TierStats {
     pub chunks: u64,
     /// Bytes held, as stored (compressed, with frame headers).
     pub stored_bytes: u64,
+    /// Raw (uncompressed) bytes of the chunks held: from a scan of the chunk index, at most
+    /// [`crate::store::RAW_SCAN_EVERY`] old.
+    pub raw_bytes: u64,
     /// Reads served by this tier since start.
     pub hits: u64,
 }

@@ -167,6 +167,26 @@ pub(crate) struct ColdTier {
     local_dir: Option<std::path::PathBuf>,
     /// Packs whose trailer this process has checked.
     checked: Arc<Mutex<HashSet<[u8; 32]>>>,
+    /// Packs being written and not yet indexed: the garbage collector never deletes them as
+    /// orphans (`cold_gc.rs`).
+    writing: PacksWriting,
+}
+
+/// A pack of a tenant.
+type PackOf = (TenantId, [u8; 32]);
+/// The packs being written.
+type PacksWriting = Arc<Mutex<HashSet<PackOf>>>;
+
+/// Marks a pack as being written until dropped (after its index commit).
+pub(crate) struct Writing {
+    set: PacksWriting,
+    pack: PackOf,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        lock(&self.set).remove(&self.pack);
+    }
 }
 
 impl std::fmt::Debug for ColdTier {
@@ -211,7 +231,22 @@ impl ColdTier {
             url: url.to_owned(),
             local_dir,
             checked: Arc::default(),
+            writing: Arc::default(),
         })
+    }
+
+    /// Marks `pack` as being written: call before its PUT, hold until its index commit.
+    pub(crate) fn writing(&self, tenant: TenantId, pack: [u8; 32]) -> Writing {
+        lock(&self.writing).insert((tenant, pack));
+        Writing {
+            set: self.writing.clone(),
+            pack: (tenant, pack),
+        }
+    }
+
+    /// The packs being written now.
+    pub(crate) fn being_written(&self) -> HashSet<PackOf> {
+        lock(&self.writing).clone()
     }
 
     fn pack_path(&self, tenant: TenantId, pack: &[u8; 32]) -> Path {
@@ -247,6 +282,7 @@ impl ColdTier {
         }
         let (bytes, pack, entries) = encode_pack(tenant, &frames)?;
         let path = self.pack_path(tenant, &pack);
+        let _writing = self.writing(tenant, pack);
         self.put_create(&path, bytes).await?;
         self.meta
             .write(move |t, txn| {

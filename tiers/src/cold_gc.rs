@@ -18,7 +18,8 @@
 //!    the object gone and looks the chunk up again (`ColdTier::get`).
 //!
 //! A crash before step 3 leaves an unindexed new object (an orphan, deleted by a later GC once
-//! older than the orphan age); a crash after it leaves sources nothing points at (deleted by
+//! older than the orphan age; a pack this process is still writing, between its PUT and its
+//! index commit, is never taken for one); a crash after it leaves sources nothing points at (deleted by
 //! the next GC). Packs marked for recompression are left to the recompression, which drops
 //! their dead bytes anyway.
 
@@ -47,12 +48,17 @@ pub(crate) struct PackUse {
     pub(crate) written_ms: u64,
     /// Whether it waits to be recompressed.
     pub(crate) marked: bool,
+    /// Whether it was being written (put, not yet indexed) when its use was read.
+    pub(crate) writing: bool,
 }
 
 impl ColdTier {
     /// Every pack object of `tenant` (or of all), with its live bytes from the index.
     pub(crate) async fn pack_use(&self, tenant: Option<TenantId>) -> Result<Vec<PackUse>> {
         let (listed, _) = self.list_packs_with_meta(tenant).await?;
+        // Taken after the listing and before the index is read: a listed pack is either
+        // indexed by then or still marked as being written.
+        let writing = self.being_written();
         let prefix: Vec<u8> = tenant.map(|t| t.0.to_vec()).unwrap_or_default();
         let (live, marked) = self
             .meta
@@ -80,6 +86,7 @@ impl ColdTier {
                 PackUse {
                     live: live.get(&id).copied().unwrap_or(0),
                     marked: marked.contains(&id),
+                    writing: writing.contains(&id),
                     size: meta.size,
                     written_ms: u64::try_from(meta.last_modified.timestamp_millis()).unwrap_or(0),
                     object,
@@ -201,6 +208,7 @@ impl ColdTier {
         let frames: Vec<(ChunkKey, Frame)> = frames.into_iter().map(|(k, f, _)| (k, f)).collect();
         let (bytes, new_pack, entries) = encode_pack(tenant, &frames)?;
         let size = bytes.len() as u64;
+        let _writing = self.writing(tenant, new_pack);
         self.put_create(&self.pack_path(tenant, &new_pack), bytes)
             .await?;
         self.meta

@@ -179,6 +179,7 @@ impl ColdTier {
             }
             let recoded = recode(frames).await?;
             let (bytes, new_pack, entries) = encode_pack(tenant, &recoded)?;
+            let _writing = self.writing(tenant, new_pack);
             self.put_create(&self.pack_path(tenant, &new_pack), bytes)
                 .await?;
             let old: std::collections::HashMap<ChunkKey, Location> = live.into_iter().collect();

@@ -321,7 +321,7 @@ async fn check_manifests(
                 if record.is_expired(now) {
                     continue;
                 }
-                let (ns, key) = super::gc::parse_ref_key(k)?;
+                let (ns, key) = super::refs::parse_ref_key(k)?;
                 let local = t
                     .manifests
                     .get_unless_damaged(
@@ -468,7 +468,7 @@ async fn count_garbage(e: &Arc<Engine>) -> Result<u64> {
             for item in t.refs.iter(txn)? {
                 let (k, v) = item?;
                 let r = super::refs::decode_ref(v, k)?;
-                let (ns, _) = super::gc::parse_ref_key(k)?;
+                let (ns, _) = super::refs::parse_ref_key(k)?;
                 named.insert(crate::meta::manifest_key(ns.tenant().id(), &r.manifest));
             }
             for item in t.manifests.raw.iter(txn)? {

@@ -176,15 +176,6 @@ struct StoredRef {
     record: RefRecord,
 }
 
-/// Splits a refs-table key into namespace and key.
-pub(super) fn parse_ref_key(k: &[u8]) -> Result<(Namespace, RefKey)> {
-    let bad = || Error::Format("a refs-table key is not `namespace NUL key`".into());
-    let split = k.iter().position(|b| *b == 0).ok_or_else(bad)?;
-    let ns = std::str::from_utf8(&k[..split]).map_err(|_| bad())?;
-    let key = std::str::from_utf8(&k[split + 1..]).map_err(|_| bad())?;
-    Ok((ns.parse()?, key.parse()?))
-}
-
 impl Store {
     /// Runs one garbage collection (see the module docs); returns once sweep, compaction and
     /// deletion are done. Fails with [`Error::GcRunning`] while another runs, with
@@ -332,7 +323,7 @@ async fn mark(
                 if record.is_expired(now_ms) {
                     continue;
                 }
-                let (ns, key) = parse_ref_key(k)?;
+                let (ns, key) = super::refs::parse_ref_key(k)?;
                 out.push(StoredRef {
                     table_key: k.to_vec(),
                     ns,
@@ -648,6 +639,9 @@ async fn compact_cold(
     for (i, p) in packs.into_iter().enumerate() {
         steps.at("cold", i as u64, total)?;
         let id = (p.object.tenant, p.object.pack);
+        if p.writing {
+            continue;
+        }
         if p.live == 0 {
             if emptied.contains(&id) || p.written_ms < orphan_before {
                 e.cold.delete_object(&p.object.path).await?;

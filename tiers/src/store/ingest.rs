@@ -125,16 +125,19 @@ impl Store {
         e.meta
             .read(move |t, txn| check_entries(t, txn, tid, check.entries()))
             .await?;
-        if let Err(err) = verify_blob(&e, ns.tenant(), manifest.clone()).await {
+        let mut attempts = 0;
+        while let Err(err) = verify_blob(&e, ns.tenant(), manifest.clone()).await {
             // A chunk that went away while the blob was read (swept by a GC): the commit
-            // fails listing what is missing now, so the client uploads it and retries.
-            if matches!(err, Error::NotFound(_)) {
-                let check = manifest.clone();
-                e.meta
-                    .read(move |t, txn| check_entries(t, txn, tid, check.entries()))
-                    .await?;
+            // fails listing what is missing now, so the client uploads it and retries; if
+            // another push stored it again meanwhile, the blob is read once more.
+            attempts += 1;
+            if !matches!(err, Error::NotFound(_)) || attempts == 3 {
+                return Err(err);
             }
-            return Err(err);
+            let check = manifest.clone();
+            e.meta
+                .read(move |t, txn| check_entries(t, txn, tid, check.entries()))
+                .await?;
         }
         #[cfg(test)]
         {

@@ -261,3 +261,12 @@ pub(crate) fn decode_ref(bytes: &[u8], key: &[u8]) -> Result<RefRecord> {
         ))
     })
 }
+
+/// Splits a refs-table key into namespace and key.
+pub(super) fn parse_ref_key(k: &[u8]) -> Result<(Namespace, RefKey)> {
+    let bad = || Error::Format("a refs-table key is not `namespace NUL key`".into());
+    let split = k.iter().position(|b| *b == 0).ok_or_else(bad)?;
+    let ns = std::str::from_utf8(&k[..split]).map_err(|_| bad())?;
+    let key = std::str::from_utf8(&k[split + 1..]).map_err(|_| bad())?;
+    Ok((ns.parse()?, key.parse()?))
+}

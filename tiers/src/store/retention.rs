@@ -151,7 +151,7 @@ pub(crate) async fn apply(e: &Engine, refs: &[(Vec<u8>, Vec<u8>)]) -> Result<()>
                     if t.refs.raw.get(txn, &k)? != Some(&stored[..]) {
                         continue;
                     }
-                    let (ns, key) = super::gc::parse_ref_key(&k)?;
+                    let (ns, key) = super::refs::parse_ref_key(&k)?;
                     t.refs.delete(txn, &k)?;
                     enqueue_ref_in_txn(t, txn, &ns, &key, RefChange::Deleted)?;
                 }

@@ -1,5 +1,5 @@
 //! Per-tier figures: chunk counts and stored bytes from the `counters` table, raw bytes from
-//! a scan of the chunk index (reused for [`RAW_SCAN_EVERY`]: about 0.3 s per million chunks),
+//! a scan of the chunk index (one read of every row, reused for [`RAW_SCAN_EVERY`]),
 //! logical bytes from the live refs, hit counts from the access log.
 
 use std::collections::HashMap;

@@ -33,7 +33,7 @@ use super::{ColdTier, Location, encode_pack, recompress};
 use crate::codec::Frame;
 use crate::error::{Error, Result};
 use crate::ids::ManifestId;
-use crate::meta::{ChunkKey, bump_counter, tier_bits};
+use crate::meta::ChunkKey;
 use crate::names::TenantId;
 
 /// A cold pack object as the garbage collector sees it.
@@ -212,34 +212,7 @@ impl ColdTier {
         self.put_create(&self.pack_path(tenant, &new_pack), bytes)
             .await?;
         self.meta
-            .write(move |t, txn| {
-                for (key, offset, len, _) in entries {
-                    let Some(was) = old.get(&key) else { continue };
-                    let current = t
-                        .cold
-                        .get_unless_damaged(txn, key.as_bytes())?
-                        .map(Location::decode)
-                        .transpose()?;
-                    if current != Some(*was) {
-                        continue;
-                    }
-                    let loc = Location {
-                        pack: new_pack,
-                        offset,
-                        len,
-                    };
-                    t.cold.put(txn, key.as_bytes(), &loc.encode())?;
-                    bump_counter(
-                        t,
-                        txn,
-                        key.tenant(),
-                        tier_bits::COLD,
-                        0,
-                        i64::from(len) - i64::from(was.len),
-                    )?;
-                }
-                Ok(())
-            })
+            .write(move |t, txn| recompress::repoint_in_txn(t, txn, entries, &old, new_pack))
             .await?;
         Ok(size)
     }

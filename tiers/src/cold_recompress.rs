@@ -70,6 +70,48 @@ pub(crate) fn mark_in_txn(
     Ok(())
 }
 
+/// Points each chunk of `entries` (written to `new_pack`) whose cold location is still its
+/// `old` one at the new pack, and adjusts the cold stored-bytes counter; a chunk moved or
+/// dropped meanwhile is left alone. Returns the chunks moved and their bytes before and after.
+pub(crate) fn repoint_in_txn(
+    t: &Tables,
+    txn: &mut RwTxn<'_>,
+    entries: Vec<super::PackEntry>,
+    old: &std::collections::HashMap<ChunkKey, Location>,
+    new_pack: [u8; 32],
+) -> Result<Recompressed> {
+    let mut done = Recompressed::default();
+    for (key, offset, len, _) in entries {
+        let Some(was) = old.get(&key) else { continue };
+        let current = t
+            .cold
+            .get_unless_damaged(txn, key.as_bytes())?
+            .map(Location::decode)
+            .transpose()?;
+        if current != Some(*was) {
+            continue;
+        }
+        let loc = Location {
+            pack: new_pack,
+            offset,
+            len,
+        };
+        t.cold.put(txn, key.as_bytes(), &loc.encode())?;
+        bump_counter(
+            t,
+            txn,
+            key.tenant(),
+            crate::meta::tier_bits::COLD,
+            0,
+            i64::from(len) - i64::from(was.len),
+        )?;
+        done.chunks += 1;
+        done.before += u64::from(was.len);
+        done.after += u64::from(len);
+    }
+    Ok(done)
+}
+
 /// Whether a pack waits to be recompressed.
 pub(crate) fn is_marked(
     t: &Tables,
@@ -188,35 +230,7 @@ impl ColdTier {
             outcome = self
                 .meta
                 .write(move |t, txn| {
-                    let mut done = Recompressed::default();
-                    for (key, offset, len, _) in entries {
-                        let Some(was) = old.get(&key) else { continue };
-                        let current = t
-                            .cold
-                            .get_unless_damaged(txn, key.as_bytes())?
-                            .map(Location::decode)
-                            .transpose()?;
-                        if current != Some(*was) {
-                            continue;
-                        }
-                        let loc = Location {
-                            pack: new_pack,
-                            offset,
-                            len,
-                        };
-                        t.cold.put(txn, key.as_bytes(), &loc.encode())?;
-                        bump_counter(
-                            t,
-                            txn,
-                            key.tenant(),
-                            crate::meta::tier_bits::COLD,
-                            0,
-                            i64::from(len) - i64::from(was.len),
-                        )?;
-                        done.chunks += 1;
-                        done.before += u64::from(was.len);
-                        done.after += u64::from(len);
-                    }
+                    let done = repoint_in_txn(t, txn, entries, &old, new_pack)?;
                     t.state
                         .delete(txn, &marker(RECOMPRESS_PREFIX, tenant, &pack))?;
                     if new_pack != pack {

@@ -140,13 +140,15 @@ impl ColdTier {
         Ok((deleted, written))
     }
 
-    /// The frames of a pack the index still points at, each checked by its checksum.
-    async fn live_frames(&self, object: &PackObject) -> Result<Vec<(ChunkKey, Frame, Location)>> {
+    /// The chunks a pack's footer lists whose cold location is still in that pack.
+    pub(crate) async fn live_entries(
+        &self,
+        object: &PackObject,
+    ) -> Result<Vec<(ChunkKey, Location)>> {
         let footer = self.read_footer(object).await?;
         let listed: Vec<(ChunkKey, Location)> =
             footer.iter().map(|c| (c.key, c.location())).collect();
-        let live: Vec<(ChunkKey, Location)> = self
-            .meta
+        self.meta
             .read(move |t, txn| {
                 let mut out = Vec::new();
                 for (key, loc) in listed {
@@ -161,7 +163,12 @@ impl ColdTier {
                 }
                 Ok(out)
             })
-            .await?;
+            .await
+    }
+
+    /// The frames of a pack the index still points at, each checked by its checksum.
+    async fn live_frames(&self, object: &PackObject) -> Result<Vec<(ChunkKey, Frame, Location)>> {
+        let live = self.live_entries(object).await?;
         if live.is_empty() {
             return Ok(Vec::new());
         }

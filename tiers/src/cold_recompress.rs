@@ -177,26 +177,7 @@ impl ColdTier {
             pack,
             path: self.pack_path(tenant, &pack),
         };
-        let footer = self.read_footer(&object).await?;
-        let keys: Vec<(ChunkKey, Location)> =
-            footer.iter().map(|c| (c.key, c.location())).collect();
-        let live: Vec<(ChunkKey, Location)> = self
-            .meta
-            .read(move |t, txn| {
-                let mut out = Vec::new();
-                for (key, loc) in keys {
-                    let current = t
-                        .cold
-                        .get_unless_damaged(txn, key.as_bytes())?
-                        .map(Location::decode)
-                        .transpose()?;
-                    if current == Some(loc) {
-                        out.push((key, loc));
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
+        let live: Vec<(ChunkKey, Location)> = self.live_entries(&object).await?;
         let mut outcome = Recompressed::default();
         if !live.is_empty() {
             let body = self

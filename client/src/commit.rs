@@ -25,8 +25,10 @@ use prost::Message;
 use scipcache_proto::ENTRIES_PER_BATCH;
 use scipcache_proto::pb;
 use scipcache_proto::pb::commit_request::Part;
+use scipcache_tiers::chunking::ChunkerSpec;
 use scipcache_tiers::ids::ChunkId;
 use scipcache_tiers::manifest::ManifestEntry;
+use scipcache_tiers::scip::{CutMode, Cutter};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::connect::Client;
@@ -39,12 +41,16 @@ pub(crate) const COMMIT_RETRIES: u32 = 3;
 /// Where the chunks of a pushed blob can be read again.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Reread<'a> {
-    /// A regular file: chunks are read back at their manifest offsets and hashed again.
+    /// A regular file: chunks are read back at their manifest offsets and hashed again
+    /// (plain cutting), or the file is cut again to find them (SCIP-aware cutting, whose
+    /// normalized chunks are not the file's bytes).
     File {
         /// The file.
         path: &'a Path,
         /// How messages name it.
         name: &'a str,
+        /// How the push cut it.
+        mode: CutMode,
     },
     /// A stream or a pipe: nothing can be read again.
     Stream {
@@ -58,6 +64,14 @@ impl Reread<'_> {
     pub(crate) fn name(&self) -> &str {
         match self {
             Self::File { name, .. } | Self::Stream { name } => name,
+        }
+    }
+
+    /// The same source, cut with `mode`.
+    pub(crate) fn cut_with(self, mode: CutMode) -> Self {
+        match self {
+            Self::File { path, name, .. } => Self::File { path, name, mode },
+            stream => stream,
         }
     }
 }
@@ -88,6 +102,7 @@ impl Client {
         &self,
         header: pb::CommitHeader,
         entries: Vec<ManifestEntry>,
+        normalized: Vec<bool>,
         reread: Reread<'_>,
         mut upload: U,
     ) -> Result<Committed>
@@ -96,10 +111,17 @@ impl Client {
         Fut: Future<Output = Result<Sent>>,
     {
         let entries = Arc::new(entries);
+        let normalized = Arc::new(normalized);
         let mut done = Committed::default();
         let mut retry = 0;
         loop {
-            let (answer, sent) = self.commit_once(header.clone(), Arc::clone(&entries)).await;
+            let (answer, sent) = self
+                .commit_once(
+                    header.clone(),
+                    Arc::clone(&entries),
+                    Arc::clone(&normalized),
+                )
+                .await;
             done.bytes_sent += sent;
             let refused = match answer {
                 Ok(()) => return Ok(done),
@@ -125,7 +147,7 @@ impl Client {
                     ),
                 });
             }
-            let Reread::File { path, name } = reread else {
+            let Reread::File { path, name, mode } = reread else {
                 return Err(Error::CommitIncomplete {
                     missing: count,
                     why: format!(
@@ -140,7 +162,12 @@ impl Client {
                 retry,
                 "the commit lacked chunks; uploading them"
             );
-            let sent = reupload(path, name, &entries, &missing, &mut upload).await?;
+            let sent = if mode == CutMode::Plain {
+                reupload(path, name, &entries, &missing, &mut upload).await?
+            } else {
+                let spec = self.server_info().chunker;
+                recut_and_upload(path, name, spec, mode, &missing, &mut upload).await?
+            };
             done.reuploaded += sent.chunks;
             done.bytes_sent += sent.bytes;
             retry += 1;
@@ -153,10 +180,11 @@ impl Client {
         &self,
         header: pb::CommitHeader,
         entries: Arc<Vec<ManifestEntry>>,
+        normalized: Arc<Vec<bool>>,
     ) -> (Result<()>, u64) {
         let sent = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&sent);
-        let messages = commit_messages(header, entries).inspect(move |m| {
+        let messages = commit_messages(header, entries, normalized).inspect(move |m| {
             counter.fetch_add(m.encoded_len() as u64, Ordering::Relaxed);
         });
         let answer = match self.blobs().commit(messages).await {
@@ -232,11 +260,12 @@ pub(crate) async fn find_missing(
     Ok((missing, sent))
 }
 
-/// The commit stream: the header, then the entries in batches of [`ENTRIES_PER_BATCH`],
-/// each built only when the stream is polled.
+/// The commit stream: the header, then the entries (with their normalized flags, none for a
+/// plain cut) in batches of [`ENTRIES_PER_BATCH`], each built only when the stream is polled.
 fn commit_messages(
     header: pb::CommitHeader,
     entries: Arc<Vec<ManifestEntry>>,
+    normalized: Arc<Vec<bool>>,
 ) -> impl futures::Stream<Item = pb::CommitRequest> + Send + 'static {
     let batches = entries.len().div_ceil(ENTRIES_PER_BATCH);
     let header = pb::CommitRequest {
@@ -247,7 +276,12 @@ fn commit_messages(
         let hi = (lo + ENTRIES_PER_BATCH).min(entries.len());
         pb::CommitRequest {
             part: Some(Part::Entries(pb::EntryBatch {
-                entries: entries[lo..hi].iter().map(|&e| e.into()).collect(),
+                entries: (lo..hi)
+                    .map(|i| pb::ManifestEntry {
+                        normalized: normalized.get(i).copied().unwrap_or(false),
+                        ..entries[i].into()
+                    })
+                    .collect(),
             })),
         }
     });
@@ -323,6 +357,99 @@ where
     Ok(total)
 }
 
+/// Cuts the file again as the push did and uploads the `missing` chunks as they come by, a
+/// batch of at most [`WINDOW_MAX_BYTES`] at a time. A missing chunk the new cut does not give
+/// means the file changed.
+async fn recut_and_upload<U, Fut>(
+    path: &Path,
+    name: &str,
+    spec: ChunkerSpec,
+    mode: CutMode,
+    missing: &[ChunkId],
+    upload: &mut U,
+) -> Result<Sent>
+where
+    U: FnMut(Vec<(ChunkId, Bytes)>) -> Fut,
+    Fut: Future<Output = Result<Sent>>,
+{
+    let wanted: HashSet<ChunkId> = missing.iter().copied().collect();
+    let count = wanted.len();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<(ChunkId, Bytes)>>(1);
+    let (path_owned, name_owned) = (path.to_owned(), name.to_owned());
+    let cutting =
+        crate::blocking::spawn(move || recut(&path_owned, &name_owned, spec, mode, wanted, &tx));
+    let mut total = Sent::default();
+    while let Some(batch) = rx.recv().await {
+        let sent = upload(batch).await?;
+        total.chunks += sent.chunks;
+        total.bytes += sent.bytes;
+    }
+    let found = cutting.await??;
+    if found < count {
+        return Err(Error::CommitIncomplete {
+            missing: (count - found) as u64,
+            why: format!(
+                "{name} changed during the push (cutting it again no longer gives every chunk \
+                 the server lacks); push it again"
+            ),
+        });
+    }
+    Ok(total)
+}
+
+/// The blocking half of [`recut_and_upload`]: returns how many of `wanted` it found.
+fn recut(
+    path: &Path,
+    name: &str,
+    spec: ChunkerSpec,
+    mode: CutMode,
+    mut wanted: HashSet<ChunkId>,
+    batches: &tokio::sync::mpsc::Sender<Vec<(ChunkId, Bytes)>>,
+) -> Result<usize> {
+    use std::io::Read;
+    let total = wanted.len();
+    let mut file =
+        std::fs::File::open(path).map_err(|e| Error::io(format!("cannot open {name} again"), e))?;
+    let mut cutter = Cutter::new(spec, mode)
+        .map_err(|e| Error::Protocol(format!("the server's chunker spec is unusable: {e}")))?;
+    let mut buf = vec![0u8; 4 << 20];
+    let (mut batch, mut batch_bytes) = (Vec::new(), 0usize);
+    let stopped = || Error::Internal("the re-upload stopped early".into());
+    while !wanted.is_empty() {
+        let n = loop {
+            match file.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                other => break other,
+            }
+        }
+        .map_err(|e| Error::io(format!("cannot read {name} again"), e))?;
+        cutter.push(&buf[..n]);
+        while let Some(cut) = cutter
+            .next_cut(n == 0)
+            .map_err(|e| Error::Internal(format!("cannot cut {name} again: {e}")))?
+        {
+            let id = ChunkId::of(&cut.data);
+            if wanted.remove(&id) {
+                batch_bytes += cut.data.len();
+                batch.push((id, cut.data));
+                if batch_bytes >= WINDOW_MAX_BYTES {
+                    batches
+                        .blocking_send(std::mem::take(&mut batch))
+                        .map_err(|_| stopped())?;
+                    batch_bytes = 0;
+                }
+            }
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    if !batch.is_empty() {
+        batches.blocking_send(batch).map_err(|_| stopped())?;
+    }
+    Ok(total - wanted.len())
+}
+
 /// One chunk read back from the file, checked against its id.
 async fn read_span(
     file: &mut tokio::fs::File,
@@ -379,9 +506,13 @@ mod tests {
     #[tokio::test]
     async fn commit_stream_is_a_header_then_entries_in_order() {
         let n = 2 * ENTRIES_PER_BATCH + 5;
-        let messages: Vec<_> = commit_messages(pb::CommitHeader::default(), Arc::new(entries(n)))
-            .collect()
-            .await;
+        let messages: Vec<_> = commit_messages(
+            pb::CommitHeader::default(),
+            Arc::new(entries(n)),
+            Arc::default(),
+        )
+        .collect()
+        .await;
         assert_eq!(messages.len(), 4);
         assert!(matches!(messages[0].part, Some(Part::Header(_))));
         let mut got = Vec::new();
@@ -398,9 +529,10 @@ mod tests {
 
     #[tokio::test]
     async fn empty_blob_commits_a_header_only() {
-        let messages: Vec<_> = commit_messages(pb::CommitHeader::default(), Arc::default())
-            .collect()
-            .await;
+        let messages: Vec<_> =
+            commit_messages(pb::CommitHeader::default(), Arc::default(), Arc::default())
+                .collect()
+                .await;
         assert_eq!(messages.len(), 1);
     }
 

@@ -93,6 +93,9 @@ pub struct ServerInfo {
     pub max_message_bytes: usize,
     /// Most chunks in one blob; 0 when the server sets no limit.
     pub max_chunks_per_blob: u64,
+    /// The SCIP splitter version the server accepts (0 = none): pushes cut SCIP-aware only
+    /// when it is this client's [`scipcache_tiers::scip::SPLITTER_VERSION`].
+    pub scip_splitter: u32,
 }
 
 impl TryFrom<pb::ServerInfo> for ServerInfo {
@@ -117,6 +120,7 @@ impl TryFrom<pb::ServerInfo> for ServerInfo {
             max_ids_per_request: limit(info.max_ids_per_request, MAX_IDS_PER_REQUEST),
             max_message_bytes: limit(info.max_message_bytes, MAX_MESSAGE_BYTES),
             max_chunks_per_blob: info.max_chunks_per_blob,
+            scip_splitter: info.scip_splitter,
         })
     }
 }
@@ -204,6 +208,7 @@ impl Client {
                 max_ids_per_request: MAX_IDS_PER_REQUEST,
                 max_message_bytes: MAX_MESSAGE_BYTES,
                 max_chunks_per_blob: 0,
+                scip_splitter: 0,
             },
             timeout: config.timeout,
             url: config.url,
@@ -358,6 +363,7 @@ mod tests {
             max_ids_per_request: 0,
             max_message_bytes: 1024,
             max_chunks_per_blob: 7,
+            scip_splitter: 1,
         };
         let info = ServerInfo::try_from(wire)?;
         assert_eq!(info.max_ids_per_request, MAX_IDS_PER_REQUEST);

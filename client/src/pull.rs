@@ -391,7 +391,9 @@ impl Client {
 
     /// Chunks by id, each verified, in the order the server sends them (low-latency reads
     /// for LSP gateways that keep a blob's manifest). Every id must be a chunk of the blob
-    /// under `key`, which the caller must be allowed to read.
+    /// under `key`, which the caller must be allowed to read. A chunk stored with version
+    /// placeholders comes back with the blob's real versions (the bytes at its place in the
+    /// blob), verified by the server before it restored them.
     pub async fn read_chunks(
         &self,
         ns: &Namespace,
@@ -426,7 +428,16 @@ impl Client {
                         "the server sent chunk {id}, which was not asked for (or twice)"
                     )));
                 }
-                out.push((id, decode_frame(id, frame.frame)?));
+                let bytes = if frame.restored {
+                    // The server verified the stored form and put the blob's versions back:
+                    // the bytes no longer hash to the id (see `ChunkFrame.restored`).
+                    Frame::from_bytes(frame.frame)
+                        .and_then(|f| f.decode(MAX_CHUNK_LEN))
+                        .map_err(|e| mismatch(id, e))?
+                } else {
+                    decode_frame(id, frame.frame)?
+                };
+                out.push((id, bytes));
             }
             if !wanted.is_empty() {
                 return Err(Error::Protocol(format!(

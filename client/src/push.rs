@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 use scipcache_proto::pb;
-use scipcache_tiers::chunking::{ChunkReader, FastCdc, Splitter};
 use scipcache_tiers::codec::{Compression, Frame};
 use scipcache_tiers::ids::{BlobId, ChunkId};
 use scipcache_tiers::manifest::ManifestEntry;
 use scipcache_tiers::names::{Namespace, RefKey};
+use scipcache_tiers::scip::{CutMode, Cutter, SPLITTER_VERSION, VersionTable};
 use tokio::io::AsyncRead;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -61,6 +61,10 @@ pub struct PushOptions {
     pub labels: Vec<(String, String)>,
     /// Told about bytes as their window is stored (uploaded or found present).
     pub progress: Option<SharedProgress>,
+    /// How to cut the blob; `None` picks the best the server accepts (SCIP-aware cutting
+    /// with version normalization when it advertises this client's splitter version, plain
+    /// FastCDC otherwise).
+    pub cutting: Option<CutMode>,
 }
 
 impl std::fmt::Debug for PushOptions {
@@ -69,6 +73,7 @@ impl std::fmt::Debug for PushOptions {
             .field("ttl", &self.ttl)
             .field("labels", &self.labels)
             .field("progress", &self.progress.as_ref().map(|_| "<progress>"))
+            .field("cutting", &self.cutting)
             .finish()
     }
 }
@@ -110,6 +115,10 @@ struct Chunked {
     blob: BlobId,
     bytes: u64,
     chunks: u64,
+    /// One flag per chunk, in order: stored with version placeholders.
+    normalized: Vec<bool>,
+    /// What the placeholders stand for.
+    versions: VersionTable,
 }
 
 /// What the window stage produced.
@@ -175,7 +184,11 @@ impl Client {
         }
         report(opts.progress.as_ref(), |p| p.start(meta.len()));
         let source = if meta.is_file() {
-            Reread::File { path, name: &name }
+            Reread::File {
+                path,
+                name: &name,
+                mode: CutMode::Plain,
+            }
         } else {
             Reread::Stream { name: &name }
         };
@@ -198,10 +211,9 @@ impl Client {
     {
         let started = Instant::now();
         let (ttl_seconds, labels) = opts.checked()?;
-        let splitter =
-            self.server_info().chunker.splitter().map_err(|e| {
-                Error::Protocol(format!("the server's chunker spec is unusable: {e}"))
-            })?;
+        let mode = self.cut_mode(opts.cutting)?;
+        let cutter = Cutter::new(self.server_info().chunker, mode)
+            .map_err(|e| Error::Protocol(format!("the server's chunker spec is unusable: {e}")))?;
         let (windows_tx, windows_rx) = mpsc::channel(1);
         let planner = Planner::new(self, ns, opts.progress.clone());
         // Both stages run in this task: the reader needs no 'static bound, and the planner
@@ -209,10 +221,10 @@ impl Client {
         let name = source.name().to_owned();
         let reading = async {
             match reader {
-                Source::Async(reader) => read_windows(reader, splitter, windows_tx, &name).await,
+                Source::Async(reader) => read_windows(reader, cutter, windows_tx, &name).await,
                 Source::File(file) => {
                     crate::blocking::spawn(move || {
-                        read_file_windows(file, &splitter, &windows_tx, &name)
+                        read_file_windows(file, cutter, &windows_tx, &name)
                     })
                     .await?
                 }
@@ -228,6 +240,20 @@ impl Client {
             chunk_count: planned.entries.len() as u64,
             ttl_seconds,
             labels,
+            scip_splitter: if mode == CutMode::Plain {
+                0
+            } else {
+                SPLITTER_VERSION
+            },
+            versions: chunked
+                .versions
+                .entries()
+                .into_iter()
+                .map(|(placeholder, version)| pb::VersionEntry {
+                    placeholder: Bytes::copy_from_slice(placeholder),
+                    version: Bytes::copy_from_slice(version),
+                })
+                .collect(),
         };
         // Chunks the commit finds missing go up the way the pipeline's do.
         let namespace = ns.to_string();
@@ -242,7 +268,13 @@ impl Client {
             }
         };
         let committed = self
-            .commit_with_retry(header, planned.entries, source, reupload)
+            .commit_with_retry(
+                header,
+                planned.entries,
+                chunked.normalized,
+                source.cut_with(mode),
+                reupload,
+            )
             .await?;
         Ok(PushReport {
             ns: ns.clone(),
@@ -266,56 +298,105 @@ enum Source<R> {
     File(std::fs::File),
 }
 
-/// Size of each read from a file.
-const FILE_READ_BLOCK: usize = 4 << 20;
+/// Size of each read from a file or a stream.
+const READ_BLOCK: usize = 4 << 20;
 
-/// The reader stage for a file, on a blocking thread: reads large blocks, cuts chunks with
-/// the server's spec (each a zero-copy slice of its block), hashes the whole blob, and hands
-/// the chunks on in windows.
+impl Client {
+    /// The cutting a push uses: `asked`, or the best the server accepts.
+    fn cut_mode(&self, asked: Option<CutMode>) -> Result<CutMode> {
+        let scip = self.server_info().scip_splitter == SPLITTER_VERSION;
+        match asked {
+            None if scip => Ok(CutMode::Normalized),
+            None | Some(CutMode::Plain) => Ok(CutMode::Plain),
+            Some(mode) if scip => Ok(mode),
+            Some(mode) => Err(Error::InvalidArgument(format!(
+                "{mode:?} cutting needs a server that accepts SCIP splitter version \
+                 {SPLITTER_VERSION}; this one advertises {}",
+                self.server_info().scip_splitter
+            ))),
+        }
+    }
+}
+
+/// The cutting half of both reader stages: hashes the input, cuts it, fills windows.
+struct Windows<'a> {
+    cutter: Cutter,
+    hasher: blake3::Hasher,
+    window: WindowBuilder,
+    normalized: Vec<bool>,
+    bytes: u64,
+    source: &'a str,
+}
+
+impl<'a> Windows<'a> {
+    fn new(cutter: Cutter, source: &'a str) -> Self {
+        Self {
+            cutter,
+            hasher: blake3::Hasher::new(),
+            window: WindowBuilder::new(WINDOW_MAX_CHUNKS, WINDOW_MAX_BYTES),
+            normalized: Vec::new(),
+            bytes: 0,
+            source,
+        }
+    }
+
+    /// Takes `block` of input (`eof` after the last one) and returns the windows it filled.
+    fn feed(&mut self, block: &[u8], eof: bool) -> Result<Vec<Vec<Bytes>>> {
+        self.hasher.update(block);
+        self.bytes += block.len() as u64;
+        self.cutter.push(block);
+        let mut full = Vec::new();
+        while let Some(cut) = self
+            .cutter
+            .next_cut(eof)
+            .map_err(|e| Error::Internal(format!("cannot cut {}: {e}", self.source)))?
+        {
+            self.normalized.push(cut.normalized);
+            if let Some(window) = self.window.push(cut.data) {
+                full.push(window);
+            }
+        }
+        if eof && let Some(last) = self.window.finish() {
+            full.push(last);
+        }
+        Ok(full)
+    }
+
+    fn finish(self) -> Chunked {
+        Chunked {
+            blob: self.hasher.finalize().into(),
+            bytes: self.bytes,
+            chunks: self.normalized.len() as u64,
+            normalized: self.normalized,
+            versions: self.cutter.finish(),
+        }
+    }
+}
+
+fn stopped() -> Error {
+    Error::Internal("the push's upload stage stopped early".into())
+}
+
+/// The reader stage for a file, on a blocking thread: reads large blocks, cuts and hashes
+/// them, and hands the chunks on in windows.
 fn read_file_windows(
     mut file: std::fs::File,
-    splitter: &FastCdc,
+    cutter: Cutter,
     windows: &mpsc::Sender<Vec<Bytes>>,
     source: &str,
 ) -> Result<Chunked> {
-    let max = splitter.spec().max as usize;
-    let mut buf = BytesMut::new();
-    let mut hasher = blake3::Hasher::new();
-    let mut window = WindowBuilder::new(WINDOW_MAX_CHUNKS, WINDOW_MAX_BYTES);
-    let (mut eof, mut chunks, mut bytes) = (false, 0u64, 0u64);
-    let stopped = || Error::Internal("the push's upload stage stopped early".into());
+    let mut stage = Windows::new(cutter, source);
+    let mut buf = vec![0u8; READ_BLOCK];
     loop {
-        while !eof && buf.len() < max {
-            if buf.capacity() - buf.len() < max {
-                buf.reserve(FILE_READ_BLOCK.max(2 * max));
-            }
-            let filled = buf.len();
-            buf.resize(buf.capacity(), 0);
-            let n = read_some(&mut file, &mut buf[filled..])
-                .map_err(|e| Error::io(format!("cannot read {source}"), e))?;
-            buf.truncate(filled + n);
-            eof = n == 0;
-        }
-        if buf.is_empty() {
-            break;
-        }
-        let n = splitter.next_cut(&buf, eof);
-        let chunk = buf.split_to(n).freeze();
-        hasher.update(&chunk);
-        chunks += 1;
-        bytes += n as u64;
-        if let Some(full) = window.push(chunk) {
+        let n = read_some(&mut file, &mut buf)
+            .map_err(|e| Error::io(format!("cannot read {source}"), e))?;
+        for full in stage.feed(&buf[..n], n == 0)? {
             windows.blocking_send(full).map_err(|_| stopped())?;
         }
+        if n == 0 {
+            return Ok(stage.finish());
+        }
     }
-    if let Some(last) = window.finish() {
-        windows.blocking_send(last).map_err(|_| stopped())?;
-    }
-    Ok(Chunked {
-        blob: hasher.finalize().into(),
-        bytes,
-        chunks,
-    })
 }
 
 /// One `read`, retried when interrupted by a signal.
@@ -328,41 +409,32 @@ fn read_some(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize>
     }
 }
 
-/// The reader stage: cuts chunks with the server's spec, hashes the whole blob, and hands
-/// the chunks on in windows.
+/// The reader stage for any reader: the same as [`read_file_windows`], on the caller's task.
 async fn read_windows<R>(
-    reader: R,
-    splitter: FastCdc,
+    mut reader: R,
+    cutter: Cutter,
     windows: mpsc::Sender<Vec<Bytes>>,
     source: &str,
 ) -> Result<Chunked>
 where
     R: AsyncRead + Unpin + Send,
 {
-    let mut chunks = ChunkReader::new(reader, splitter);
-    let mut hasher = blake3::Hasher::new();
-    let mut window = WindowBuilder::new(WINDOW_MAX_CHUNKS, WINDOW_MAX_BYTES);
-    let mut count = 0u64;
-    let stopped = || Error::Internal("the push's upload stage stopped early".into());
-    while let Some(chunk) = chunks
-        .next_chunk()
-        .await
-        .map_err(|e| Error::io(format!("cannot read {source}"), e))?
-    {
-        hasher.update(&chunk);
-        count += 1;
-        if let Some(full) = window.push(chunk) {
+    use tokio::io::AsyncReadExt;
+    let mut stage = Windows::new(cutter, source);
+    let mut buf = BytesMut::with_capacity(READ_BLOCK);
+    loop {
+        buf.clear();
+        let n = reader
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| Error::io(format!("cannot read {source}"), e))?;
+        for full in stage.feed(&buf[..n], n == 0)? {
             windows.send(full).await.map_err(|_| stopped())?;
         }
+        if n == 0 {
+            return Ok(stage.finish());
+        }
     }
-    if let Some(last) = window.finish() {
-        windows.send(last).await.map_err(|_| stopped())?;
-    }
-    Ok(Chunked {
-        blob: hasher.finalize().into(),
-        bytes: chunks.bytes_read(),
-        chunks: count,
-    })
 }
 
 /// The window stage: ids, lookups, and the spawning of bounded uploads.
@@ -511,6 +583,7 @@ async fn compress(chunks: Vec<(ChunkId, Bytes)>) -> Result<Vec<pb::ChunkFrame>> 
                         Ok(pb::ChunkFrame {
                             id: Bytes::copy_from_slice(id.as_bytes()),
                             frame: frame.into_bytes(),
+                            restored: false,
                         })
                     })
                     .collect::<Result<Vec<_>>>()
@@ -651,6 +724,7 @@ mod tests {
             .map(|i| pb::ChunkFrame {
                 id: Bytes::from(vec![i; 32]),
                 frame: Bytes::from(vec![i; 1024 * 1024]),
+                restored: false,
             })
             .collect();
         let messages = upload_messages("acme/web/app".into(), frames.clone(), 16 << 20);

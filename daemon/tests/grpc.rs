@@ -213,6 +213,8 @@ async fn commit(
             chunk_count: b.chunks.len() as u64,
             ttl_seconds: 0,
             labels: [("ci".to_owned(), "yes".to_owned())].into_iter().collect(),
+            scip_splitter: 0,
+            versions: Vec::new(),
         })),
     };
     let entries = pb::CommitRequest {
@@ -223,6 +225,7 @@ async fn commit(
                 .map(|(id, _, len)| pb::ManifestEntry {
                     id: id_bytes(id),
                     len: *len,
+                    normalized: false,
                 })
                 .collect(),
         })),
@@ -240,6 +243,7 @@ async fn push(d: &TestDaemon, token: &str, ns: &str, key: &str, b: &Blob) -> Tes
         .map(|(id, frame, _)| pb::ChunkFrame {
             id: id_bytes(id),
             frame: frame.as_bytes().clone(),
+            restored: false,
         })
         .collect();
     upload(d, token, ns, frames).await?;
@@ -309,6 +313,7 @@ async fn push_then_pull_round_trips_through_every_service() -> TestResult {
         .map(|(id, frame, _)| pb::ChunkFrame {
             id: id_bytes(id),
             frame: frame.as_bytes().clone(),
+            restored: false,
         })
         .collect();
     let up = upload(&d, &writer, ns, frames.clone()).await?;
@@ -636,6 +641,7 @@ async fn corrupt_chunks_and_commits_of_missing_chunks_are_refused() -> TestResul
         vec![pb::ChunkFrame {
             id: id_bytes(&lying),
             frame: frame.as_bytes().clone(),
+            restored: false,
         }],
     )
     .await

@@ -58,6 +58,7 @@ impl From<ManifestEntry> for pb::ManifestEntry {
         Self {
             id: e.id.as_bytes().to_vec().into(),
             len: e.len,
+            normalized: false,
         }
     }
 }

@@ -70,6 +70,7 @@ async fn run_command(cli: Cli) -> Result<()> {
                 ttl,
                 labels,
                 progress: progress("push", json),
+                cutting: None,
             };
             let report = client.push_file(&ns, &key, &file, &opts).await?;
             if json {

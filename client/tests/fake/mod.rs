@@ -183,6 +183,8 @@ impl Info for Svc {
             max_ids_per_request: MAX_IDS_PER_REQUEST as u32,
             max_message_bytes: MAX_MESSAGE_BYTES as u32,
             max_chunks_per_blob: 1 << 20,
+            // The fake cuts and stores plainly.
+            scip_splitter: 0,
         }))
     }
 }
@@ -278,6 +280,7 @@ impl Chunks for Svc {
             out.push(Ok(pb::ChunkFrame {
                 id: raw_id,
                 frame: frame.into_bytes(),
+                restored: false,
             }));
         }
         Ok(Response::new(Box::pin(futures::stream::iter(out))))
@@ -487,6 +490,7 @@ impl Blobs for Svc {
                 Part::Frame(pb::ChunkFrame {
                     id: Bytes::copy_from_slice(cid.as_bytes()),
                     frame: frame.into(),
+                    restored: false,
                 })
             } else {
                 let from = (start.max(lo) - lo) as usize;

@@ -11,6 +11,7 @@ use scipcache_tiers::chunking::ChunkerSpec;
 use scipcache_tiers::manifest::{Manifest, ManifestEntry};
 use scipcache_tiers::names::{Namespace, RefKey};
 use scipcache_tiers::refs::RefOptions;
+use scipcache_tiers::scip::VersionTable;
 use scipcache_tiers::store::BlobPart;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -35,9 +36,11 @@ const INITIAL_ENTRIES: usize = 64 * 1024;
 /// its encoding while the manifest is stored. Decoding one message at a time adds at most a
 /// message (the gRPC message limit) to that.
 pub const COMMIT_BYTES_PER_ENTRY: usize = size_of::<ManifestEntry>()
+    + size_of::<bool>()
     + size_of::<u64>()
     + size_of::<u32>()
-    + scipcache_tiers::manifest::ENTRY_LEN;
+    + scipcache_tiers::manifest::ENTRY_LEN
+    + 1;
 
 /// The Blobs service.
 #[derive(Clone, Debug)]
@@ -131,6 +134,7 @@ impl Blobs for BlobsService {
                                 read_blob_response::Part::Frame(pb::ChunkFrame {
                                     id: bytes::Bytes::copy_from_slice(id.as_bytes()),
                                     frame: frame.into_bytes(),
+                                    restored: false,
                                 })
                             }
                             BlobPart::Data(data) => read_blob_response::Part::Data(data),
@@ -249,10 +253,17 @@ impl BlobsService {
                 &format!("a commit of {count} chunks"),
             )
             .await?;
-        let entries = read_entries(&mut stream, count).await?;
+        let mut versions = VersionTable::new();
+        for v in &header.versions {
+            versions
+                .insert(&v.placeholder, &v.version)
+                .map_err(status::from_store)?;
+        }
+        let (entries, normalized) = read_entries(&mut stream, count).await?;
         drop(stream);
-        let manifest =
-            Manifest::new(chunker, blob, header.size, entries).map_err(status::from_store)?;
+        let manifest = Manifest::new(chunker, blob, header.size, entries)
+            .and_then(|m| m.with_scip(header.scip_splitter, normalized, versions))
+            .map_err(status::from_store)?;
         let record = self
             .shared
             .store
@@ -281,12 +292,14 @@ async fn read_header(
     }
 }
 
-/// The manifest entries after the header: exactly `count` of them.
+/// The manifest entries after the header, exactly `count` of them, with their normalized
+/// flags.
 async fn read_entries(
     stream: &mut Streaming<pb::CommitRequest>,
     count: usize,
-) -> Result<Vec<ManifestEntry>, Status> {
+) -> Result<(Vec<ManifestEntry>, Vec<bool>), Status> {
     let mut entries: Vec<ManifestEntry> = Vec::with_capacity(count.min(INITIAL_ENTRIES));
+    let mut normalized: Vec<bool> = Vec::with_capacity(count.min(INITIAL_ENTRIES));
     while let Some(message) = stream.message().await? {
         let batch = match message.part {
             Some(commit_request::Part::Entries(batch)) => batch,
@@ -309,9 +322,11 @@ async fn read_entries(
             // Doubling, but never past the declared count: no slack at the end.
             let grown = entries.capacity().saturating_mul(2).max(needed).min(count);
             entries.reserve_exact(grown - entries.len());
+            normalized.reserve_exact(grown - normalized.len());
         }
         for entry in &batch.entries {
             entries.push(ManifestEntry::try_from(entry).map_err(status::from_store)?);
+            normalized.push(entry.normalized);
         }
     }
     if entries.len() != count {
@@ -321,5 +336,5 @@ async fn read_entries(
         ))
         .into());
     }
-    Ok(entries)
+    Ok((entries, normalized))
 }

@@ -286,12 +286,14 @@ impl Chunks for ChunksService {
         tokio::spawn(async move {
             for id in ids {
                 // Every id is one the ref's manifest lists: a chunk no tier holds is lost.
+                // A normalized chunk comes back with its blob's versions restored.
                 let item = store
-                    .get_chunk(&tenant, id)
+                    .get_blob_chunk(&tenant, &manifest, id)
                     .await
-                    .map(|frame| pb::ChunkFrame {
+                    .map(|(frame, restored)| pb::ChunkFrame {
                         id: bytes::Bytes::copy_from_slice(id.as_bytes()),
                         frame: frame.into_bytes(),
+                        restored,
                     })
                     .map_err(|e| {
                         status::from_store_for_ref(

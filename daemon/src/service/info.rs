@@ -36,6 +36,7 @@ impl Info for InfoService {
             max_message_bytes: u32::try_from(scipcache_proto::MAX_MESSAGE_BYTES)
                 .unwrap_or(u32::MAX),
             max_chunks_per_blob: MAX_CHUNKS_PER_BLOB,
+            scip_splitter: scipcache_tiers::scip::SPLITTER_VERSION,
         }))
     }
 }

@@ -127,6 +127,7 @@ impl Blob {
         pb::ChunkFrame {
             id: self.id(i).to_vec().into(),
             frame: raw_frame(&self.data[self.chunks[i].clone()]).into(),
+            restored: false,
         }
     }
 
@@ -141,6 +142,8 @@ impl Blob {
                 chunk_count: self.chunks.len() as u64,
                 ttl_seconds: 0,
                 labels: Default::default(),
+                scip_splitter: 0,
+                versions: Vec::new(),
             })),
         }
     }
@@ -152,6 +155,7 @@ impl Blob {
                     .map(|i| pb::ManifestEntry {
                         id: self.id(i).to_vec().into(),
                         len: u32::try_from(self.chunks[i].len()).expect("chunk < 4 GiB"),
+                        normalized: false,
                     })
                     .collect(),
             })),
@@ -323,6 +327,7 @@ async fn chunk_whose_bytes_do_not_match_its_id_is_invalid_argument() -> Result<(
     let lying = pb::ChunkFrame {
         id: claimed.to_vec().into(),
         frame: raw_frame(&real).into(),
+        restored: false,
     };
     let status = expect_code(
         "upload of a chunk whose bytes do not match its id",
@@ -339,6 +344,7 @@ async fn chunk_whose_bytes_do_not_match_its_id_is_invalid_argument() -> Result<(
         raw.upload(vec![pb::ChunkFrame {
             id: blake3::hash(&real).as_bytes().to_vec().into(),
             frame: short.into(),
+            restored: false,
         }])
         .await,
         Code::InvalidArgument,

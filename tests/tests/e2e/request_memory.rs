@@ -83,6 +83,8 @@ fn header(key: &str, spec: pb::ChunkerSpec, count: usize, len: u32) -> pb::Commi
             chunk_count: count as u64,
             ttl_seconds: 0,
             labels: Default::default(),
+            scip_splitter: 0,
+            versions: Vec::new(),
         })),
     }
 }
@@ -112,6 +114,7 @@ async fn commit_absent(
             .map(|i| pb::ManifestEntry {
                 id: absent_id(seed, i).to_vec().into(),
                 len,
+                normalized: false,
             })
             .collect();
         pb::CommitRequest {
@@ -272,6 +275,7 @@ fn chunk_frame(i: usize) -> pb::ChunkFrame {
     pb::ChunkFrame {
         id: blake3::hash(&raw).as_bytes().to_vec().into(),
         frame: frame.into(),
+        restored: false,
     }
 }
 

@@ -14,6 +14,8 @@
 //! - [`chunking`]: the [`chunking::Splitter`] trait, FastCDC, and a streaming chunk reader.
 //! - [`codec`]: the chunk frame (codec id, raw length, payload): the format spec.
 //! - [`manifest`]: the manifest and its versioned encoding.
+//! - [`scip`]: SCIP-aware cutting (document-aligned chunks, version normalization) and the
+//!   version table that restores a normalized chunk.
 //! - [`refs`]: the ref record and its table keys.
 //! - `byte_reader`: the checked cursor the record decoders read with.
 //! - [`clock`]: the one place the engine reads the time (tests set it).
@@ -66,6 +68,7 @@ pub mod manifest;
 pub mod meta;
 pub mod names;
 pub mod refs;
+pub mod scip;
 #[cfg(feature = "backends")]
 mod sealed;
 #[cfg(feature = "backends")]

@@ -59,4 +59,6 @@ pub use versions::VersionTable;
 pub const SPLITTER_VERSION: u32 = 1;
 
 #[cfg(test)]
+pub(crate) mod synthetic;
+#[cfg(test)]
 mod tests;

@@ -75,6 +75,8 @@ mod rebuild_tests;
 mod refs;
 mod repair;
 mod retention;
+#[cfg(test)]
+mod scip_tests;
 mod scrub;
 mod stats;
 #[cfg(any(test, feature = "testing"))]

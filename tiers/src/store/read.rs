@@ -25,7 +25,7 @@ use super::repair;
 use super::types::BlobPart;
 use super::verify::{Checked, Lookup, Need, VERIFY_PART, verify_copy};
 use super::{Engine, Store};
-use crate::codec::{Frame, MAX_CHUNK_LEN};
+use crate::codec::{Compression, Frame, MAX_CHUNK_LEN};
 use crate::error::{Error, Result};
 use crate::ids::ChunkId;
 use crate::manifest::Manifest;
@@ -50,10 +50,34 @@ impl Store {
             .ok_or_else(|| Error::NotFound(format!("chunk {id} is not stored")))
     }
 
+    /// Reads chunk `id` of the blob `manifest` describes, as [`Store::get_chunk`] does, and
+    /// when the manifest stores it normalized, restores its real versions: the frame then
+    /// holds the restored bytes uncompressed and `true` says so (its BLAKE3 is no longer
+    /// `id`'s, which named the stored form the read verified).
+    pub async fn get_blob_chunk(
+        &self,
+        tenant: &Tenant,
+        manifest: &Manifest,
+        id: ChunkId,
+    ) -> Result<(Frame, bool)> {
+        let frame = self.get_chunk(tenant, id).await?;
+        let normalized = manifest
+            .entries()
+            .iter()
+            .position(|e| e.id == id)
+            .is_some_and(|i| manifest.is_normalized(i));
+        if !normalized {
+            return Ok((frame, false));
+        }
+        let mut raw = frame.decode_verified(&id, MAX_CHUNK_LEN)?.to_vec();
+        manifest.versions().restore_in_place(&mut raw)?;
+        Ok((Frame::encode(&raw, Compression::Raw)?, true))
+    }
+
     /// Streams `length` bytes (`None` = to the end) of a blob from `offset`, in order, with a
     /// bounded read-ahead. Whole chunks come as frames when `frames` is set (the reader then
-    /// decodes and verifies them); the ends of a range, and everything when `frames` is off,
-    /// come as verified raw bytes. A chunk the manifest lists that no tier holds is
+    /// decodes and verifies them); the ends of a range, normalized chunks (restored here), and
+    /// everything when `frames` is off, come as verified raw bytes. A chunk the manifest lists that no tier holds is
     /// [`Error::MetadataLoss`]: the blob is damaged, not absent.
     pub fn read_blob(
         &self,
@@ -145,7 +169,8 @@ async fn read_batch(
     let wanted: Vec<(ChunkKey, Need)> = range
         .clone()
         .map(|i| {
-            let whole = w.sends_frame(manifest.offset_of(i), manifest.offset_of(i + 1));
+            let whole = w.sends_frame(manifest.offset_of(i), manifest.offset_of(i + 1))
+                && !manifest.is_normalized(i);
             let need = if whole { Need::Frame } else { Need::Raw };
             (ChunkKey::new(tid, &manifest.entries()[i].id), need)
         })
@@ -156,14 +181,20 @@ async fn read_batch(
         let id = manifest.entries()[i].id;
         let chunk_start = manifest.offset_of(i);
         let chunk_end = chunk_start + copy.frame.raw_len() as u64;
-        if w.sends_frame(chunk_start, chunk_end) {
+        let normalized = manifest.is_normalized(i);
+        if w.sends_frame(chunk_start, chunk_end) && !normalized {
             parts.push(BlobPart::Frame(id, copy.frame));
             continue;
         }
-        let raw = match copy.raw {
+        let mut raw = match copy.raw {
             Some(raw) => raw,
             None => copy.frame.decode_verified(&id, MAX_CHUNK_LEN)?,
         };
+        if normalized {
+            let mut restored = raw.to_vec();
+            manifest.versions().restore_in_place(&mut restored)?;
+            raw = restored.into();
+        }
         let to = usize::try_from(w.end.min(chunk_end) - chunk_start)
             .unwrap_or(usize::MAX)
             .min(raw.len());

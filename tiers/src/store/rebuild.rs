@@ -39,7 +39,7 @@ use crate::cold::ColdTier;
 use crate::cold::refs::{RefChange, RefEvent, RefObjectName};
 use crate::error::{Error, Result};
 use crate::ids::ManifestId;
-use crate::manifest::{MAX_CHUNKS_PER_BLOB, Manifest, encoded_len};
+use crate::manifest::{MAX_CHUNKS_PER_BLOB, Manifest, max_encoded_len};
 use crate::meta::{ChunkInfo, ChunkKey, Meta, manifest_key, state_get, state_put};
 use crate::names::TenantId;
 use crate::refs::ref_table_key;
@@ -282,7 +282,7 @@ async fn cold_manifest(
     tenant: TenantId,
     id: ManifestId,
 ) -> Result<Option<Arc<Manifest>>> {
-    let limit = encoded_len(MAX_CHUNKS_PER_BLOB);
+    let limit = max_encoded_len(MAX_CHUNKS_PER_BLOB);
     let Some(bytes) = cold.get_manifest(tenant, &id, limit).await? else {
         return Ok(None);
     };

@@ -7,7 +7,7 @@ use super::Store;
 use crate::cold::refs::RefChange;
 use crate::error::{Error, Result};
 use crate::ids::ManifestId;
-use crate::manifest::{MAX_CHUNKS_PER_BLOB, Manifest, encoded_len};
+use crate::manifest::{MAX_CHUNKS_PER_BLOB, Manifest, max_encoded_len};
 use crate::meta::manifest_key;
 use crate::names::{KeyPrefix, Namespace, RefKey, Tenant};
 use crate::refs::{RefRecord, ref_table_key, ref_table_prefix};
@@ -59,7 +59,7 @@ impl Store {
             }
             None => None,
         };
-        let limit = encoded_len(MAX_CHUNKS_PER_BLOB);
+        let limit = max_encoded_len(MAX_CHUNKS_PER_BLOB);
         let cold = match e.cold.get_manifest(tid, &id, limit).await {
             Ok(bytes) => bytes,
             Err(Error::Format(why)) => {

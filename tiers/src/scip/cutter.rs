@@ -234,11 +234,7 @@ impl Cutter {
     fn checked(&self, stored: Bytes, original: &[u8], has_placeholders: bool) -> Cut {
         if has_placeholders
             && placeholders_in(original).next().is_none()
-            && self
-                .normalizer
-                .table()
-                .restore(&stored)
-                .is_ok_and(|back| back == original)
+            && self.normalizer.table().restores_to(&stored, original)
         {
             return Cut {
                 data: stored,

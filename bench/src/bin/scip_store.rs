@@ -422,13 +422,14 @@ impl Daemon {
             .arg("--data-dir")
             .arg(&self.data)
             .args(["--tenant", tenant, "--scope", scope])
-            .stderr(Stdio::inherit())
             .output()
             .context("running scipcached token")?;
+        // Its stderr is the token's id on success, the reason on failure.
         ensure!(
             out.status.success(),
-            "scipcached token failed: {}",
-            out.status
+            "scipcached token failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
         );
         Ok(String::from_utf8(out.stdout)?.trim().to_owned())
     }

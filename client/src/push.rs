@@ -119,6 +119,8 @@ struct Chunked {
     normalized: Vec<bool>,
     /// What the placeholders stand for.
     versions: VersionTable,
+    /// Whether the cutter took the blob for a SCIP index (cut at least one field as a unit).
+    scip: bool,
 }
 
 /// What the window stage produced.
@@ -240,11 +242,8 @@ impl Client {
             chunk_count: planned.entries.len() as u64,
             ttl_seconds,
             labels,
-            scip_splitter: if mode == CutMode::Plain {
-                0
-            } else {
-                SPLITTER_VERSION
-            },
+            // A blob cut as plain bytes from its start keeps a format-1 manifest.
+            scip_splitter: if chunked.scip { SPLITTER_VERSION } else { 0 },
             versions: chunked
                 .versions
                 .entries()
@@ -368,6 +367,7 @@ impl<'a> Windows<'a> {
             bytes: self.bytes,
             chunks: self.normalized.len() as u64,
             normalized: self.normalized,
+            scip: self.cutter.units() > 0,
             versions: self.cutter.finish(),
         }
     }

@@ -11,6 +11,8 @@
 //! `--level` (default 3), the median next-commit bytes (raw bytes of chunks the store lacked,
 //! commits 2 onwards, as a share of the file), and the cutting rate (median of the commits).
 //! Markdown on stdout.
+//!
+//! `--speed` only times the cutting of each series' first commit in each mode (median of 5).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -37,12 +39,14 @@ const MODES: [(CutMode, &str); 3] = [
 
 fn main() -> Result<()> {
     let mut level = 3;
+    let mut speed = false;
     let mut extra = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--level" => level = args.next().context("--level N")?.parse()?,
             "--series" => extra.push(PathBuf::from(args.next().context("--series DIR")?)),
+            "--speed" => speed = true,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -78,6 +82,26 @@ fn main() -> Result<()> {
             })
             .collect::<Result<Vec<_>>>()?;
         all.push((dir.display().to_string(), files));
+    }
+    if speed {
+        println!("| series | cutting | cut MB/s, first commit, median of 5 |");
+        println!("| --- | --- | ---: |");
+        for (name, files) in &all {
+            for (mode, label) in MODES {
+                if std::env::var("SCIP_CUT_MODE").is_ok_and(|m| !label.starts_with(m.as_str())) {
+                    continue;
+                }
+                let mut rates = (0..5)
+                    .map(|_| {
+                        let started = Instant::now();
+                        cut(&files[0].data, mode)?;
+                        Ok(files[0].data.len() as f64 / 1e6 / started.elapsed().as_secs_f64())
+                    })
+                    .collect::<Result<Vec<f64>>>()?;
+                println!("| {name} | {label} | {:.0} |", median(&mut rates));
+            }
+        }
+        return Ok(());
     }
     println!(
         "| series | cutting | distinct chunks | stored raw MB | stored zstd-{level} MB | next commit, median | cut MB/s |"
@@ -173,5 +197,5 @@ fn replace_all(data: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 }
 
 fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }

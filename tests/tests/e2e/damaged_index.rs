@@ -156,8 +156,9 @@ fn a_ref_record_damaged_while_serving_is_data_loss_from_a_pull() -> Result<()> {
 fn a_manifest_damaged_while_serving_without_a_cold_copy_is_data_loss_from_a_pull() -> Result<()> {
     let (d, admin) = daemon_with_a_blob(1 << 20)?;
     std::fs::remove_dir_all(d.data_dir().join("cold").join("manifests"))?;
-    // The manifest encoding's magic and format byte.
-    let flipped = flip_after(&data_mdb(d.data_dir()), b"SCM\x01", 0)?;
+    // The manifest encoding's magic and format byte (1: a plain cut; 2: SCIP-aware).
+    let mdb = data_mdb(d.data_dir());
+    let flipped = flip_after(&mdb, b"SCM\x01", 0)? + flip_after(&mdb, b"SCM\x02", 0)?;
     ensure!(flipped > 0, "the manifest was not found in data.mdb");
     pull_is_data_loss(&d, &admin, "a damaged manifest")
 }

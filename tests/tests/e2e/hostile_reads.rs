@@ -78,7 +78,7 @@ fn range_request(key: &str, offset: u64, length: u64) -> pb::ReadBlobRequest {
 }
 
 /// `Blobs/Read` of `length` bytes (0 = to the end) from `offset`, as raw data.
-async fn read_range(raw: &Raw, key: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+pub(crate) async fn read_range(raw: &Raw, key: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
     let mut stream = raw
         .blobs()
         .read(raw.req(range_request(key, offset, length)))

@@ -20,6 +20,8 @@
 //! - [`message_limit`]: an oversized message is `RESOURCE_EXHAUSTED` naming the limit.
 //! - [`tls_certificate`]: an expired `--tls-cert` is reported at start and by `/healthz`.
 //! - [`killed_daemon`]: a daemon killed mid-push makes the CLI print `unavailable: `.
+//! - [`scip_storage`]: document-aligned cutting and version normalization on both series,
+//!   through the CLI; ranged and chunk reads restore; a malformed index stored as is.
 //! - [`scrub`]: the background scrub finds and repairs a flipped byte in a cold pack.
 //! - [`request_memory`]: commits and uploads bounded in memory, the `--request-memory` budget.
 //! - [`rebuild`]: a deleted index is refused at start; `scipcached rebuild` restores it from
@@ -54,6 +56,7 @@ mod push_pull;
 mod quotas;
 mod rebuild;
 mod request_memory;
+mod scip_storage;
 mod scrub;
 mod tiering;
 mod tiering_crash;

@@ -274,9 +274,11 @@ impl Evicted {
         let Some(a) = data::series_a() else {
             return Ok(None);
         };
-        // Commit 06 (the release) shares almost no chunk with 01 (see the data README). Each
-        // takes about 3.6 MB in hot (lz4): one fits a 6 MiB budget, both do not.
-        let (first, other) = (&a.files[0], &a.files[5]);
+        // Commit 01 takes about 3.6 MB in hot (lz4), and so does a generated 6 MB blob (half
+        // of it incompressible) that shares no chunk with it: one fits a 6 MiB budget, both
+        // do not. (Commit 06, the release, no longer serves: with versions normalized it
+        // shares every chunk with 01.)
+        let first = &a.files[0];
         let budgets = Budgets {
             hot: 6 << 20,
             warm: 10 << 30,
@@ -294,7 +296,9 @@ impl Evicted {
         // Pushed later, so more recently used: the evictor demotes the first index's chunks.
         // Access times are kept in whole seconds; the pause makes "later" unambiguous.
         std::thread::sleep(ACCESS_TICK);
-        push(&d, &writer, &other.key(), other.path()?)?;
+        let other = d.scratch().join("other-index");
+        write_generated(&other, 6_000_000, 66)?;
+        push(&d, &writer, "commit/other", &other)?;
         let evicted = wait_within(&d, &operator, budgets, "the second push")?;
         ensure!(
             u64_field(&evicted["movement"], "demoted")? > 0,

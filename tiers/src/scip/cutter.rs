@@ -51,6 +51,8 @@ pub struct Cutter {
     streaming: u64,
     /// Not (or no longer) a SCIP index: FastCDC over the rest.
     plain: bool,
+    /// Top-level fields cut as units so far.
+    units: u64,
 }
 
 /// Tiny units waiting to be stored together.
@@ -75,6 +77,7 @@ impl Cutter {
             normalizer: Normalizer::default(),
             streaming: 0,
             plain: mode == CutMode::Plain,
+            units: 0,
         })
     }
 
@@ -157,6 +160,12 @@ impl Cutter {
         }
     }
 
+    /// How many top-level fields of an index were cut as units: 0 when the blob was cut as
+    /// plain bytes from its start (not an index, or not cut SCIP-aware).
+    pub fn units(&self) -> u64 {
+        self.units
+    }
+
     /// The blob's version table, once every chunk has been taken.
     pub fn finish(self) -> VersionTable {
         self.normalizer.into_table()
@@ -172,6 +181,7 @@ impl Cutter {
 
     /// Stores one complete top-level field.
     fn unit(&mut self, number: u32, unit: Bytes, header_len: usize) {
+        self.units += 1;
         let (min, avg, max) = (
             self.spec.min as usize,
             self.spec.avg as usize,
@@ -234,11 +244,7 @@ impl Cutter {
     fn checked(&self, stored: Bytes, original: &[u8], has_placeholders: bool) -> Cut {
         if has_placeholders
             && placeholders_in(original).next().is_none()
-            && self
-                .normalizer
-                .table()
-                .restore(&stored)
-                .is_ok_and(|back| back == original)
+            && self.normalizer.table().restores_to(&stored, original)
         {
             return Cut {
                 data: stored,

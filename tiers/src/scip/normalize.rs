@@ -47,13 +47,23 @@ impl Kind {
     }
 }
 
-/// The normalizer of one blob: its version table and the placeholders computed so far.
+/// The normalizer of one blob: its version table and, per package and version length, the
+/// placeholder and what the table says of it.
 #[derive(Debug, Default)]
 pub(crate) struct Normalizer {
     table: VersionTable,
-    /// Package identity followed by the version length → placeholder.
-    placeholders: HashMap<Vec<u8>, Vec<u8>>,
-    key: Vec<u8>,
+    /// Keyed by the xxh3 of the package identity seeded with the version length.
+    slots: HashMap<u64, Slot, xxhash_rust::xxh3::Xxh3Builder>,
+}
+
+/// One package at one version length.
+#[derive(Debug)]
+struct Slot {
+    identity: Box<[u8]>,
+    placeholder: Box<[u8]>,
+    /// The version the placeholder stands for in this blob, once claimed; `None` when the
+    /// table refused it (full).
+    version: Option<Box<[u8]>>,
 }
 
 /// A unit with placeholders: its stored form and where the placeholders are.
@@ -145,21 +155,25 @@ impl Normalizer {
         if !(MIN_VERSION_LEN..=MAX_VERSION_LEN).contains(&len) || version.contains(&MARK) {
             return;
         }
-        self.key.clear();
-        self.key.extend_from_slice(&symbol[p.identity]);
-        self.key.push(len as u8);
-        if !self.placeholders.contains_key(&self.key) {
-            let identity = &self.key[..self.key.len() - 1];
-            let made = placeholder(identity, len);
-            self.placeholders.insert(self.key.clone(), made);
-        }
-        let Some(made) = self.placeholders.get(&self.key) else {
+        let identity = &symbol[p.identity];
+        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(identity, len as u64);
+        let table = &mut self.table;
+        let slot = self.slots.entry(hash).or_insert_with(|| {
+            let placeholder = placeholder(identity, len).into_boxed_slice();
+            let version = table.claim(&placeholder, version).then(|| version.into());
+            Slot {
+                identity: identity.into(),
+                placeholder,
+                version,
+            }
+        });
+        // Another version of the package, a refused claim, or (never seen yet) two
+        // identities with one hash: the version stays as it is.
+        if slot.version.as_deref() != Some(version) || &*slot.identity != identity {
             return;
-        };
-        if self.table.claim(made, version) {
-            let span = at + p.version.start..at + p.version.end;
-            out[span.clone()].copy_from_slice(made);
-            spans.push(span);
         }
+        let span = at + p.version.start..at + p.version.end;
+        out[span.clone()].copy_from_slice(&slot.placeholder);
+        spans.push(span);
     }
 }

@@ -31,14 +31,13 @@ const fn in_alphabet(b: u8) -> bool {
 /// Where `buf` holds the pattern of a placeholder in a symbol (`' ' MARK [A-Za-z0-9_-]+ MARK
 /// ' '`): the ranges of the placeholders themselves, without the spaces, in order.
 pub fn placeholders_in(buf: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    static OPENING: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" \x01"));
     let mut at = 0usize;
     std::iter::from_fn(move || {
-        while let Some(found) = memchr::memchr(MARK, buf.get(at..)?) {
-            let open = at + found;
-            at = open + 1;
-            if open == 0 || buf[open - 1] != b' ' {
-                continue;
-            }
+        while let Some(found) = OPENING.find(buf.get(at..)?) {
+            let open = at + found + 1;
+            at = open;
             let inner = buf[open + 1..]
                 .iter()
                 .take_while(|&&b| in_alphabet(b))
@@ -156,6 +155,26 @@ impl VersionTable {
             buf[range.clone()].copy_from_slice(version);
         }
         Ok(found.len())
+    }
+
+    /// Whether `stored` restores to exactly `original` (compared piece by piece, no copy).
+    pub fn restores_to(&self, stored: &[u8], original: &[u8]) -> bool {
+        if stored.len() != original.len() {
+            return false;
+        }
+        let mut at = 0;
+        for range in placeholders_in(stored) {
+            let Some(version) = self.map.get(&stored[range.clone()]) else {
+                return false;
+            };
+            if stored[at..range.start] != original[at..range.start]
+                || **version != original[range.clone()]
+            {
+                return false;
+            }
+            at = range.end;
+        }
+        stored[at..] == original[at..]
     }
 
     /// [`VersionTable::restore_in_place`] on a copy.

@@ -113,38 +113,47 @@ pub(crate) fn fields(buf: &[u8]) -> impl Iterator<Item = Result<Field, Malformed
     })
 }
 
-/// The field starting at `pos` and where the next one starts.
+/// The field starting at `pos` and where the next one starts. The message is whole, so a
+/// varint the buffer cuts off is simply malformed.
+#[inline]
 fn field_at(buf: &[u8], pos: usize) -> Result<(Field, usize), Malformed> {
-    let Peek::Header(h) = peek(&buf[pos..]) else {
+    let mut rest = &buf[pos..];
+    let key = prost::encoding::decode_varint(&mut rest).map_err(|_| Malformed)?;
+    let (number, wire) = (key >> 3, (key & 7) as u8);
+    if number == 0 || number > u64::from(u32::MAX >> 3) {
         return Err(Malformed);
-    };
-    let start = pos + h.header_len;
-    let value_end = |len: u64| {
-        usize::try_from(len)
-            .ok()
-            .and_then(|len| start.checked_add(len))
-            .filter(|&end| end <= buf.len())
-            .ok_or(Malformed)
-    };
-    let (value, end) = match h.wire {
+    }
+    let skip = |rest: &[u8], n: usize| rest.len().checked_sub(n).ok_or(Malformed);
+    let (value, left) = match wire {
         LEN => {
-            let end = value_end(h.value_len)?;
-            (start..end, end)
+            let len = prost::encoding::decode_varint(&mut rest).map_err(|_| Malformed)?;
+            let len = usize::try_from(len).map_err(|_| Malformed)?;
+            let start = buf.len() - rest.len();
+            let left = skip(rest, len)?;
+            (start..start + len, left)
         }
-        0 => match varint(&buf[start..])? {
-            Some((_, n)) => (start..start, start + n),
-            None => return Err(Malformed),
-        },
-        1 => (start..start, value_end(8)?),
-        _ => (start..start, value_end(4)?),
+        0 => {
+            prost::encoding::decode_varint(&mut rest).map_err(|_| Malformed)?;
+            let at = buf.len() - rest.len();
+            (at..at, rest.len())
+        }
+        1 => {
+            let at = buf.len() - rest.len();
+            (at..at, skip(rest, 8)?)
+        }
+        5 => {
+            let at = buf.len() - rest.len();
+            (at..at, skip(rest, 4)?)
+        }
+        _ => return Err(Malformed),
     };
     Ok((
         Field {
-            number: h.number,
-            wire: h.wire,
+            number: number as u32,
+            wire,
             value,
         },
-        end,
+        buf.len() - left,
     ))
 }
 

@@ -208,3 +208,39 @@ async fn gc_keeps_what_a_live_normalized_blob_needs_and_fsck_is_clean() -> Resul
     assert_eq!((fsck.missing, fsck.corrupt), (0, 0), "{fsck:?}");
     store.shutdown().await
 }
+
+#[tokio::test]
+async fn a_rebuild_restores_normalized_blobs_from_the_cold_tier() -> Result<()> {
+    let dir = tmp()?;
+    let c = config(dir.path());
+    let n = ns("acme/team/proj");
+    let (one, two) = (
+        index(SHA_1, &[300, 40, 800], 100),
+        index(SHA_2, &[300, 40, 800], 100),
+    );
+    let store = Store::open(c.clone()).await?;
+    push(
+        &store,
+        &n,
+        "commit/1",
+        &cut(&store, &one, CutMode::Normalized)?,
+    )
+    .await?;
+    push(
+        &store,
+        &n,
+        "commit/2",
+        &cut(&store, &two, CutMode::Normalized)?,
+    )
+    .await?;
+    store.flush_cold().await?;
+    store.shutdown().await?;
+    std::fs::remove_dir_all(dir.path().join("meta")).map_err(|e| Error::io("meta/", e))?;
+    let report = Store::rebuild(c.clone()).await?;
+    assert_eq!(report.refs_restored, 2, "{report}");
+    assert!(report.damaged.is_empty(), "{report}");
+    let store = Store::open(c).await?;
+    assert_eq!(read_all(&store, &n, &key("commit/1")).await?, one);
+    assert_eq!(read_all(&store, &n, &key("commit/2")).await?, two);
+    store.shutdown().await
+}

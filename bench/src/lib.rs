@@ -178,7 +178,7 @@ pub fn require_data<T>(what: &str, loaded: Result<Option<T>>) -> Option<T> {
 
 /// `NAME.scip` -> lowercase hex BLAKE3 of the uncompressed file, from `dir/B3SUMS` (empty when
 /// there is no such file).
-fn b3sums(dir: &Path) -> Result<HashMap<String, String>> {
+pub fn b3sums(dir: &Path) -> Result<HashMap<String, String>> {
     let path = dir.join("B3SUMS");
     if !path.is_file() {
         return Ok(HashMap::new());

@@ -30,7 +30,7 @@
 //! Prints a Markdown table on stdout (progress on stderr); `--json FILE` also writes one JSON
 //! object per series and cutting (what `bench/peers/compare.sh` reads). MB = 10^6 bytes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use memchr::memmem;
-use scipcache_bench::{data_dir, dir_bytes, read_scip, require_data, series_paths};
+use scipcache_bench::{b3sums, data_dir, dir_bytes, read_scip, require_data, series_paths};
 use scipcache_client::{Client, ClientConfig, Namespace, PullOptions, PushOptions, RefKey};
 use scipcache_tiers::scip::CutMode;
 use serde_json::json;
@@ -313,22 +313,6 @@ fn prepare(spec: &Spec, pin: &str, dir: &Path) -> Result<Vec<Input>> {
         });
     }
     Ok(inputs)
-}
-
-/// `NAME.scip` -> lowercase hex BLAKE3, from `dir/B3SUMS` (empty when there is none).
-fn b3sums(dir: &Path) -> Result<HashMap<String, String>> {
-    let path = dir.join("B3SUMS");
-    if !path.is_file() {
-        return Ok(HashMap::new());
-    }
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let (hash, name) = line.split_once(char::is_whitespace)?;
-            Some((name.trim().to_owned(), hash.to_ascii_lowercase()))
-        })
-        .collect())
 }
 
 /// Replaces every occurrence of the one 40-hex SHA of `data` that starts with `prefix` (and

@@ -67,6 +67,17 @@ async fn push(store: &Store, n: &Namespace, k: &str, c: &Cut) -> Result<usize> {
     Ok(missing.len())
 }
 
+/// [`cut`] then [`push`].
+async fn push_blob(
+    store: &Store,
+    n: &Namespace,
+    k: &str,
+    blob: &[u8],
+    mode: CutMode,
+) -> Result<usize> {
+    push(store, n, k, &cut(store, blob, mode)?).await
+}
+
 async fn range(store: &Store, m: &Manifest, offset: u64, len: u64) -> Result<Vec<u8>> {
     let n = ns("acme/team/proj");
     let mut parts = store.read_blob(
@@ -173,20 +184,8 @@ async fn gc_keeps_what_a_live_normalized_blob_needs_and_fsck_is_clean() -> Resul
         index(SHA_1, &[400, 30, 700, 5], 200),
         index(SHA_2, &[400, 30, 700, 6], 200),
     );
-    push(
-        &store,
-        &n,
-        "commit/1",
-        &cut(&store, &one, CutMode::Normalized)?,
-    )
-    .await?;
-    push(
-        &store,
-        &n,
-        "commit/2",
-        &cut(&store, &two, CutMode::Documents)?,
-    )
-    .await?;
+    push_blob(&store, &n, "commit/1", &one, CutMode::Normalized).await?;
+    push_blob(&store, &n, "commit/2", &two, CutMode::Documents).await?;
     store.delete_ref(&n, &key("commit/1")).await?;
     let (tx, _rx) = watch::channel(Progress::default());
     let report = store
@@ -219,20 +218,8 @@ async fn a_rebuild_restores_normalized_blobs_from_the_cold_tier() -> Result<()> 
         index(SHA_2, &[300, 40, 800], 100),
     );
     let store = Store::open(c.clone()).await?;
-    push(
-        &store,
-        &n,
-        "commit/1",
-        &cut(&store, &one, CutMode::Normalized)?,
-    )
-    .await?;
-    push(
-        &store,
-        &n,
-        "commit/2",
-        &cut(&store, &two, CutMode::Normalized)?,
-    )
-    .await?;
+    push_blob(&store, &n, "commit/1", &one, CutMode::Normalized).await?;
+    push_blob(&store, &n, "commit/2", &two, CutMode::Normalized).await?;
     store.flush_cold().await?;
     store.shutdown().await?;
     std::fs::remove_dir_all(dir.path().join("meta")).map_err(|e| Error::io("meta/", e))?;

@@ -152,16 +152,24 @@ impl Background {
             drop(meta);
             drop(lock);
         };
+        let Self {
+            tasks,
+            uploader,
+            access,
+            ..
+        } = self;
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    for task in self.tasks {
+                    for task in tasks {
                         let _ = task.await;
                     }
-                    if let Err(e) = self.access.flush().await {
+                    if let Err(e) = access.flush().await {
                         tracing::warn!(error = %e, "flushing access times of a dropped store failed");
                     }
-                    let uploader = self.uploader;
+                    // The access log holds the environment open: it must go before the lock
+                    // waits for the environment to close.
+                    drop(access);
                     let _ = crate::blocking::run(move || {
                         finish(uploader, meta, lock);
                         Ok(())
@@ -169,7 +177,10 @@ impl Background {
                     .await;
                 });
             }
-            Err(_) => finish(self.uploader, meta, lock),
+            Err(_) => {
+                drop(access);
+                finish(uploader, meta, lock);
+            }
         }
     }
 }

@@ -145,7 +145,13 @@ impl Background {
     /// runs on the calling thread.
     pub(crate) fn stop_detached(self, meta: Meta, lock: Option<DirLock>) {
         self.cancel.cancel();
-        let finish = move |uploader: Arc<Uploader>, meta: Meta, lock: Option<DirLock>| {
+        // Everything that holds the environment open goes before the lock, which waits for the
+        // environment to close.
+        let finish = move |uploader: Arc<Uploader>,
+                           access: Arc<AccessLog>,
+                           meta: Meta,
+                           lock: Option<DirLock>| {
+            drop(access);
             uploader.encoder.close();
             drop(uploader);
             meta.close();
@@ -167,20 +173,14 @@ impl Background {
                     if let Err(e) = access.flush().await {
                         tracing::warn!(error = %e, "flushing access times of a dropped store failed");
                     }
-                    // The access log holds the environment open: it must go before the lock
-                    // waits for the environment to close.
-                    drop(access);
                     let _ = crate::blocking::run(move || {
-                        finish(uploader, meta, lock);
+                        finish(uploader, access, meta, lock);
                         Ok(())
                     })
                     .await;
                 });
             }
-            Err(_) => {
-                drop(access);
-                finish(uploader, meta, lock);
-            }
+            Err(_) => finish(uploader, access, meta, lock),
         }
     }
 }

@@ -2,7 +2,10 @@
 //!
 //! Everything read is verified. `Blobs/Read` is asked for frames (`accept_frames`), so whole
 //! chunks arrive as stored; each is decoded and hashed against its id, and a pull also hashes
-//! the whole blob against the id the server announced in its first message.
+//! the whole blob against the id the server announced in its first message. The client also
+//! restores versions itself (`restores_versions`): chunks stored with version placeholders
+//! arrive as stored too, and after their hash is checked the blob's version table (sent in the
+//! first message) puts the real versions back, so the server spends no CPU on them.
 //!
 //! # Pull pipeline
 //!
@@ -26,11 +29,12 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use scipcache_proto::pb;
 use scipcache_proto::pb::read_blob_response::Part;
+use scipcache_proto::{convert, pb};
 use scipcache_tiers::codec::{Frame, MAX_CHUNK_LEN};
 use scipcache_tiers::ids::{BlobId, ChunkId};
 use scipcache_tiers::names::{KeyPrefix, Namespace, RefKey};
+use scipcache_tiers::scip::VersionTable;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
@@ -95,6 +99,9 @@ fn mismatch(id: ChunkId, e: scipcache_tiers::Error) -> Error {
 enum Piece {
     Data(Bytes),
     Frame(ChunkId, Frame),
+    /// A chunk as stored, with version placeholders: verified against its id, then restored
+    /// with the blob's table.
+    Normalized(ChunkId, Frame, Arc<VersionTable>),
 }
 
 impl Piece {
@@ -102,7 +109,7 @@ impl Piece {
     fn raw_len(&self) -> usize {
         match self {
             Self::Data(data) => data.len(),
-            Self::Frame(_, frame) => frame.raw_len(),
+            Self::Frame(_, frame) | Self::Normalized(_, frame, _) => frame.raw_len(),
         }
     }
 
@@ -110,6 +117,13 @@ impl Piece {
         match self {
             Self::Data(data) => Ok(data),
             Self::Frame(id, frame) => verify_frame(id, &frame),
+            Self::Normalized(id, frame, versions) => {
+                let mut raw = verify_frame(id, &frame)?.to_vec();
+                versions
+                    .restore_in_place(&mut raw)
+                    .map_err(|e| mismatch(id, e))?;
+                Ok(raw.into())
+            }
         }
     }
 
@@ -123,6 +137,13 @@ impl Piece {
             Self::Frame(id, frame) => frame
                 .decode_verified_into(id, out)
                 .map_err(|e| mismatch(*id, e)),
+            Self::Normalized(id, frame, versions) => {
+                frame
+                    .decode_verified_into(id, out)
+                    .and_then(|()| versions.restore_in_place(out))
+                    .map_err(|e| mismatch(*id, e))?;
+                Ok(())
+            }
         }
     }
 }
@@ -131,6 +152,8 @@ impl Piece {
 /// chunk id. Ends with an error if the server sends more or fewer bytes than it announced.
 pub struct BlobStream {
     info: RefSummary,
+    /// What the placeholders of normalized chunks stand for.
+    versions: Arc<VersionTable>,
     inner: tonic::Streaming<pb::ReadBlobResponse>,
     expected: u64,
     received: u64,
@@ -168,6 +191,7 @@ impl BlobStream {
                 let id = ChunkId::from_slice(&frame.id).map_err(|e| {
                     Error::Protocol(format!("a blob frame has a malformed chunk id: {e}"))
                 })?;
+                let normalized = frame.normalized;
                 let frame = Frame::from_bytes(frame.frame).map_err(|e| mismatch(id, e))?;
                 if frame.raw_len() > MAX_CHUNK_LEN {
                     return Err(Error::Protocol(format!(
@@ -175,7 +199,11 @@ impl BlobStream {
                         frame.raw_len()
                     )));
                 }
-                Piece::Frame(id, frame)
+                if normalized {
+                    Piece::Normalized(id, frame, self.versions.clone())
+                } else {
+                    Piece::Frame(id, frame)
+                }
             }
             Part::Ref(_) => {
                 return Err(Error::Protocol(
@@ -260,6 +288,7 @@ impl Client {
             offset,
             length,
             accept_frames: true,
+            restores_versions: true,
         };
         let mut retry = 0;
         loop {
@@ -278,10 +307,11 @@ impl Client {
                     retry += 1;
                 }
                 Ok(Err(e)) => return Err(e),
-                Ok(Ok((info, inner))) => {
+                Ok(Ok((info, versions, inner))) => {
                     let expected = range_len(info.size, offset, length);
                     return Ok(BlobStream {
                         info,
+                        versions: Arc::new(versions),
                         inner,
                         expected,
                         received: 0,
@@ -295,10 +325,20 @@ impl Client {
     async fn open_once(
         &self,
         req: pb::ReadBlobRequest,
-    ) -> Result<(RefSummary, tonic::Streaming<pb::ReadBlobResponse>)> {
+    ) -> Result<(
+        RefSummary,
+        VersionTable,
+        tonic::Streaming<pb::ReadBlobResponse>,
+    )> {
         let mut inner = self.blobs().read(req).await?.into_inner();
         match inner.message().await?.and_then(|m| m.part) {
-            Some(Part::Ref(info)) => Ok((RefSummary::try_from(info)?, inner)),
+            Some(Part::Ref(mut info)) => {
+                let versions = convert::version_table(&std::mem::take(&mut info.versions))
+                    .map_err(|e| {
+                        Error::Protocol(format!("the blob's version table is unusable: {e}"))
+                    })?;
+                Ok((RefSummary::try_from(info)?, versions, inner))
+            }
             _ => Err(Error::Protocol(
                 "the blob stream did not start with a RefInfo".into(),
             )),
@@ -687,6 +727,34 @@ mod tests {
         let liar = Piece::Frame(ChunkId::of(b"good chunk bytes"), frame);
         let len = good.raw_len() + liar.raw_len();
         let err = decode_batch(&[good, liar], len, Vec::new()).err();
+        assert!(matches!(err, Some(Error::ChunkMismatch { .. })), "{err:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_normalized_chunk_is_verified_as_stored_then_restored_with_the_blobs_table() -> Result<()> {
+        let stored = b"scip-typescript npm vue \x01Abcd\x01 src/`a.ts`/f(). ".repeat(50);
+        let original = b"scip-typescript npm vue 3.5.40 src/`a.ts`/f(). ".repeat(50);
+        let mut table = VersionTable::new();
+        table
+            .insert(b"\x01Abcd\x01", b"3.5.40")
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let frame =
+            Frame::encode(&stored, Compression::Lz4).map_err(|e| Error::Internal(e.to_string()))?;
+        let id = ChunkId::of(&stored);
+        let piece = Piece::Normalized(id, frame.clone(), Arc::new(table.clone()));
+        let plain = frame_piece(b"plain bytes after it", Compression::Lz4)?;
+        let len = piece.raw_len() + plain.raw_len();
+        let out = decode_batch(&[piece, plain], len, vec![0xEE; 7])?;
+        assert_eq!(out, [&original[..], b"plain bytes after it"].concat());
+        let whole = Piece::Normalized(id, frame.clone(), Arc::new(table)).decode()?;
+        assert_eq!(whole, &original[..]);
+        // Under another id, or without the table entry, it is refused.
+        let liar = Piece::Normalized(ChunkId::of(&original), frame.clone(), Arc::default());
+        let err = liar.decode().err();
+        assert!(matches!(err, Some(Error::ChunkMismatch { .. })), "{err:?}");
+        let untabled = Piece::Normalized(id, frame, Arc::default());
+        let err = decode_batch(&[untabled], stored.len(), Vec::new()).err();
         assert!(matches!(err, Some(Error::ChunkMismatch { .. })), "{err:?}");
         Ok(())
     }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use prost::Message;
-use scipcache_proto::pb;
+use scipcache_proto::{convert, pb};
 use scipcache_tiers::codec::{Compression, Frame};
 use scipcache_tiers::ids::{BlobId, ChunkId};
 use scipcache_tiers::manifest::ManifestEntry;
@@ -244,15 +244,7 @@ impl Client {
             labels,
             // A blob cut as plain bytes from its start keeps a format-1 manifest.
             scip_splitter: if chunked.scip { SPLITTER_VERSION } else { 0 },
-            versions: chunked
-                .versions
-                .entries()
-                .into_iter()
-                .map(|(placeholder, version)| pb::VersionEntry {
-                    placeholder: Bytes::copy_from_slice(placeholder),
-                    version: Bytes::copy_from_slice(version),
-                })
-                .collect(),
+            versions: convert::version_entries(&chunked.versions),
         };
         // Chunks the commit finds missing go up the way the pipeline's do.
         let namespace = ns.to_string();
@@ -299,6 +291,8 @@ enum Source<R> {
 
 /// Size of each read from a file or a stream.
 const READ_BLOCK: usize = 4 << 20;
+/// A block at least this large is hashed on a thread of its own while it is cut.
+const HASH_APART_MIN: usize = 1 << 20;
 
 impl Client {
     /// The cutting a push uses: `asked`, or the best the server accepts.
@@ -340,25 +334,48 @@ impl<'a> Windows<'a> {
     }
 
     /// Takes `block` of input (`eof` after the last one) and returns the windows it filled.
+    /// A large block is hashed into the blob's id on a thread of its own while it is cut.
     fn feed(&mut self, block: &[u8], eof: bool) -> Result<Vec<Vec<Bytes>>> {
-        self.hasher.update(block);
         self.bytes += block.len() as u64;
         self.cutter.push(block);
-        let mut full = Vec::new();
-        while let Some(cut) = self
-            .cutter
-            .next_cut(eof)
-            .map_err(|e| Error::Internal(format!("cannot cut {}: {e}", self.source)))?
-        {
-            self.normalized.push(cut.normalized);
-            if let Some(window) = self.window.push(cut.data) {
-                full.push(window);
+        let Self {
+            hasher,
+            cutter,
+            window,
+            normalized,
+            source,
+            ..
+        } = self;
+        let mut cut = || -> Result<Vec<Vec<Bytes>>> {
+            let mut full = Vec::new();
+            while let Some(cut) = cutter
+                .next_cut(eof)
+                .map_err(|e| Error::Internal(format!("cannot cut {source}: {e}")))?
+            {
+                normalized.push(cut.normalized);
+                if let Some(window) = window.push(cut.data) {
+                    full.push(window);
+                }
             }
+            if eof && let Some(last) = window.finish() {
+                full.push(last);
+            }
+            Ok(full)
+        };
+        if block.len() < HASH_APART_MIN {
+            hasher.update(block);
+            return cut();
         }
-        if eof && let Some(last) = self.window.finish() {
-            full.push(last);
-        }
-        Ok(full)
+        std::thread::scope(|s| {
+            let hashing = s.spawn(|| {
+                hasher.update(block);
+            });
+            let full = cut();
+            hashing
+                .join()
+                .map_err(|_| Error::Internal("the blob hash thread panicked".into()))?;
+            full
+        })
     }
 
     fn finish(self) -> Chunked {
@@ -584,6 +601,7 @@ async fn compress(chunks: Vec<(ChunkId, Bytes)>) -> Result<Vec<pb::ChunkFrame>> 
                             id: Bytes::copy_from_slice(id.as_bytes()),
                             frame: frame.into_bytes(),
                             restored: false,
+                            normalized: false,
                         })
                     })
                     .collect::<Result<Vec<_>>>()
@@ -725,6 +743,7 @@ mod tests {
                 id: Bytes::from(vec![i; 32]),
                 frame: Bytes::from(vec![i; 1024 * 1024]),
                 restored: false,
+                normalized: false,
             })
             .collect();
         let messages = upload_messages("acme/web/app".into(), frames.clone(), 16 << 20);

@@ -296,6 +296,7 @@ mod tests {
             created_at_ms: 1_700_000_000_123,
             expires_at_ms: 0,
             labels: [("ci".to_owned(), "yes".to_owned())].into_iter().collect(),
+            versions: Vec::new(),
         }
     }
 

@@ -244,6 +244,7 @@ async fn push(d: &TestDaemon, token: &str, ns: &str, key: &str, b: &Blob) -> Tes
             id: id_bytes(id),
             frame: frame.as_bytes().clone(),
             restored: false,
+            normalized: false,
         })
         .collect();
     upload(d, token, ns, frames).await?;
@@ -314,6 +315,7 @@ async fn push_then_pull_round_trips_through_every_service() -> TestResult {
             id: id_bytes(id),
             frame: frame.as_bytes().clone(),
             restored: false,
+            normalized: false,
         })
         .collect();
     let up = upload(&d, &writer, ns, frames.clone()).await?;
@@ -642,6 +644,7 @@ async fn corrupt_chunks_and_commits_of_missing_chunks_are_refused() -> TestResul
             id: id_bytes(&lying),
             frame: frame.as_bytes().clone(),
             restored: false,
+            normalized: false,
         }],
     )
     .await

@@ -4,6 +4,7 @@
 use scipcache_tiers::chunking::{ChunkerAlgorithm, ChunkerSpec};
 use scipcache_tiers::ids::{BlobId, ChunkId, ManifestId};
 use scipcache_tiers::manifest::ManifestEntry;
+use scipcache_tiers::scip::VersionTable;
 use scipcache_tiers::{Error, Result};
 
 use crate::pb;
@@ -71,6 +72,27 @@ impl TryFrom<&pb::ManifestEntry> for ManifestEntry {
             len: e.len,
         })
     }
+}
+
+/// A version table as sent, in its canonical order (sorted by placeholder).
+pub fn version_entries(table: &VersionTable) -> Vec<pb::VersionEntry> {
+    table
+        .entries()
+        .into_iter()
+        .map(|(placeholder, version)| pb::VersionEntry {
+            placeholder: placeholder.to_vec().into(),
+            version: version.to_vec().into(),
+        })
+        .collect()
+}
+
+/// Parses a version table sent by a peer, checking every entry ([`VersionTable::insert`]).
+pub fn version_table(entries: &[pb::VersionEntry]) -> Result<VersionTable> {
+    let mut table = VersionTable::new();
+    for e in entries {
+        table.insert(&e.placeholder, &e.version)?;
+    }
+    Ok(table)
 }
 
 /// The chunks a commit's `FAILED_PRECONDITION` says the tenant lacks.

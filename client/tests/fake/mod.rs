@@ -281,6 +281,7 @@ impl Chunks for Svc {
                 id: raw_id,
                 frame: frame.into_bytes(),
                 restored: false,
+                normalized: false,
             }));
         }
         Ok(Response::new(Box::pin(futures::stream::iter(out))))
@@ -321,6 +322,7 @@ impl Svc {
             created_at_ms: r.created_at_ms,
             expires_at_ms: r.expires_at_ms,
             labels: r.labels.clone(),
+            versions: Vec::new(),
         }
     }
 }
@@ -491,6 +493,7 @@ impl Blobs for Svc {
                     id: Bytes::copy_from_slice(cid.as_bytes()),
                     frame: frame.into(),
                     restored: false,
+                    normalized: false,
                 })
             } else {
                 let from = (start.max(lo) - lo) as usize;

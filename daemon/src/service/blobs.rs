@@ -11,8 +11,7 @@ use scipcache_tiers::chunking::ChunkerSpec;
 use scipcache_tiers::manifest::{Manifest, ManifestEntry};
 use scipcache_tiers::names::{Namespace, RefKey};
 use scipcache_tiers::refs::RefOptions;
-use scipcache_tiers::scip::VersionTable;
-use scipcache_tiers::store::BlobPart;
+use scipcache_tiers::store::{BlobPart, ReadForm};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -113,11 +112,18 @@ impl Blobs for BlobsService {
             .await
             .map_err(|e| status::from_store_for_ref(e, &ns, &resolved))?;
         let length = (r.length > 0).then_some(r.length);
-        let mut parts = store.read_blob(ns.tenant(), manifest, r.offset, length, r.accept_frames);
+        let form = match (r.accept_frames, r.restores_versions) {
+            (false, _) => ReadForm::Raw,
+            (true, false) => ReadForm::Frames,
+            (true, true) => ReadForm::StoredFrames,
+        };
+        let mut info = ref_info(&ns, &resolved, &record);
+        if form == ReadForm::StoredFrames {
+            info.versions = convert::version_entries(manifest.versions());
+        }
+        let mut parts = store.read_blob(ns.tenant(), manifest, r.offset, length, form);
         let head = pb::ReadBlobResponse {
-            part: Some(read_blob_response::Part::Ref(ref_info(
-                &ns, &resolved, &record,
-            ))),
+            part: Some(read_blob_response::Part::Ref(info)),
         };
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let (ns_name, ref_key) = (ns.clone(), resolved.clone());
@@ -135,6 +141,15 @@ impl Blobs for BlobsService {
                                     id: bytes::Bytes::copy_from_slice(id.as_bytes()),
                                     frame: frame.into_bytes(),
                                     restored: false,
+                                    normalized: false,
+                                })
+                            }
+                            BlobPart::Normalized(id, frame) => {
+                                read_blob_response::Part::Frame(pb::ChunkFrame {
+                                    id: bytes::Bytes::copy_from_slice(id.as_bytes()),
+                                    frame: frame.into_bytes(),
+                                    restored: false,
+                                    normalized: true,
                                 })
                             }
                             BlobPart::Data(data) => read_blob_response::Part::Data(data),
@@ -253,12 +268,7 @@ impl BlobsService {
                 &format!("a commit of {count} chunks"),
             )
             .await?;
-        let mut versions = VersionTable::new();
-        for v in &header.versions {
-            versions
-                .insert(&v.placeholder, &v.version)
-                .map_err(status::from_store)?;
-        }
+        let versions = convert::version_table(&header.versions).map_err(status::from_store)?;
         let (entries, normalized) = read_entries(&mut stream, count).await?;
         drop(stream);
         let manifest = Manifest::new(chunker, blob, header.size, entries)

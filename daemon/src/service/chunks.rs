@@ -294,6 +294,7 @@ impl Chunks for ChunksService {
                         id: bytes::Bytes::copy_from_slice(id.as_bytes()),
                         frame: frame.into_bytes(),
                         restored,
+                        normalized: false,
                     })
                     .map_err(|e| {
                         status::from_store_for_ref(

@@ -115,6 +115,7 @@ pub fn ref_info(ns: &Namespace, key: &RefKey, rec: &RefRecord) -> pb::RefInfo {
         created_at_ms: rec.created_at_ms,
         expires_at_ms: rec.expires_at_ms.unwrap_or(0),
         labels: rec.labels.iter().cloned().collect(),
+        versions: Vec::new(),
     }
 }
 

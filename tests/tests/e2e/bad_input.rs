@@ -128,6 +128,7 @@ impl Blob {
             id: self.id(i).to_vec().into(),
             frame: raw_frame(&self.data[self.chunks[i].clone()]).into(),
             restored: false,
+            normalized: false,
         }
     }
 
@@ -328,6 +329,7 @@ async fn chunk_whose_bytes_do_not_match_its_id_is_invalid_argument() -> Result<(
         id: claimed.to_vec().into(),
         frame: raw_frame(&real).into(),
         restored: false,
+        normalized: false,
     };
     let status = expect_code(
         "upload of a chunk whose bytes do not match its id",
@@ -345,6 +347,7 @@ async fn chunk_whose_bytes_do_not_match_its_id_is_invalid_argument() -> Result<(
             id: blake3::hash(&real).as_bytes().to_vec().into(),
             frame: short.into(),
             restored: false,
+            normalized: false,
         }])
         .await,
         Code::InvalidArgument,

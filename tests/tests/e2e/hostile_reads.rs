@@ -74,6 +74,7 @@ fn range_request(key: &str, offset: u64, length: u64) -> pb::ReadBlobRequest {
         offset,
         length,
         accept_frames: false,
+        restores_versions: false,
     }
 }
 

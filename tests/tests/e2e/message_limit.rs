@@ -71,6 +71,7 @@ async fn a_message_over_the_size_limit_is_resource_exhausted_naming_the_limit() 
             id: vec![1u8; 32].into(),
             frame: vec![0u8; LIMIT + (1 << 20)].into(),
             restored: false,
+            normalized: false,
         }],
     };
     let stream = futures::stream::iter([upload]);

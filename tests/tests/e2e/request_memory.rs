@@ -276,6 +276,7 @@ fn chunk_frame(i: usize) -> pb::ChunkFrame {
         id: blake3::hash(&raw).as_bytes().to_vec().into(),
         frame: frame.into(),
         restored: false,
+        normalized: false,
     }
 }
 

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 
-use super::normalize::Normalizer;
+use super::normalize::{Edit, Normalizer, scan};
 use super::versions::{VersionTable, placeholders_in};
 use super::wire::{self, LEN, Peek};
 use crate::chunking::{ChunkerSpec, FastCdc, Splitter};
@@ -14,6 +14,14 @@ use crate::error::Result;
 /// Largest top-level field read whole (and normalized). A larger one is cut by FastCDC as it
 /// streams by, untransformed, so memory stays bounded whatever the index holds.
 pub const MAX_UNIT_BUFFER: usize = 64 << 20;
+
+/// Complete units held back to be scanned together, on several threads, once they hold this
+/// many bytes (or once the cutter needs more input or meets anything but a unit).
+const SCAN_BATCH: usize = 8 << 20;
+/// A batch smaller than this is scanned on the calling thread alone.
+const SCAN_PARALLEL_MIN: usize = 512 << 10;
+/// Most threads one cutter scans on.
+const SCAN_THREADS_MAX: usize = 4;
 
 /// How a blob is cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +61,19 @@ pub struct Cutter {
     plain: bool,
     /// Top-level fields cut as units so far.
     units: u64,
+    /// Complete units not yet scanned and cut, in order.
+    pending: Vec<Unit>,
+    pending_bytes: usize,
+    /// Threads a batch of units is scanned on.
+    scan_threads: usize,
+}
+
+/// One complete top-level field of an index.
+#[derive(Debug)]
+struct Unit {
+    number: u32,
+    bytes: Bytes,
+    header_len: usize,
 }
 
 /// Tiny units waiting to be stored together.
@@ -78,7 +99,18 @@ impl Cutter {
             streaming: 0,
             plain: mode == CutMode::Plain,
             units: 0,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            scan_threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get().min(SCAN_THREADS_MAX)),
         })
+    }
+
+    /// The same cutter scanning on `threads` threads (tests: the chunks must not depend on it).
+    #[cfg(test)]
+    pub(crate) fn with_scan_threads(mut self, threads: usize) -> Self {
+        self.scan_threads = threads;
+        self
     }
 
     /// Adds input.
@@ -125,7 +157,32 @@ impl Cutter {
                     normalized: false,
                 }));
             }
-            match wire::peek(&self.input) {
+            let peeked = wire::peek(&self.input);
+            if let Peek::Header(h) = peeked
+                && (1..=3).contains(&h.number)
+                && h.wire == LEN
+                && (h.header_len as u64).saturating_add(h.value_len)
+                    <= (self.input.len().min(MAX_UNIT_BUFFER) as u64)
+            {
+                // A complete unit: held back until the batch is full.
+                let total = h.header_len + h.value_len as usize;
+                self.pending.push(Unit {
+                    number: h.number,
+                    bytes: self.input.split_to(total).freeze(),
+                    header_len: h.header_len,
+                });
+                self.pending_bytes += total;
+                if self.pending_bytes >= SCAN_BATCH {
+                    self.cut_pending();
+                }
+                continue;
+            }
+            if !self.pending.is_empty() {
+                // Whatever comes next follows the units held back.
+                self.cut_pending();
+                continue;
+            }
+            match peeked {
                 _ if self.input.is_empty() => return self.finish_group(eof),
                 Peek::NeedMore if !eof => return Ok(None),
                 Peek::NeedMore | Peek::Malformed => {
@@ -143,18 +200,14 @@ impl Cutter {
                         self.streaming = total;
                         continue;
                     }
-                    let total = total as usize;
-                    if self.input.len() < total {
-                        if eof {
-                            // Cut short: not an index after all.
-                            self.flush_group();
-                            self.plain = true;
-                            continue;
-                        }
-                        return Ok(None);
+                    // Not complete: a complete one was taken above.
+                    if eof {
+                        // Cut short: not an index after all.
+                        self.flush_group();
+                        self.plain = true;
+                        continue;
                     }
-                    let unit = self.input.split_to(total).freeze();
-                    self.unit(h.number, unit, h.header_len);
+                    return Ok(None);
                 }
             }
         }
@@ -179,61 +232,82 @@ impl Cutter {
         Ok(self.ready.pop_front())
     }
 
-    /// Stores one complete top-level field.
-    fn unit(&mut self, number: u32, unit: Bytes, header_len: usize) {
-        self.units += 1;
+    /// Cuts the units held back, in order. Scanning for versions and editing the units (and
+    /// FastCDC inside large ones) run on several threads; claiming placeholders and grouping
+    /// tiny units run here, in blob order.
+    fn cut_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        let sizes: Vec<usize> = pending.iter().map(|u| u.bytes.len()).collect();
+        let edits: Vec<Vec<Edit>> = if self.mode == CutMode::Normalized {
+            let scans = par_map(&sizes, self.scan_threads, |i| {
+                let u = &pending[i];
+                scan(u.number, &u.bytes, u.header_len)
+            });
+            pending
+                .iter()
+                .zip(scans)
+                .map(|(u, found)| match found {
+                    Some(found) => self.normalizer.claim(&u.bytes, &found),
+                    None => Vec::new(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (spec, fastcdc) = (self.spec, &self.fastcdc);
+        let prepared = par_map(&sizes, self.scan_threads, |i| {
+            let edits = edits.get(i).map_or(&[][..], Vec::as_slice);
+            prepare(&pending[i].bytes, edits, spec, fastcdc)
+        });
+        self.units += pending.len() as u64;
+        for p in prepared {
+            self.place(p);
+        }
+    }
+
+    /// Takes one prepared unit, in blob order: chunks of its own, or a place in the group.
+    fn place(&mut self, unit: Prepared) {
         let (min, avg, max) = (
             self.spec.min as usize,
             self.spec.avg as usize,
             self.spec.max as usize,
         );
-        let normalized = match self.mode {
-            CutMode::Normalized => self.normalizer.unit(number, &unit, header_len),
-            _ => None,
-        };
-        let (stored, spans) = match normalized {
-            Some(n) => (Bytes::from(n.bytes), n.spans),
-            None => (unit.clone(), Vec::new()),
-        };
-        if unit.len() > max {
-            self.flush_group();
-            let mut at = 0;
-            for piece in cut_around(&self.fastcdc, &stored, &spans) {
-                let has = spans_within(&spans, &piece);
-                let cut = self.checked(stored.slice(piece.clone()), &unit[piece.clone()], has);
-                self.ready.push_back(cut);
-                at = piece.end;
+        let Prepared::Tiny {
+            stored,
+            original,
+            normalized,
+            closes,
+        } = unit
+        else {
+            if let Prepared::Cuts(cuts) = unit {
+                self.flush_group();
+                self.ready.extend(cuts);
             }
-            debug_assert_eq!(at, unit.len());
             return;
-        }
-        if unit.len() >= min {
-            self.flush_group();
-            let cut = self.checked(stored, &unit, !spans.is_empty());
-            self.ready.push_back(cut);
-            return;
-        }
-        if self.group.stored.len() + unit.len() > max {
+        };
+        if self.group.stored.len() + stored.len() > max {
             self.flush_group();
         }
         self.group.stored.extend_from_slice(&stored);
-        self.group.original.extend_from_slice(&unit);
-        self.group.normalized |= !spans.is_empty();
+        self.group.original.extend_from_slice(&original);
+        self.group.normalized |= normalized;
         let len = self.group.stored.len();
         // Content-defined: a group closes after a unit whose hash says so, once it is at
         // least `min`, so an edit moves the groups around it only.
-        let closes = xxhash_rust::xxh3::xxh3_64(&stored) & 1 == 0;
         if len >= avg || (len >= min && closes) {
             self.flush_group();
         }
     }
 
+    /// Stores the group of tiny units, checked against the whole blob's table (a placeholder
+    /// pattern could straddle two units, so the group is checked as one).
     fn flush_group(&mut self) {
         if self.group.stored.is_empty() {
             return;
         }
         let group = std::mem::take(&mut self.group);
-        let cut = self.checked(Bytes::from(group.stored), &group.original, group.normalized);
+        let cut = self.checked_group(Bytes::from(group.stored), &group.original, group.normalized);
         self.ready.push_back(cut);
     }
 
@@ -241,7 +315,7 @@ impl Cutter {
     /// bytes: normalized only when the original holds nothing that looks like a placeholder
     /// ([`placeholders_in`]) and restoring gives the original back exactly; the original
     /// otherwise.
-    fn checked(&self, stored: Bytes, original: &[u8], has_placeholders: bool) -> Cut {
+    fn checked_group(&self, stored: Bytes, original: &[u8], has_placeholders: bool) -> Cut {
         if has_placeholders
             && placeholders_in(original).next().is_none()
             && self.normalizer.table().restores_to(&stored, original)
@@ -260,6 +334,150 @@ impl Cutter {
             normalized: false,
         }
     }
+}
+
+/// `f` of every index `0..weights.len()`, in order: on the calling thread for a small batch,
+/// else on up to `threads` threads, each taking a run of consecutive indices of about the
+/// same weight (bytes).
+fn par_map<R: Send>(weights: &[usize], threads: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    let total: usize = weights.iter().sum();
+    if threads <= 1 || total < SCAN_PARALLEL_MIN || weights.len() < 2 {
+        return (0..weights.len()).map(f).collect();
+    }
+    let share = total.div_ceil(threads);
+    let mut runs = Vec::with_capacity(threads);
+    let (mut start, mut run_weight) = (0, 0);
+    for (i, w) in weights.iter().enumerate() {
+        run_weight += w;
+        if run_weight >= share && runs.len() + 1 < threads {
+            runs.push(start..i + 1);
+            (start, run_weight) = (i + 1, 0);
+        }
+    }
+    runs.push(start..weights.len());
+    let f = &f;
+    std::thread::scope(|s| {
+        let others: Vec<_> = runs[1..]
+            .iter()
+            .map(|run| {
+                let run = run.clone();
+                s.spawn(move || run.map(f).collect::<Vec<R>>())
+            })
+            .collect();
+        let mut all: Vec<R> = runs[0].clone().map(f).collect();
+        for handle in others {
+            match handle.join() {
+                Ok(part) => all.extend(part),
+                // Only a bug panics here; the panic goes on in this thread.
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    })
+}
+
+/// A unit ready to be placed.
+#[derive(Debug)]
+enum Prepared {
+    /// A unit of at least the chunker's `min`: its own chunk, or its FastCDC pieces.
+    Cuts(Vec<Cut>),
+    /// A smaller unit, to be grouped with its neighbours.
+    Tiny {
+        stored: Bytes,
+        original: Bytes,
+        normalized: bool,
+        /// Whether a group may close after it.
+        closes: bool,
+    },
+}
+
+/// Edits `unit` (its placeholders written where `edits` say) and cuts it when it is large
+/// enough to stand alone. Depends on nothing but its arguments, so units are prepared on
+/// several threads.
+fn prepare(unit: &Bytes, edits: &[Edit], spec: ChunkerSpec, fastcdc: &FastCdc) -> Prepared {
+    let (min, max) = (spec.min as usize, spec.max as usize);
+    let stored = if edits.is_empty() {
+        unit.clone()
+    } else {
+        let mut out = unit.to_vec();
+        for e in edits {
+            out[e.span.clone()].copy_from_slice(&e.placeholder);
+        }
+        Bytes::from(out)
+    };
+    let spans: Vec<Range<usize>> = edits.iter().map(|e| e.span.clone()).collect();
+    if unit.len() < min {
+        return Prepared::Tiny {
+            closes: xxhash_rust::xxh3::xxh3_64(&stored) & 1 == 0,
+            stored,
+            original: unit.clone(),
+            normalized: !spans.is_empty(),
+        };
+    }
+    // A placeholder pattern in the original makes every piece of the unit unsafe to
+    // normalize; none in the unit means none in any piece.
+    let clean = spans.is_empty() || placeholders_in(unit).next().is_none();
+    if unit.len() <= max {
+        return Prepared::Cuts(vec![checked(stored, unit.clone(), &spans, clean)]);
+    }
+    let cuts = cut_around(fastcdc, &stored, &spans)
+        .map(|piece| {
+            let first = spans.partition_point(|s| s.start < piece.start);
+            let last = spans.partition_point(|s| s.end <= piece.end);
+            let inside: Vec<Range<usize>> = spans[first..last.max(first)]
+                .iter()
+                .map(|s| s.start - piece.start..s.end - piece.start)
+                .collect();
+            checked(
+                stored.slice(piece.clone()),
+                unit.slice(piece),
+                &inside,
+                clean,
+            )
+        })
+        .collect();
+    Prepared::Cuts(cuts)
+}
+
+/// The chunk to store for the `stored` form of `original`, with placeholders at `spans`:
+/// normalized only when the original holds no placeholder pattern (`clean`) and the
+/// placeholders found in `stored` are exactly those at `spans`, with every other byte
+/// unchanged, so that restoring gives the original back; the original otherwise.
+fn checked(stored: Bytes, original: Bytes, spans: &[Range<usize>], clean: bool) -> Cut {
+    if spans.is_empty() {
+        return Cut {
+            data: original,
+            normalized: false,
+        };
+    }
+    if clean && restores_at(&stored, &original, spans) {
+        return Cut {
+            data: stored,
+            normalized: true,
+        };
+    }
+    Cut {
+        data: original,
+        normalized: false,
+    }
+}
+
+/// Whether `stored` is `original` with placeholders at exactly `spans` (and nothing else that
+/// [`placeholders_in`] would take for one). The placeholders' versions are the original's
+/// bytes there, which is what the blob's table says of them.
+fn restores_at(stored: &[u8], original: &[u8], spans: &[Range<usize>]) -> bool {
+    if stored.len() != original.len() {
+        return false;
+    }
+    let mut expected = spans.iter();
+    let mut at = 0;
+    for found in placeholders_in(stored) {
+        if expected.next() != Some(&found) || stored[at..found.start] != original[at..found.start] {
+            return false;
+        }
+        at = found.end;
+    }
+    expected.next().is_none() && stored[at..] == original[at..]
 }
 
 /// FastCDC cuts of one oversized unit, moved off any placeholder they would split or part
@@ -293,10 +511,4 @@ fn cut_around<'a>(
         at = end;
         Some(piece)
     })
-}
-
-/// Whether any placeholder lies inside `piece`.
-fn spans_within(spans: &[Range<usize>], piece: &Range<usize>) -> bool {
-    let i = spans.partition_point(|s| s.start < piece.start);
-    spans.get(i).is_some_and(|s| s.end <= piece.end)
 }

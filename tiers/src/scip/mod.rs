@@ -41,8 +41,16 @@
 //! Exactly reversible, checked chunk by chunk at cut time: a chunk is stored normalized only
 //! when its original bytes hold no [`versions::MARK`] byte and restoring the stored form with
 //! the table gives them back exactly; otherwise its original bytes are stored. The server
-//! restores every normalized chunk it reads and checks the BLAKE3 id of the restored blob at
-//! commit, so a client's bad table cannot set a ref.
+//! checks the BLAKE3 id of the restored blob at commit, so a client's bad table cannot set a
+//! ref, and every read returns restored bytes: restored by the server, or by a client that
+//! asks for chunks as stored together with the table (`ReadForm::StoredFrames`).
+//!
+//! # Speed
+//! Normalizing has two halves. The scan of a unit (the schema walk and the symbol grammar)
+//! depends on nothing but the unit, so the [`Cutter`] holds complete units back in batches of
+//! a few MiB and scans a batch on several threads; claiming placeholders, editing the units
+//! and cutting them then run in blob order on the calling thread, so the chunks are the same
+//! whatever the thread count.
 
 mod cutter;
 mod normalize;

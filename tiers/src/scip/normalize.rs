@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::symbol::package;
 use super::versions::{MARK, MAX_VERSION_LEN, MIN_VERSION_LEN, VersionTable, placeholder};
@@ -47,12 +48,86 @@ impl Kind {
     }
 }
 
+/// One symbol's package found in a unit: where its identity and version lie (in the unit)
+/// and the key of its slot.
+#[derive(Clone, Debug)]
+pub(crate) struct Found {
+    identity: Range<usize>,
+    version: Range<usize>,
+    /// The xxh3 of the identity seeded with the version's length.
+    key: u64,
+}
+
+/// The first half of normalizing one top-level field of an `Index` (`unit` holds its header
+/// too): a `Document` (2) or an external `SymbolInformation` (3). Finds every version the
+/// walk may replace, in order, and depends on nothing but the unit, so units are scanned on
+/// several threads at once. `None` when the unit holds no such version, is another field, or
+/// is malformed.
+pub(crate) fn scan(number: u32, unit: &[u8], header_len: usize) -> Option<Vec<Found>> {
+    let kind = match number {
+        2 => Kind::Document,
+        3 => Kind::SymbolInformation,
+        _ => return None,
+    };
+    let mut found = Vec::new();
+    walk(&unit[header_len..], header_len, kind, 0, &mut found).ok()?;
+    (!found.is_empty()).then_some(found)
+}
+
+fn walk(
+    msg: &[u8],
+    base: usize,
+    kind: Kind,
+    depth: u8,
+    found: &mut Vec<Found>,
+) -> Result<(), Malformed> {
+    if depth > MAX_DEPTH {
+        return Err(Malformed);
+    }
+    for field in wire::fields(msg) {
+        let field = field?;
+        let Some(child) = kind.child(field.number) else {
+            continue;
+        };
+        if field.wire != LEN {
+            return Err(Malformed);
+        }
+        let value = &msg[field.value.clone()];
+        let at = base + field.value.start;
+        match child {
+            Kind::Symbol => symbol(value, at, found),
+            message => walk(value, at, message, depth + 1, found)?,
+        }
+    }
+    Ok(())
+}
+
+/// Notes the version of the symbol `symbol` (at `at` in the unit) when it is one a
+/// placeholder can stand for.
+fn symbol(symbol: &[u8], at: usize, found: &mut Vec<Found>) {
+    let Some(p) = package(symbol) else {
+        return;
+    };
+    let version = &symbol[p.version.clone()];
+    let len = version.len();
+    if !(MIN_VERSION_LEN..=MAX_VERSION_LEN).contains(&len) || version.contains(&MARK) {
+        return;
+    }
+    found.push(Found {
+        key: xxhash_rust::xxh3::xxh3_64_with_seed(&symbol[p.identity.clone()], len as u64),
+        identity: at + p.identity.start..at + p.identity.end,
+        version: at + p.version.start..at + p.version.end,
+    });
+}
+
 /// The normalizer of one blob: its version table and, per package and version length, the
-/// placeholder and what the table says of it.
+/// placeholder and what the table says of it. The second, sequential half of normalizing: it
+/// takes the [`scan`]s of units in blob order and says which versions to replace; the units
+/// are then edited (again on several threads) by the cutter.
 #[derive(Debug, Default)]
 pub(crate) struct Normalizer {
     table: VersionTable,
-    /// Keyed by the xxh3 of the package identity seeded with the version length.
+    /// Keyed by [`Found::key`].
     slots: HashMap<u64, Slot, xxhash_rust::xxh3::Xxh3Builder>,
 }
 
@@ -60,18 +135,17 @@ pub(crate) struct Normalizer {
 #[derive(Debug)]
 struct Slot {
     identity: Box<[u8]>,
-    placeholder: Box<[u8]>,
+    placeholder: Arc<[u8]>,
     /// The version the placeholder stands for in this blob, once claimed; `None` when the
     /// table refused it (full).
     version: Option<Box<[u8]>>,
 }
 
-/// A unit with placeholders: its stored form and where the placeholders are.
-#[derive(Debug)]
-pub(crate) struct Normalized {
-    pub bytes: Vec<u8>,
-    /// Sorted, disjoint.
-    pub spans: Vec<Range<usize>>,
+/// One version of a unit to replace: where it lies and its placeholder (as long as it).
+#[derive(Clone, Debug)]
+pub(crate) struct Edit {
+    pub span: Range<usize>,
+    pub placeholder: Arc<[u8]>,
 }
 
 impl Normalizer {
@@ -85,95 +159,34 @@ impl Normalizer {
         self.table
     }
 
-    /// Normalizes one top-level field of an `Index` (`unit` holds its header too): a
-    /// `Document` (2) or an external `SymbolInformation` (3). `None` when the unit holds no
-    /// version to replace, is another field, or is malformed. A malformed unit may leave
-    /// unused entries in the table, which costs a few bytes and nothing else.
-    pub(crate) fn unit(
-        &mut self,
-        number: u32,
-        unit: &[u8],
-        header_len: usize,
-    ) -> Option<Normalized> {
-        let kind = match number {
-            2 => Kind::Document,
-            3 => Kind::SymbolInformation,
-            _ => return None,
-        };
-        let mut out = unit.to_vec();
-        let mut spans = Vec::new();
-        self.walk(
-            &unit[header_len..],
-            header_len,
-            kind,
-            0,
-            &mut out,
-            &mut spans,
-        )
-        .ok()?;
-        (!spans.is_empty()).then_some(Normalized { bytes: out, spans })
-    }
-
-    fn walk(
-        &mut self,
-        msg: &[u8],
-        base: usize,
-        kind: Kind,
-        depth: u8,
-        out: &mut [u8],
-        spans: &mut Vec<Range<usize>>,
-    ) -> Result<(), Malformed> {
-        if depth > MAX_DEPTH {
-            return Err(Malformed);
-        }
-        for field in wire::fields(msg) {
-            let field = field?;
-            let Some(child) = kind.child(field.number) else {
+    /// Which versions of `unit` its [`scan`] found get a placeholder: the first version seen
+    /// of a package at a length claims the placeholder, and only that version is replaced.
+    /// Units must come in blob order. The edits are sorted and disjoint.
+    pub(crate) fn claim(&mut self, unit: &[u8], found: &[Found]) -> Vec<Edit> {
+        let mut edits = Vec::new();
+        for f in found {
+            let identity = &unit[f.identity.clone()];
+            let version = &unit[f.version.clone()];
+            let table = &mut self.table;
+            let slot = self.slots.entry(f.key).or_insert_with(|| {
+                let placeholder: Arc<[u8]> = placeholder(identity, version.len()).into();
+                let version = table.claim(&placeholder, version).then(|| version.into());
+                Slot {
+                    identity: identity.into(),
+                    placeholder,
+                    version,
+                }
+            });
+            // Another version of the package, a refused claim, or (never seen yet) two
+            // identities with one key: the version stays as it is.
+            if slot.version.as_deref() != Some(version) || &*slot.identity != identity {
                 continue;
-            };
-            if field.wire != LEN {
-                return Err(Malformed);
             }
-            let value = &msg[field.value.clone()];
-            let at = base + field.value.start;
-            match child {
-                Kind::Symbol => self.symbol(value, at, out, spans),
-                message => self.walk(value, at, message, depth + 1, out, spans)?,
-            }
+            edits.push(Edit {
+                span: f.version.clone(),
+                placeholder: slot.placeholder.clone(),
+            });
         }
-        Ok(())
-    }
-
-    /// Replaces the version of the symbol `symbol` (at `at` in the unit) when it has one the
-    /// table can take.
-    fn symbol(&mut self, symbol: &[u8], at: usize, out: &mut [u8], spans: &mut Vec<Range<usize>>) {
-        let Some(p) = package(symbol) else {
-            return;
-        };
-        let version = &symbol[p.version.clone()];
-        let len = version.len();
-        if !(MIN_VERSION_LEN..=MAX_VERSION_LEN).contains(&len) || version.contains(&MARK) {
-            return;
-        }
-        let identity = &symbol[p.identity];
-        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(identity, len as u64);
-        let table = &mut self.table;
-        let slot = self.slots.entry(hash).or_insert_with(|| {
-            let placeholder = placeholder(identity, len).into_boxed_slice();
-            let version = table.claim(&placeholder, version).then(|| version.into());
-            Slot {
-                identity: identity.into(),
-                placeholder,
-                version,
-            }
-        });
-        // Another version of the package, a refused claim, or (never seen yet) two
-        // identities with one hash: the version stays as it is.
-        if slot.version.as_deref() != Some(version) || &*slot.identity != identity {
-            return;
-        }
-        let span = at + p.version.start..at + p.version.end;
-        out[span.clone()].copy_from_slice(&slot.placeholder);
-        spans.push(span);
+        edits
     }
 }

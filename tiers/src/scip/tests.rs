@@ -182,6 +182,50 @@ fn two_versions_of_one_package_keep_the_second_as_it_is() -> Result<()> {
 }
 
 #[test]
+fn the_chunks_and_the_table_do_not_depend_on_how_many_threads_scan() -> Result<()> {
+    // Over a MiB of documents, where two versions of one package of the same length compete
+    // for its placeholder (the first in blob order must win) and a malformed unit sits in the
+    // middle.
+    let mut data = Vec::new();
+    for i in 0..200 {
+        let version = if i % 7 == 3 { "3.5.41" } else { "3.5.40" };
+        data.extend(document(&format!("src/f{i}.ts"), version, 40 + i % 50, &[]));
+        if i == 100 {
+            data.extend(field(2, &[0x0b, 1, 2]));
+        }
+    }
+    data.extend(index("9.9.9", &[30, 300], 400));
+    assert!(data.len() > 1 << 20, "{} bytes", data.len());
+    let cut_with = |threads: usize, block: usize| -> Result<(Vec<Cut>, VersionTable)> {
+        let mut cutter = Cutter::new(ChunkerSpec::fastcdc(4096), CutMode::Normalized)?
+            .with_scan_threads(threads);
+        let mut cuts = Vec::new();
+        for piece in data.chunks(block) {
+            cutter.push(piece);
+            while let Some(c) = cutter.next_cut(false)? {
+                cuts.push(c);
+            }
+        }
+        while let Some(c) = cutter.next_cut(true)? {
+            cuts.push(c);
+        }
+        Ok((cuts, cutter.finish()))
+    };
+    let (one, table) = cut_with(1, data.len())?;
+    assert!(one.iter().any(|c| c.normalized));
+    assert_eq!(restore(&one, &table)?, data);
+    for (threads, block) in [(2, data.len()), (3, 1 << 20), (4, 700_001), (2, 4096)] {
+        let (cuts, t) = cut_with(threads, block)?;
+        assert_eq!(t, table, "{threads} threads, blocks of {block}");
+        assert!(
+            cuts == one,
+            "{threads} threads, blocks of {block}: other chunks"
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn tiny_external_symbols_are_grouped() -> Result<()> {
     let data = index("1.0.0", &[], 2000);
     let (cuts, _) = cut_all(&data, CutMode::Documents, 1 << 20)?;

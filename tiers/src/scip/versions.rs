@@ -66,10 +66,24 @@ pub(crate) fn placeholder(identity: &[u8], len: usize) -> Vec<u8> {
     out
 }
 
-/// Placeholder → version for one blob.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Placeholder → version for one blob. Looked up once per placeholder a read restores, so
+/// keyed by xxh3 (seeded once per process, so a client cannot choose colliding placeholders
+/// ahead of time) rather than SipHash.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VersionTable {
-    map: HashMap<Box<[u8]>, Box<[u8]>>,
+    map: HashMap<Box<[u8]>, Box<[u8]>, xxhash_rust::xxh3::Xxh3Builder>,
+}
+
+impl Default for VersionTable {
+    fn default() -> Self {
+        static SEED: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+            use std::hash::BuildHasher;
+            std::collections::hash_map::RandomState::new().hash_one(0u64)
+        });
+        Self {
+            map: HashMap::with_hasher(xxhash_rust::xxh3::Xxh3Builder::new().with_seed(*SEED)),
+        }
+    }
 }
 
 impl VersionTable {
@@ -144,8 +158,9 @@ impl VersionTable {
     /// manifest is damaged.
     pub fn restore_in_place(&self, buf: &mut [u8]) -> Result<usize> {
         let found: Vec<std::ops::Range<usize>> = placeholders_in(buf).collect();
+        let mut lookup = Lookup::new(self);
         for range in &found {
-            let version = self.map.get(&buf[range.clone()]).ok_or_else(|| {
+            let version = lookup.get(&buf[range.clone()]).ok_or_else(|| {
                 Error::Format(
                     "a normalized chunk names a version placeholder its blob's manifest does \
                      not define; the chunk or the manifest is damaged, so push the blob again"
@@ -163,12 +178,13 @@ impl VersionTable {
             return false;
         }
         let mut at = 0;
+        let mut lookup = Lookup::new(self);
         for range in placeholders_in(stored) {
-            let Some(version) = self.map.get(&stored[range.clone()]) else {
+            let Some(version) = lookup.get(&stored[range.clone()]) else {
                 return false;
             };
             if stored[at..range.start] != original[at..range.start]
-                || **version != original[range.clone()]
+                || *version != original[range.clone()]
             {
                 return false;
             }
@@ -182,6 +198,30 @@ impl VersionTable {
         let mut out = stored.to_vec();
         self.restore_in_place(&mut out)?;
         Ok(out)
+    }
+}
+
+/// Table lookups that remember the last hit: the symbols of a document mostly name one
+/// package, so most placeholders of a chunk are the one before.
+struct Lookup<'a> {
+    table: &'a VersionTable,
+    last: Option<(&'a [u8], &'a [u8])>,
+}
+
+impl<'a> Lookup<'a> {
+    fn new(table: &'a VersionTable) -> Self {
+        Self { table, last: None }
+    }
+
+    fn get(&mut self, placeholder: &[u8]) -> Option<&'a [u8]> {
+        if let Some((p, v)) = self.last
+            && p == placeholder
+        {
+            return Some(v);
+        }
+        let (p, v) = self.table.map.get_key_value(placeholder)?;
+        self.last = Some((p, v));
+        Some(v)
     }
 }
 

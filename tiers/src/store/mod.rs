@@ -119,7 +119,8 @@ pub use read::listed_chunk_lost;
 pub use rebuild::RebuildReport;
 pub use stats::RAW_SCAN_EVERY;
 pub use types::{
-    BlobPart, Durability, MovementStats, PutSummary, ScrubStats, Stats, TierStats, WarmReport,
+    BlobPart, Durability, MovementStats, PutSummary, ReadForm, ScrubStats, Stats, TierStats,
+    WarmReport,
 };
 
 /// How to open a [`Store`].

@@ -22,7 +22,7 @@ use futures::stream::BoxStream;
 use super::admission::Admit;
 use super::gate::Gate;
 use super::repair;
-use super::types::BlobPart;
+use super::types::{BlobPart, ReadForm};
 use super::verify::{Checked, Lookup, Need, VERIFY_PART, verify_copy};
 use super::{Engine, Store};
 use crate::codec::{Compression, Frame, MAX_CHUNK_LEN};
@@ -75,21 +75,22 @@ impl Store {
     }
 
     /// Streams `length` bytes (`None` = to the end) of a blob from `offset`, in order, with a
-    /// bounded read-ahead. Whole chunks come as frames when `frames` is set (the reader then
-    /// decodes and verifies them); the ends of a range, normalized chunks (restored here), and
-    /// everything when `frames` is off, come as verified raw bytes. A chunk the manifest lists that no tier holds is
-    /// [`Error::MetadataLoss`]: the blob is damaged, not absent.
+    /// bounded read-ahead. `form` says which whole chunks come as their stored frames (the
+    /// reader then decodes and verifies them, and restores normalized ones); the ends of a
+    /// range and every other chunk come as verified raw bytes, normalized chunks restored
+    /// here. A chunk the manifest lists that no tier holds is [`Error::MetadataLoss`]: the
+    /// blob is damaged, not absent.
     pub fn read_blob(
         &self,
         tenant: &Tenant,
         manifest: Arc<Manifest>,
         offset: u64,
         length: Option<u64>,
-        frames: bool,
+        form: ReadForm,
     ) -> BoxStream<'static, Result<BlobPart>> {
         match self.engine() {
             Ok(e) => Box::pin(
-                read_blob(e, tenant.id(), manifest, offset, length, frames)
+                read_blob(e, tenant.id(), manifest, offset, length, form)
                     .map(|part| part.map_err(listed_chunk_lost)),
             ),
             Err(err) => Box::pin(futures::stream::once(async { Err(err) })),
@@ -113,13 +114,19 @@ pub fn listed_chunk_lost(err: Error) -> Error {
 struct Window {
     start: u64,
     end: u64,
-    frames: bool,
+    form: ReadForm,
 }
 
 impl Window {
-    /// Whether the chunk at `chunk_start..chunk_end` is sent whole, as its frame.
-    fn sends_frame(&self, chunk_start: u64, chunk_end: u64) -> bool {
-        self.frames && chunk_start >= self.start && chunk_end <= self.end
+    /// Whether the chunk at `chunk_start..chunk_end` (`normalized` or not) is sent whole, as
+    /// its stored frame.
+    fn sends_frame(&self, chunk_start: u64, chunk_end: u64, normalized: bool) -> bool {
+        let form = match self.form {
+            ReadForm::Raw => false,
+            ReadForm::Frames => !normalized,
+            ReadForm::StoredFrames => true,
+        };
+        form && chunk_start >= self.start && chunk_end <= self.end
     }
 }
 
@@ -130,7 +137,7 @@ pub(super) fn read_blob(
     manifest: Arc<Manifest>,
     offset: u64,
     length: Option<u64>,
-    frames: bool,
+    form: ReadForm,
 ) -> BoxStream<'static, Result<BlobPart>> {
     let total = manifest.total_len();
     let start = offset.min(total);
@@ -140,7 +147,7 @@ pub(super) fn read_blob(
     }
     let first = manifest.entry_at(start);
     let last = manifest.entry_at(end - 1);
-    let window = Window { start, end, frames };
+    let window = Window { start, end, form };
     let admit = Admit::Read(end - start);
     let batches: Vec<Range<usize>> = (first..=last)
         .step_by(READ_BATCH)
@@ -169,8 +176,11 @@ async fn read_batch(
     let wanted: Vec<(ChunkKey, Need)> = range
         .clone()
         .map(|i| {
-            let whole = w.sends_frame(manifest.offset_of(i), manifest.offset_of(i + 1))
-                && !manifest.is_normalized(i);
+            let whole = w.sends_frame(
+                manifest.offset_of(i),
+                manifest.offset_of(i + 1),
+                manifest.is_normalized(i),
+            );
             let need = if whole { Need::Frame } else { Need::Raw };
             (ChunkKey::new(tid, &manifest.entries()[i].id), need)
         })
@@ -182,8 +192,12 @@ async fn read_batch(
         let chunk_start = manifest.offset_of(i);
         let chunk_end = chunk_start + copy.frame.raw_len() as u64;
         let normalized = manifest.is_normalized(i);
-        if w.sends_frame(chunk_start, chunk_end) && !normalized {
-            parts.push(BlobPart::Frame(id, copy.frame));
+        if w.sends_frame(chunk_start, chunk_end, normalized) {
+            parts.push(if normalized {
+                BlobPart::Normalized(id, copy.frame)
+            } else {
+                BlobPart::Frame(id, copy.frame)
+            });
             continue;
         }
         let mut raw = match copy.raw {
@@ -191,9 +205,12 @@ async fn read_batch(
             None => copy.frame.decode_verified(&id, MAX_CHUNK_LEN)?,
         };
         if normalized {
-            let mut restored = raw.to_vec();
+            // Decoded bytes are held once, so they are restored where they lie.
+            let mut restored = raw
+                .try_into_mut()
+                .unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
             manifest.versions().restore_in_place(&mut restored)?;
-            raw = restored.into();
+            raw = restored.freeze();
         }
         let to = usize::try_from(w.end.min(chunk_end) - chunk_start)
             .unwrap_or(usize::MAX)

@@ -17,7 +17,7 @@ use crate::names::Namespace;
 use crate::refs::RefOptions;
 use crate::scip::synthetic::index;
 use crate::scip::{CutMode, Cutter, SPLITTER_VERSION, VersionTable};
-use crate::store::{BlobPart, GcOptions, Progress, Store};
+use crate::store::{BlobPart, GcOptions, Progress, ReadForm, Store};
 
 const SHA_1: &str = "eb5ef2ac708a6e70ec253d78955d04e20c3c9784";
 const SHA_2: &str = "e8f1c8fa814a9f5c37bb4c7497f632ab24380110";
@@ -78,25 +78,43 @@ async fn push_blob(
     push(store, n, k, &cut(store, blob, mode)?).await
 }
 
-async fn range(store: &Store, m: &Manifest, offset: u64, len: u64) -> Result<Vec<u8>> {
+/// Bytes `offset..offset + len` of the blob of `m`, read in `form`, decoding and restoring
+/// whatever comes as a frame the way a client does. Returns them with the number of chunks
+/// that came as stored normalized frames.
+async fn range(
+    store: &Store,
+    m: &Manifest,
+    offset: u64,
+    len: u64,
+    form: ReadForm,
+) -> Result<(Vec<u8>, usize)> {
     let n = ns("acme/team/proj");
     let mut parts = store.read_blob(
         n.tenant(),
         std::sync::Arc::new(m.clone()),
         offset,
         Some(len),
-        true,
+        form,
     );
-    let mut out = Vec::new();
+    let (mut out, mut normalized) = (Vec::new(), 0);
     while let Some(part) = parts.next().await {
         match part? {
             BlobPart::Data(d) => out.extend_from_slice(&d),
             BlobPart::Frame(id, f) => {
                 out.extend_from_slice(&f.decode_verified(&id, MAX_CHUNK_LEN)?)
             }
+            BlobPart::Normalized(id, f) => {
+                let mut raw = f.decode_verified(&id, MAX_CHUNK_LEN)?.to_vec();
+                assert!(
+                    m.versions().restore_in_place(&mut raw)? > 0,
+                    "{id} has placeholders"
+                );
+                out.extend_from_slice(&raw);
+                normalized += 1;
+            }
         }
     }
-    Ok(out)
+    Ok((out, normalized))
 }
 
 #[tokio::test]
@@ -120,12 +138,27 @@ async fn indexes_differing_only_in_their_sha_share_every_chunk_and_read_back_exa
     );
     assert_eq!(read_all(&store, &n, &key("commit/1")).await?, one);
     assert_eq!(read_all(&store, &n, &key("commit/2")).await?, two);
-    // Ranged reads (frames accepted) restore too, across chunk boundaries.
+    // Ranged reads restore too, across chunk boundaries: on the server, or (stored frames)
+    // on the reader, and only stored frames leave normalized chunks as they are stored.
     let total = two.len() as u64;
     for (offset, len) in [(0, 10), (5, total - 5), (total / 3, 70_000), (total - 1, 1)] {
-        let got = range(&store, &b.manifest, offset, len).await?;
-        assert_eq!(got, &two[offset as usize..(offset + len) as usize]);
+        let want = &two[offset as usize..(offset + len) as usize];
+        for form in [ReadForm::Raw, ReadForm::Frames, ReadForm::StoredFrames] {
+            let (got, normalized) = range(&store, &b.manifest, offset, len, form).await?;
+            assert_eq!(got, want, "{form:?} at {offset}+{len}");
+            if form != ReadForm::StoredFrames {
+                assert_eq!(normalized, 0, "{form:?} restores on the server");
+            }
+        }
     }
+    let (_, stored) = range(&store, &b.manifest, 0, total, ReadForm::StoredFrames).await?;
+    assert_eq!(
+        stored,
+        (0..b.manifest.entries().len())
+            .filter(|&i| b.manifest.is_normalized(i))
+            .count(),
+        "a whole read sends every normalized chunk as stored"
+    );
     // One chunk by id comes restored, and says so.
     let i = (0..b.manifest.entries().len())
         .find(|&i| b.manifest.is_normalized(i))

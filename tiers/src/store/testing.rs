@@ -8,11 +8,11 @@ use futures::StreamExt;
 use super::admission::Admit;
 use super::ingest::{put_prepared, set_ref};
 use super::read::read_chunks;
-use super::types::BlobPart;
+use super::types::{BlobPart, ReadForm};
 use super::verify::Need;
 use super::{Engine, Store};
 use crate::chunking::ChunkReader;
-use crate::codec::{Frame, MAX_CHUNK_LEN};
+use crate::codec::Frame;
 use crate::error::{Error, Result};
 use crate::ids::{BlobId, ChunkId};
 use crate::manifest::{Manifest, ManifestEntry};
@@ -178,12 +178,17 @@ impl Store {
         mut writer: impl tokio::io::AsyncWrite + Unpin + Send,
     ) -> Result<u64> {
         use tokio::io::AsyncWriteExt;
-        let mut parts = self.read_blob(tenant, manifest, 0, None, false);
+        let mut parts = self.read_blob(tenant, manifest, 0, None, ReadForm::Raw);
         let mut n = 0;
         while let Some(part) = parts.next().await {
             let bytes = match part? {
                 BlobPart::Data(d) => d,
-                BlobPart::Frame(id, f) => f.decode_verified(&id, MAX_CHUNK_LEN)?,
+                BlobPart::Frame(id, f) | BlobPart::Normalized(id, f) => {
+                    return Err(Error::Format(format!(
+                        "a raw read sent chunk {id} as a frame of {} bytes",
+                        f.raw_len()
+                    )));
+                }
             };
             writer
                 .write_all(&bytes)

@@ -12,7 +12,7 @@ use crate::manifest::{Manifest, ManifestEntry};
 use crate::meta::ChunkKey;
 use crate::names::{KeyPrefix, Namespace, RefKey, Tenant};
 use crate::refs::RefOptions;
-use crate::store::{BlobPart, Store, StoreConfig, TierName};
+use crate::store::{BlobPart, ReadForm, Store, StoreConfig, TierName};
 use crate::tier::ChunkTier;
 
 pub(super) fn config(dir: &std::path::Path) -> StoreConfig {
@@ -100,7 +100,8 @@ fn arbitrary_blobs_round_trip_byte_identical() -> Result<()> {
                 assert_eq!(read_all(&store, &n, &k).await?, blob);
                 // A byte range comes back exactly.
                 let m = store.manifest(n.tenant(), record.manifest).await?;
-                let mut parts = store.read_blob(n.tenant(), m, offset, Some(length), true);
+                let mut parts =
+                    store.read_blob(n.tenant(), m, offset, Some(length), ReadForm::Frames);
                 let mut got = Vec::new();
                 use futures::StreamExt;
                 while let Some(p) = parts.next().await {
@@ -108,6 +109,11 @@ fn arbitrary_blobs_round_trip_byte_identical() -> Result<()> {
                         BlobPart::Data(d) => got.extend_from_slice(&d),
                         BlobPart::Frame(id, f) => {
                             got.extend_from_slice(&f.decode_verified(&id, 1 << 24)?)
+                        }
+                        BlobPart::Normalized(id, _) => {
+                            return Err(Error::Format(format!(
+                                "{id} of a plain blob came normalized"
+                            )));
                         }
                     }
                 }
@@ -564,7 +570,7 @@ async fn with_hot_verification_off_frames_and_ranges_still_read_back_exactly() -
         (12_345, Some(300_000u64)),
         (899_000, Some(5_000)),
     ] {
-        let mut parts = store.read_blob(n.tenant(), m.clone(), offset, length, true);
+        let mut parts = store.read_blob(n.tenant(), m.clone(), offset, length, ReadForm::Frames);
         let mut got = Vec::new();
         while let Some(p) = parts.next().await {
             match p? {
@@ -572,6 +578,7 @@ async fn with_hot_verification_off_frames_and_ranges_still_read_back_exactly() -
                 BlobPart::Frame(id, f) => {
                     got.extend_from_slice(&f.decode_verified(&id, 1 << 24)?);
                 }
+                BlobPart::Normalized(id, _) => panic!("{id} of a plain blob came normalized"),
             }
         }
         let s = offset as usize;

@@ -111,11 +111,29 @@ pub struct PutSummary {
     pub already_present: u64,
 }
 
+/// How [`crate::Store::read_blob`] hands over the chunks that lie whole in the range read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadForm {
+    /// Everything as verified raw bytes, normalized chunks restored.
+    Raw,
+    /// Plain chunks as their stored frames ([`BlobPart::Frame`]); normalized chunks restored,
+    /// as raw bytes.
+    Frames,
+    /// Every whole chunk as its stored frame, normalized ones as [`BlobPart::Normalized`]:
+    /// the reader puts the manifest's versions back itself, and the server spends no CPU on
+    /// them.
+    StoredFrames,
+}
+
 /// One piece of a blob being read, in order.
 #[derive(Clone, Debug)]
 pub enum BlobPart {
     /// A whole chunk in its stored form: the reader decodes and verifies it.
     Frame(ChunkId, Frame),
-    /// Raw verified bytes (the ends of a byte range).
+    /// A whole normalized chunk in its stored form (with placeholders), only under
+    /// [`ReadForm::StoredFrames`]: the reader decodes and verifies it against the id, then
+    /// restores it with the manifest's version table.
+    Normalized(ChunkId, Frame),
+    /// Raw verified bytes (the ends of a byte range, and whatever is not sent as a frame).
     Data(Bytes),
 }

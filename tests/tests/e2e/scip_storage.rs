@@ -1,15 +1,18 @@
 //! SCIP-aware storage end to end: every shared index round-trips through document-aligned
 //! cutting and version normalization; both series go through the CLI byte-identical, with
 //! next commits sending little even where every symbol changed; ranged and chunk reads restore
-//! the real versions; a malformed index is stored as plain bytes.
+//! the real versions, on the server or (for a client that says it restores them) on the
+//! client; a malformed index is stored as plain bytes.
 
 use std::io::Read;
 
 use anyhow::{Context, Result, ensure};
-use scipcache_proto::pb;
+use scipcache_proto::{convert, pb};
 use scipcache_tests::{Daemon, DaemonOptions, NS, data};
 use scipcache_tiers::chunking::ChunkerSpec;
-use scipcache_tiers::scip::{Cut, CutMode, Cutter};
+use scipcache_tiers::codec::Frame;
+use scipcache_tiers::ids::ChunkId;
+use scipcache_tiers::scip::{Cut, CutMode, Cutter, VersionTable};
 
 use crate::bad_input::Raw;
 use crate::common::{heavy_io, p, same_bytes, str_field, u64_field};
@@ -151,6 +154,17 @@ async fn both_series_round_trip_through_the_cli_and_next_commits_send_little() -
             f.key()
         );
     }
+    // A client that restores versions itself gets normalized chunks as stored, with the
+    // table; one that does not gets none of them unrestored.
+    let (got, stored) = read_frames(&raw, &f.key(), true).await?;
+    ensure!(got == original, "a read restored by the client differs");
+    ensure!(stored > 0, "no normalized chunk came as stored");
+    let (got, stored) = read_frames(&raw, &f.key(), false).await?;
+    ensure!(got == original, "a read restored by the server differs");
+    ensure!(
+        stored == 0,
+        "{stored} chunks came unrestored to a client that did not ask"
+    );
     let mut at = 0usize;
     let mut picked = Vec::new();
     cut_file(f.path()?, |c| {
@@ -176,7 +190,7 @@ async fn both_series_round_trip_through_the_cli_and_next_commits_send_little() -
             .find(|(id, ..)| id[..] == frame.id[..])
             .context("a chunk not asked for")?;
         ensure!(frame.restored, "a normalized chunk came back unrestored");
-        let bytes = scipcache_tiers::codec::Frame::from_bytes(frame.frame)?.decode(1 << 22)?;
+        let bytes = Frame::from_bytes(frame.frame)?.decode(1 << 22)?;
         ensure!(
             bytes[..] == original[*start..start + len],
             "chunk at {start} differs"
@@ -185,6 +199,44 @@ async fn both_series_round_trip_through_the_cli_and_next_commits_send_little() -
     }
     ensure!(seen == 3, "{seen} of 3 chunks read");
     Ok(())
+}
+
+/// A whole-blob read with frames accepted (`restores` versions or not), decoded and
+/// restored as a client does; and how many frames came as stored normalized chunks.
+async fn read_frames(raw: &Raw, key: &str, restores: bool) -> Result<(Vec<u8>, usize)> {
+    use pb::read_blob_response::Part;
+    let mut stream = raw
+        .blobs()
+        .read(raw.req(pb::ReadBlobRequest {
+            namespace: NS.into(),
+            key: key.into(),
+            accept_frames: true,
+            restores_versions: restores,
+            ..pb::ReadBlobRequest::default()
+        }))
+        .await?
+        .into_inner();
+    let mut table = VersionTable::new();
+    let (mut out, mut normalized) = (Vec::new(), 0);
+    while let Some(message) = stream.message().await? {
+        match message.part {
+            Some(Part::Ref(info)) => table = convert::version_table(&info.versions)?,
+            Some(Part::Data(bytes)) => out.extend_from_slice(&bytes),
+            Some(Part::Frame(f)) => {
+                let id = ChunkId::from_slice(&f.id)?;
+                let mut bytes = Frame::from_bytes(f.frame)?
+                    .decode_verified(&id, 1 << 22)?
+                    .to_vec();
+                if f.normalized {
+                    table.restore_in_place(&mut bytes)?;
+                    normalized += 1;
+                }
+                out.extend_from_slice(&bytes);
+            }
+            None => {}
+        }
+    }
+    Ok((out, normalized))
 }
 
 #[test]

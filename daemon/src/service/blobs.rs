@@ -136,22 +136,8 @@ impl Blobs for BlobsService {
                 let item = part
                     .map(|part| pb::ReadBlobResponse {
                         part: Some(match part {
-                            BlobPart::Frame(id, frame) => {
-                                read_blob_response::Part::Frame(pb::ChunkFrame {
-                                    id: bytes::Bytes::copy_from_slice(id.as_bytes()),
-                                    frame: frame.into_bytes(),
-                                    restored: false,
-                                    normalized: false,
-                                })
-                            }
-                            BlobPart::Normalized(id, frame) => {
-                                read_blob_response::Part::Frame(pb::ChunkFrame {
-                                    id: bytes::Bytes::copy_from_slice(id.as_bytes()),
-                                    frame: frame.into_bytes(),
-                                    restored: false,
-                                    normalized: true,
-                                })
-                            }
+                            BlobPart::Frame(id, frame) => frame_part(id, frame, false),
+                            BlobPart::Normalized(id, frame) => frame_part(id, frame, true),
                             BlobPart::Data(data) => read_blob_response::Part::Data(data),
                         }),
                     })
@@ -347,4 +333,19 @@ async fn read_entries(
         .into());
     }
     Ok((entries, normalized))
+}
+
+/// A whole chunk of a blob read, as its stored frame (`normalized`: with version placeholders,
+/// for a client that restores them).
+fn frame_part(
+    id: scipcache_tiers::ids::ChunkId,
+    frame: scipcache_tiers::codec::Frame,
+    normalized: bool,
+) -> read_blob_response::Part {
+    read_blob_response::Part::Frame(pb::ChunkFrame {
+        id: bytes::Bytes::copy_from_slice(id.as_bytes()),
+        frame: frame.into_bytes(),
+        restored: false,
+        normalized,
+    })
 }

@@ -273,18 +273,18 @@ impl Cutter {
             self.spec.avg as usize,
             self.spec.max as usize,
         );
-        let Prepared::Tiny {
-            stored,
-            original,
-            normalized,
-            closes,
-        } = unit
-        else {
-            if let Prepared::Cuts(cuts) = unit {
+        let (stored, original, normalized, closes) = match unit {
+            Prepared::Cuts(cuts) => {
                 self.flush_group();
                 self.ready.extend(cuts);
+                return;
             }
-            return;
+            Prepared::Tiny {
+                stored,
+                original,
+                normalized,
+                closes,
+            } => (stored, original, normalized, closes),
         };
         if self.group.stored.len() + stored.len() > max {
             self.flush_group();
@@ -444,21 +444,10 @@ fn prepare(unit: &Bytes, edits: &[Edit], spec: ChunkerSpec, fastcdc: &FastCdc) -
 /// placeholders found in `stored` are exactly those at `spans`, with every other byte
 /// unchanged, so that restoring gives the original back; the original otherwise.
 fn checked(stored: Bytes, original: Bytes, spans: &[Range<usize>], clean: bool) -> Cut {
-    if spans.is_empty() {
-        return Cut {
-            data: original,
-            normalized: false,
-        };
-    }
-    if clean && restores_at(&stored, &original, spans) {
-        return Cut {
-            data: stored,
-            normalized: true,
-        };
-    }
+    let normalized = !spans.is_empty() && clean && restores_at(&stored, &original, spans);
     Cut {
-        data: original,
-        normalized: false,
+        data: if normalized { stored } else { original },
+        normalized,
     }
 }
 

@@ -10,7 +10,11 @@ use crate::error::Result;
 
 /// Cuts `data`, fed in blocks of `block` bytes.
 fn cut_all(data: &[u8], mode: CutMode, block: usize) -> Result<(Vec<Cut>, VersionTable)> {
-    let mut cutter = Cutter::new(ChunkerSpec::fastcdc(4096), mode)?;
+    feed(Cutter::new(ChunkerSpec::fastcdc(4096), mode)?, data, block)
+}
+
+/// Feeds `data` to `cutter` in blocks of `block` bytes; every chunk and the table.
+fn feed(mut cutter: Cutter, data: &[u8], block: usize) -> Result<(Vec<Cut>, VersionTable)> {
     let mut cuts = Vec::new();
     for piece in data.chunks(block.max(1)) {
         cutter.push(piece);
@@ -197,19 +201,8 @@ fn the_chunks_and_the_table_do_not_depend_on_how_many_threads_scan() -> Result<(
     data.extend(index("9.9.9", &[30, 300], 400));
     assert!(data.len() > 1 << 20, "{} bytes", data.len());
     let cut_with = |threads: usize, block: usize| -> Result<(Vec<Cut>, VersionTable)> {
-        let mut cutter = Cutter::new(ChunkerSpec::fastcdc(4096), CutMode::Normalized)?
-            .with_scan_threads(threads);
-        let mut cuts = Vec::new();
-        for piece in data.chunks(block) {
-            cutter.push(piece);
-            while let Some(c) = cutter.next_cut(false)? {
-                cuts.push(c);
-            }
-        }
-        while let Some(c) = cutter.next_cut(true)? {
-            cuts.push(c);
-        }
-        Ok((cuts, cutter.finish()))
+        let cutter = Cutter::new(ChunkerSpec::fastcdc(4096), CutMode::Normalized)?;
+        feed(cutter.with_scan_threads(threads), &data, block)
     };
     let (one, table) = cut_with(1, data.len())?;
     assert!(one.iter().any(|c| c.normalized));

@@ -117,13 +117,9 @@ impl Piece {
         match self {
             Self::Data(data) => Ok(data),
             Self::Frame(id, frame) => verify_frame(id, &frame),
-            Self::Normalized(id, frame, versions) => {
-                let mut raw = verify_frame(id, &frame)?.to_vec();
-                versions
-                    .restore_in_place(&mut raw)
-                    .map_err(|e| mismatch(id, e))?;
-                Ok(raw.into())
-            }
+            Self::Normalized(id, frame, versions) => versions
+                .restore_bytes(verify_frame(id, &frame)?)
+                .map_err(|e| mismatch(id, e)),
         }
     }
 

@@ -193,6 +193,16 @@ impl VersionTable {
         stored[at..] == original[at..]
     }
 
+    /// [`VersionTable::restore_in_place`] on decoded bytes: where they lie when nothing else
+    /// holds them (the usual case, straight out of a decode), else on a copy.
+    pub fn restore_bytes(&self, stored: bytes::Bytes) -> Result<bytes::Bytes> {
+        let mut buf = stored
+            .try_into_mut()
+            .unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
+        self.restore_in_place(&mut buf)?;
+        Ok(buf.freeze())
+    }
+
     /// [`VersionTable::restore_in_place`] on a copy.
     pub fn restore(&self, stored: &[u8]) -> Result<Vec<u8>> {
         let mut out = stored.to_vec();

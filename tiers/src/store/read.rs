@@ -69,8 +69,9 @@ impl Store {
         if !normalized {
             return Ok((frame, false));
         }
-        let mut raw = frame.decode_verified(&id, MAX_CHUNK_LEN)?.to_vec();
-        manifest.versions().restore_in_place(&mut raw)?;
+        let raw = manifest
+            .versions()
+            .restore_bytes(frame.decode_verified(&id, MAX_CHUNK_LEN)?)?;
         Ok((Frame::encode(&raw, Compression::Raw)?, true))
     }
 
@@ -121,12 +122,12 @@ impl Window {
     /// Whether the chunk at `chunk_start..chunk_end` (`normalized` or not) is sent whole, as
     /// its stored frame.
     fn sends_frame(&self, chunk_start: u64, chunk_end: u64, normalized: bool) -> bool {
-        let form = match self.form {
+        let as_stored = match self.form {
             ReadForm::Raw => false,
             ReadForm::Frames => !normalized,
             ReadForm::StoredFrames => true,
         };
-        form && chunk_start >= self.start && chunk_end <= self.end
+        as_stored && chunk_start >= self.start && chunk_end <= self.end
     }
 }
 
@@ -205,12 +206,7 @@ async fn read_batch(
             None => copy.frame.decode_verified(&id, MAX_CHUNK_LEN)?,
         };
         if normalized {
-            // Decoded bytes are held once, so they are restored where they lie.
-            let mut restored = raw
-                .try_into_mut()
-                .unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
-            manifest.versions().restore_in_place(&mut restored)?;
-            raw = restored.freeze();
+            raw = manifest.versions().restore_bytes(raw)?;
         }
         let to = usize::try_from(w.end.min(chunk_end) - chunk_start)
             .unwrap_or(usize::MAX)

@@ -48,7 +48,7 @@ impl tonic::service::Interceptor for AuthInterceptor {
                 return Err(err.into());
             }
         };
-        req.extensions_mut().insert(Arc::new(claims));
+        req.extensions_mut().insert(claims);
         if let Some(audit) = &self.audit {
             req.extensions_mut().insert(audit.clone());
         }
@@ -113,7 +113,7 @@ pub fn caller<T>(req: &Request<T>) -> Result<Caller> {
     })
 }
 
-fn authenticate(verifier: &Verifier, req: &Request<()>) -> Result<Claims, AuthError> {
+fn authenticate(verifier: &Verifier, req: &Request<()>) -> Result<Arc<Claims>, AuthError> {
     let value = req
         .metadata()
         .get(scipcache_proto::AUTHORIZATION)
@@ -132,7 +132,7 @@ fn authenticate(verifier: &Verifier, req: &Request<()>) -> Result<Claims, AuthEr
     if token.is_empty() {
         return Err(AuthError::Missing);
     }
-    verifier.verify(token)
+    verifier.verify_cached(token)
 }
 
 /// The verified claims of a request.

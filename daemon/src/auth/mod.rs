@@ -68,8 +68,10 @@ pub mod denylist;
 pub mod interceptor;
 pub mod keys;
 pub mod scope;
+mod verified;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
@@ -174,6 +176,8 @@ pub struct Verifier {
     max_ttl: Option<Duration>,
     denylist: Option<Denylist>,
     clock: Clock,
+    /// Tokens verified in full, remembered until they expire (`verified.rs`).
+    verified: verified::VerifiedTokens,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -227,7 +231,35 @@ impl Verifier {
             max_ttl: config.max_ttl,
             denylist: config.denylist,
             clock: config.clock,
+            verified: verified::VerifiedTokens::default(),
         })
+    }
+
+    /// [`Verifier::verify`] for a request: a token verified before and still unexpired is
+    /// answered from memory, after the denylist is checked again (`verified.rs`).
+    pub fn verify_cached(&self, token: &str) -> Result<Arc<Claims>, AuthError> {
+        let now_s = jsonwebtoken::get_current_timestamp();
+        if let Some(claims) = self.verified.get(token, now_s, self.leeway_s()) {
+            self.check_denylist(&claims)?;
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify(token)?);
+        self.verified.insert(token, claims.clone());
+        Ok(claims)
+    }
+
+    /// The leeway in whole seconds, rounded up, as `jsonwebtoken` is given it.
+    fn leeway_s(&self) -> u64 {
+        self.leeway.as_secs() + u64::from(self.leeway.subsec_nanos() > 0)
+    }
+
+    fn check_denylist(&self, claims: &Claims) -> Result<(), AuthError> {
+        if let Some(deny) = &self.denylist
+            && (deny.contains(&claims.jti) || deny.contains(&claims.sub))
+        {
+            return Err(AuthError::Revoked);
+        }
+        Ok(())
     }
 
     /// Verifies a bare JWT and returns its claims.
@@ -236,7 +268,7 @@ impl Verifier {
             .map_err(|_| AuthError::Malformed("not a JWT (header.claims.signature)".into()))?;
         let (key, alg) = self.key_for(&header)?;
         let mut validation = Validation::new(alg);
-        validation.leeway = self.leeway.as_secs() + u64::from(self.leeway.subsec_nanos() > 0);
+        validation.leeway = self.leeway_s();
         validation.validate_exp = true;
         validation.validate_nbf = true;
         let mut required = vec!["exp"];
@@ -253,11 +285,7 @@ impl Verifier {
             .map_err(|e| map_jwt_error(e.kind()))?;
         self.check_issue_time(&data.claims, validation.leeway)?;
         let claims = parse_claims(data.claims)?;
-        if let Some(deny) = &self.denylist
-            && (deny.contains(&claims.jti) || deny.contains(&claims.sub))
-        {
-            return Err(AuthError::Revoked);
-        }
+        self.check_denylist(&claims)?;
         Ok(claims)
     }
 

@@ -489,3 +489,63 @@ fn with_a_max_ttl_a_token_without_iat_is_refused() {
     );
     assert!(verifier(&key).verify(&token).is_ok());
 }
+
+#[test]
+fn a_remembered_token_is_refused_once_the_denylist_names_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("deny");
+    std::fs::write(&path, "# nobody yet\n")?;
+    let list = Denylist::load(&path)?;
+    let key = secret(5);
+    let v = verifier_with(VerifierConfig {
+        hs256: Some(key.clone()),
+        leeway: Duration::from_secs(1),
+        denylist: Some(list.clone()),
+        ..VerifierConfig::default()
+    });
+    let minted = mint(&key, &request("acme", &["*:read"]))?;
+    assert!(v.verify_cached(&minted.token).is_ok());
+    assert!(v.verify_cached(&minted.token).is_ok());
+    assert_eq!(
+        v.verified.len(),
+        1,
+        "the second call is answered from memory"
+    );
+    let tmp = dir.path().join("deny.new");
+    std::fs::write(&tmp, format!("{}\n", minted.jti))?;
+    std::fs::rename(&tmp, &path)?;
+    list.poll()?;
+    list.poll()?;
+    assert!(list.contains(&minted.jti));
+    assert_eq!(v.verify_cached(&minted.token), Err(AuthError::Revoked));
+    Ok(())
+}
+
+#[test]
+fn a_remembered_token_is_refused_as_expired_once_its_exp_passes() -> TestResult {
+    let key = secret(6);
+    let v = verifier(&key);
+    let wire = claims_at(60, None);
+    let token = sign_hs(&wire, &key);
+    let claims = v.verify_cached(&token)?;
+    // At exp + leeway the token still holds; a second later it is forgotten.
+    assert!(v.verified.get(&token, claims.exp + 1, 1).is_some());
+    assert!(v.verified.get(&token, claims.exp + 2, 1).is_none());
+    assert_eq!(v.verified.len(), 0);
+    // A token expired beyond the leeway is never remembered.
+    let old = sign_hs(&claims_at(-10, None), &key);
+    assert_eq!(v.verify_cached(&old), Err(AuthError::Expired));
+    assert_eq!(v.verified.len(), 0);
+    Ok(())
+}
+
+#[test]
+fn a_token_refused_in_full_is_never_remembered() -> TestResult {
+    let key = secret(7);
+    let v = verifier(&key);
+    let forged = sign_hs(&claims_at(60, None), &secret(8));
+    assert_eq!(v.verify_cached(&forged), Err(AuthError::BadSignature));
+    assert_eq!(v.verify_cached(&forged), Err(AuthError::BadSignature));
+    assert_eq!(v.verified.len(), 0);
+    Ok(())
+}

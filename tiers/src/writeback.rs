@@ -846,12 +846,20 @@ mod tests {
     async fn cold_encoder_threads_run_at_sched_idle_and_still_encode() {
         // Named apart from the encoders of stores other tests open meanwhile.
         let encoder = Encoder::start_named("sctest-enc", 2).expect("starting the encoder");
-        // Two jobs in flight at once, so both threads have taken one (and set their policy).
         let (a, b) = tokio::join!(
             encoder.encode(Vec::new(), IDLE),
             encoder.encode(Vec::new(), IDLE),
         );
         assert!(a.expect("first job").is_empty() && b.expect("second job").is_empty());
+        // One thread may take both jobs before the other has started: wait until both have
+        // registered (each sets its policy as it registers).
+        for _ in 0..500 {
+            if lock(&encoder.tids).len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(lock(&encoder.tids).len(), 2, "both encoder threads started");
         let found = policies("sctest-enc");
         assert!(!found.is_empty(), "no encoder thread found");
         assert!(found.iter().all(|p| *p == libc::SCHED_IDLE), "{found:?}");

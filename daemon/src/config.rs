@@ -215,6 +215,11 @@ pub struct Config {
     /// catch up: backpressure when the cold tier cannot keep pace; 0 = never. [default: 131072]
     #[arg(long, value_name = "N", env = "SCIPCACHE_COLD_BACKLOG_LIMIT")]
     pub cold_backlog_limit: Option<u64>,
+    /// Raw bytes of consecutive chunks the cold tier compresses together as one frame
+    /// (plain bytes or 256KiB-style, at most 4MiB): larger blocks store less, and a cold
+    /// read of one chunk decodes its whole block; 0 = one frame per chunk. [default: 256KiB]
+    #[arg(long, value_name = "SIZE", env = "SCIPCACHE_COLD_BLOCK")]
+    pub cold_block: Option<ByteSize>,
     /// LMDB map size: the most the hot tier and metadata can ever hold. [default: 64GiB]
     #[arg(long, value_name = "SIZE", env = "SCIPCACHE_LMDB_MAP_SIZE")]
     pub lmdb_map_size: Option<ByteSize>,
@@ -500,6 +505,13 @@ impl Config {
                 "--cold-concurrency must be at least 1".into(),
             ));
         }
+        if self.cold_block.is_some_and(|b| b.0 > 4 << 20) {
+            return Err(Error::Config(
+                "--cold-block must be at most 4MiB (a cold read of one chunk decodes its whole \
+                 block); 256KiB is the default"
+                    .into(),
+            ));
+        }
         self.validate_tiers()?;
         self.validate_lifecycle()?;
         if self.jwt_leeway > Duration::from_secs(300) {
@@ -600,6 +612,9 @@ impl Config {
         }
         if let Some(n) = self.cold_backlog_limit {
             store.cold_backlog_limit = n;
+        }
+        if let Some(size) = self.cold_block {
+            store.cold_block_target = usize::try_from(size.0).unwrap_or(usize::MAX);
         }
         if let Some(size) = self.lmdb_map_size {
             store.lmdb_map_size = size.0;
@@ -837,6 +852,7 @@ mod tests {
             cold_fast_backlog: Some(1),
             cold_idle_after: Some(Duration::from_secs(1)),
             cold_backlog_limit: Some(1),
+            cold_block: Some(ByteSize(1)),
             lmdb_map_size: Some(ByteSize(1)),
             verify_hot_reads: Some(true),
             scrub_per_day: "0.5".parse().ok(),
@@ -875,7 +891,7 @@ mod tests {
             toml::from_str(&full_config().to_toml()?).map_err(|e| Error::Config(e.to_string()))?;
         assert_eq!(
             printed.len(),
-            40,
+            41,
             "a key was added: document it in config.example.toml"
         );
         for key in printed.keys() {
@@ -1054,6 +1070,27 @@ mod tests {
         );
         assert_eq!(c.warm_bytes, ByteSize(0), "the file wins over the default");
         assert_eq!(c.pin_prefixes, ["branch/", "release/"]);
+        Ok(())
+    }
+
+    #[test]
+    fn the_cold_block_size_reaches_the_store_and_one_beyond_4_mib_is_refused() -> Result<()> {
+        let layered =
+            |text: &str| -> Result<Config> { Config::layered(&ServeArgs::default(), file(text)?) };
+        let c = layered("cold_block = \"64KiB\"")?;
+        c.validate()?;
+        assert_eq!(c.store_config().cold_block_target, 64 << 10);
+        assert_eq!(
+            layered("cold_block = 0")?.store_config().cold_block_target,
+            0
+        );
+        assert_eq!(layered("")?.store_config().cold_block_target, 256 << 10);
+        let msg = layered("cold_block = \"5MiB\"")?
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(msg.contains("at most 4MiB"), "{msg}");
         Ok(())
     }
 

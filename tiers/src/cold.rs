@@ -14,28 +14,33 @@
 //! With these three, the bucket alone can restore the local index (`store/rebuild.rs`, read
 //! through `cold_scan.rs`).
 //!
-//! # Pack object, format 1
+//! # Pack object, format 2
 //!
-//! Chunk frames (`codec.rs`) back to back from byte 0, then a footer (little-endian), so the
-//! bucket alone can rebuild the index:
+//! Block frames (`codec.rs`, `cold_block.rs`) back to back from byte 0, then a footer
+//! (little-endian), so the bucket alone can rebuild the index:
 //!
 //! | size | field |
 //! | --- | --- |
-//! | 48 × n | per chunk: chunk id (32), frame offset `u64`, frame length `u32`, raw length `u32` |
+//! | 56 × n | per chunk: chunk id (32), block offset `u64`, block length `u32`, offset in the decoded block `u32`, raw length `u32`, share of the block's stored bytes `u32` |
 //! | 8 | tenant id |
 //! | 4 | n, `u32` |
 //! | 3 | magic `SCP` |
-//! | 1 | pack format, `1` |
+//! | 1 | pack format, `2` |
 //!
-//! The last 16 bytes (tenant, n, magic, format) are the *trailer*; a reader finds everything
-//! from it. The version sits at the end rather than in a header because a pack object is
-//! written whole, and the footer is what a rebuild reads first.
+//! A chunk is a member of a shared block when another entry names the same block offset;
+//! otherwise the block is its own frame. The last 16 bytes (tenant, n, magic, format) are the
+//! *trailer*; a reader finds everything from it. The version sits at the end rather than in a
+//! header because a pack object is written whole, and the footer is what a rebuild reads
+//! first.
 //!
 //! # Format versions
 //!
 //! | format | layout |
 //! | --- | --- |
-//! | 1 | the layout above (every pack written so far) |
+//! | 1 | one frame per chunk; footer entries of 48 bytes: chunk id (32), frame offset `u64`, frame length `u32`, raw length `u32` |
+//! | 2 | the layout above: blocks of several chunks |
+//!
+//! Both are read; format 2 is written.
 //!
 //! The first read of a pack in a process fetches its trailer (a 16-byte suffix GET, issued
 //! beside the frame's own GET) and checks it: a pack of a format newer than
@@ -43,8 +48,8 @@
 //! or names another tenant with [`Error::Format`]. Checked pack ids are remembered, so later
 //! reads of the pack are one ranged GET each.
 //!
-//! The LMDB `cold` table maps a chunk key to (pack id, offset, length); a read is one ranged
-//! GET. All requests pass through a [`LimitStore`] that caps concurrency.
+//! The LMDB `cold` table maps a chunk key to its [`Location`]: (pack id, offset, length) of
+//! its block, and for a member of a shared block its place inside; a read is one ranged GET. All requests pass through a [`LimitStore`] that caps concurrency.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -56,7 +61,7 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 
-use crate::codec::Frame;
+use crate::codec::{Compression, Frame};
 use crate::error::{Error, Result};
 use crate::ids::ManifestId;
 use crate::meta::{
@@ -65,12 +70,24 @@ use crate::meta::{
 };
 use crate::names::TenantId;
 use crate::tier::{ChunkTier, TierName};
+use block::Block;
 
 /// Newest pack format this build reads and writes (the trailer's last byte).
-pub(crate) const COLD_PACK_FORMAT: u8 = 1;
+pub(crate) const COLD_PACK_FORMAT: u8 = 2;
 const TRAILER_MAGIC: [u8; 3] = *b"SCP";
 const TRAILER_LEN: usize = 16;
-const FOOTER_ENTRY: usize = 48;
+/// A footer entry of format 1 and of format 2.
+const FOOTER_ENTRY_V1: usize = 48;
+const FOOTER_ENTRY: usize = 56;
+
+/// The footer entry size of a pack format this build reads.
+fn footer_entry(format: u8) -> usize {
+    if format == 1 {
+        FOOTER_ENTRY_V1
+    } else {
+        FOOTER_ENTRY
+    }
+}
 /// Checked pack ids remembered before the set starts over (32 bytes each).
 const CHECKED_PACKS: usize = 1 << 16;
 
@@ -110,7 +127,7 @@ impl Trailer {
         let mut tenant = [0u8; 8];
         tenant.copy_from_slice(&b[..8]);
         let chunks = le_u32(&b[8..12]);
-        let footer = u64::from(chunks) * FOOTER_ENTRY as u64 + TRAILER_LEN as u64;
+        let footer = u64::from(chunks) * footer_entry(format) as u64 + TRAILER_LEN as u64;
         if format == 0 || footer > size {
             return Err(Error::Format(format!(
                 "cold pack {path} has a damaged trailer (format {format}, {chunks} chunks in \
@@ -125,34 +142,88 @@ impl Trailer {
     }
 }
 
-/// Where a frame lives in the cold tier.
+/// Where a chunk lives in the cold tier: its block's frame, and for a member of a shared
+/// block (`cold_block.rs`) where it sits inside the decoded block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Location {
     pub(crate) pack: [u8; 32],
+    /// The block frame's offset in the pack object.
     pub(crate) offset: u64,
+    /// The block frame's stored length.
     pub(crate) len: u32,
+    /// `None`: the frame is the chunk's own (a whole block).
+    pub(crate) part: Option<Part>,
 }
 
+/// A member's place in a shared block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Part {
+    /// Offset of its raw bytes in the decoded block.
+    pub(crate) inner: u32,
+    /// Its raw length.
+    pub(crate) raw: u32,
+    /// Its share of the block's stored bytes (what the counters charge it).
+    pub(crate) share: u32,
+}
+
+/// An index value of a whole block: pack, offset, length.
+const LOCATION_WHOLE: usize = 44;
+/// An index value of a member of a shared block: the above, then inner offset, raw length
+/// and share.
+const LOCATION_PART: usize = 56;
+
 impl Location {
-    fn encode(&self) -> [u8; 44] {
-        let mut b = [0u8; 44];
-        b[..32].copy_from_slice(&self.pack);
-        b[32..40].copy_from_slice(&self.offset.to_le_bytes());
-        b[40..].copy_from_slice(&self.len.to_le_bytes());
+    /// A chunk's own frame.
+    pub(crate) fn whole(pack: [u8; 32], offset: u64, len: u32) -> Self {
+        Self {
+            pack,
+            offset,
+            len,
+            part: None,
+        }
+    }
+
+    /// The stored bytes charged to the chunk: its frame, or its share of a shared one.
+    pub(crate) fn charged(&self) -> u32 {
+        self.part.map_or(self.len, |p| p.share)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(LOCATION_PART);
+        b.extend_from_slice(&self.pack);
+        b.extend_from_slice(&self.offset.to_le_bytes());
+        b.extend_from_slice(&self.len.to_le_bytes());
+        if let Some(p) = self.part {
+            for v in [p.inner, p.raw, p.share] {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+        }
         b
     }
-    fn decode(b: &[u8]) -> Result<Self> {
-        if b.len() != 44 {
+
+    pub(crate) fn decode(b: &[u8]) -> Result<Self> {
+        if b.len() != LOCATION_WHOLE && b.len() != LOCATION_PART {
             return Err(Error::Format(format!("cold location of {} bytes", b.len())));
         }
         let mut pack = [0u8; 32];
         pack.copy_from_slice(&b[..32]);
+        let part = (b.len() == LOCATION_PART).then(|| Part {
+            inner: le_u32(&b[44..48]),
+            raw: le_u32(&b[48..52]),
+            share: le_u32(&b[52..56]),
+        });
         Ok(Self {
             pack,
             offset: le_u64(&b[32..40]),
-            len: le_u32(&b[40..]),
+            len: le_u32(&b[40..44]),
+            part,
         })
     }
+}
+
+/// The stored bytes a `cold` index value charges its chunk (`0` for a damaged value).
+pub(crate) fn charged_len(value: &[u8]) -> u32 {
+    Location::decode(value).map_or(0, |l| l.charged())
 }
 
 /// The cold tier.
@@ -170,6 +241,30 @@ pub(crate) struct ColdTier {
     /// Packs being written and not yet indexed: the garbage collector never deletes them as
     /// orphans (`cold_gc.rs`).
     writing: PacksWriting,
+    /// How compaction encodes what it cannot copy as it is.
+    packing: Packing,
+}
+
+/// How compaction encodes the live members of partly dead blocks (`cold_gc.rs`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Packing {
+    /// Raw bytes of a block (`StoreConfig::cold_block_target`).
+    pub(crate) block_target: usize,
+    /// The fast cold codec (`StoreConfig::cold_fast_compression`).
+    pub(crate) fast: Compression,
+    /// Whether the fast codec differs from the cold one: packs written with it are then
+    /// marked for recompression.
+    pub(crate) fast_is_not_final: bool,
+}
+
+impl Default for Packing {
+    fn default() -> Self {
+        Self {
+            block_target: block::DEFAULT_BLOCK_TARGET,
+            fast: Compression::Zstd(3),
+            fast_is_not_final: true,
+        }
+    }
 }
 
 /// A pack of a tenant.
@@ -232,7 +327,14 @@ impl ColdTier {
             local_dir,
             checked: Arc::default(),
             writing: Arc::default(),
+            packing: Packing::default(),
         })
+    }
+
+    /// The tier with compaction encoding as `packing` says.
+    pub(crate) fn with_packing(mut self, packing: Packing) -> Self {
+        self.packing = packing;
+        self
     }
 
     /// Marks `pack` as being written: call before its PUT, hold until its index commit.
@@ -265,42 +367,46 @@ impl ColdTier {
             .join(id.to_hex())
     }
 
-    /// Writes one pack of frames (already in the cold codec) of one tenant and indexes it;
-    /// `fast` marks it as written at the fast level, to be recompressed when the daemon is idle
-    /// (`cold_recompress.rs`). With `known_only`, a chunk whose index row is gone (swept by a
-    /// GC while its copy was on the way) is not indexed: its bytes stay dead in the object.
-    /// Returns how many chunks became cold.
+    /// Writes one pack of blocks (already in the cold codec, `cold_block.rs`) of one tenant
+    /// and indexes it; `fast` marks it as written at the fast level, to be recompressed when
+    /// the daemon is idle (`cold_recompress.rs`). With `known_only`, a chunk whose index row is
+    /// gone (swept by a GC while its copy was on the way) is not indexed: its bytes stay dead
+    /// in the object. Returns how many chunks became cold.
     pub(crate) async fn put_pack(
         &self,
         tenant: TenantId,
-        frames: Vec<(ChunkKey, Frame)>,
+        blocks: Vec<Block>,
         fast: bool,
         known_only: bool,
     ) -> Result<u64> {
-        if frames.is_empty() {
+        if blocks.is_empty() {
             return Ok(0);
         }
-        let (bytes, pack, entries) = encode_pack(tenant, &frames)?;
+        let (bytes, pack, entries) = encode_pack(tenant, &blocks)?;
+        drop(blocks);
         let path = self.pack_path(tenant, &pack);
         let _writing = self.writing(tenant, pack);
         self.put_create(&path, bytes).await?;
         self.meta
             .write(move |t, txn| {
                 let mut n = 0;
-                for (key, offset, len, raw_len) in entries {
+                for (key, loc, raw_len) in entries {
                     // A damaged location is written again.
                     if t.cold.get_unless_damaged(txn, key.as_bytes())?.is_some()
                         || (known_only && !t.chunks.contains(txn, key.as_bytes())?)
                     {
                         continue;
                     }
-                    t.cold.put(
-                        txn,
-                        key.as_bytes(),
-                        &Location { pack, offset, len }.encode(),
-                    )?;
+                    t.cold.put(txn, key.as_bytes(), &loc.encode())?;
                     set_tier_bit(t, txn, key, tier_bits::COLD, raw_len)?;
-                    bump_counter(t, txn, key.tenant(), tier_bits::COLD, 1, i64::from(len))?;
+                    bump_counter(
+                        t,
+                        txn,
+                        key.tenant(),
+                        tier_bits::COLD,
+                        1,
+                        i64::from(loc.charged()),
+                    )?;
                     n += 1;
                 }
                 if fast && n > 0 {
@@ -480,7 +586,8 @@ impl ColdTier {
             .await
     }
 
-    /// Reads the frame at `loc` (its pack's trailer checked on the first read).
+    /// Reads the chunk's frame at `loc` (its pack's trailer checked on the first read): its
+    /// own frame, or its bytes cut out of its decoded shared block.
     async fn get_at(&self, key: ChunkKey, loc: Location) -> Result<Option<Frame>> {
         let path = self.pack_path(key.tenant(), &loc.pack);
         let range = loc.offset..loc.offset + u64::from(loc.len);
@@ -491,7 +598,18 @@ impl ColdTier {
                 .map_err(|e| self.read_error(&path, e))
         };
         let (bytes, ()) = futures::try_join!(frame, self.check_pack(key.tenant(), &loc.pack))?;
-        Frame::from_bytes(bytes).map(Some)
+        if loc.part.is_none() {
+            return Frame::from_bytes(bytes).map(Some);
+        }
+        let what = format!("cold pack {path}");
+        crate::blocking::run(move || {
+            let mut got = block::frames_of(&bytes, loc.offset, &[(key, loc)], &what);
+            match got.pop() {
+                Some((_, frame)) => frame.map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
     }
 }
 
@@ -537,7 +655,11 @@ impl ChunkTier for ColdTier {
         }
         let mut n = 0;
         for (tenant, frames) in by_tenant {
-            n += self.put_pack(tenant, frames, false, false).await?;
+            let blocks = frames
+                .into_iter()
+                .map(|(k, f)| Block::whole(k, f))
+                .collect();
+            n += self.put_pack(tenant, blocks, false, false).await?;
         }
         Ok(n)
     }
@@ -582,11 +704,7 @@ pub(crate) fn delete_in_txn(
     clear_tier_bit(t, txn, key, tier_bits::COLD)?;
     let Some(loc) = found else {
         // A damaged location: its bytes are not counted.
-        return Ok(Some(Location {
-            pack: [0; 32],
-            offset: 0,
-            len: 0,
-        }));
+        return Ok(Some(Location::whole([0; 32], 0, 0)));
     };
     bump_counter(
         t,
@@ -594,36 +712,55 @@ pub(crate) fn delete_in_txn(
         key.tenant(),
         tier_bits::COLD,
         -1,
-        -i64::from(loc.len),
+        -i64::from(loc.charged()),
     )?;
     Ok(Some(loc))
 }
 
-/// What a pack's frames are written as.
-type PackEntry = (ChunkKey, u64, u32, u32);
+/// A chunk a new pack holds: its key, its location (in that pack) and its raw length.
+pub(crate) type PackEntry = (ChunkKey, Location, u32);
 
-/// A pack object's bytes for `frames` of `tenant`, its id (the BLAKE3 hash of the bytes), and
-/// each chunk's key, offset, stored length and raw length.
-fn encode_pack(
-    tenant: TenantId,
-    frames: &[(ChunkKey, Frame)],
-) -> Result<(Bytes, [u8; 32], Vec<PackEntry>)> {
-    let body: usize = frames.iter().map(|(_, f)| f.stored_len()).sum();
-    let mut buf = BytesMut::with_capacity(body + frames.len() * FOOTER_ENTRY + 16);
-    let mut entries = Vec::with_capacity(frames.len());
-    for (key, frame) in frames {
-        debug_assert_eq!(key.tenant(), tenant);
+/// A pack object's bytes for `blocks` of `tenant`, its id (the BLAKE3 hash of the bytes), and
+/// each chunk's entry.
+fn encode_pack(tenant: TenantId, blocks: &[Block]) -> Result<(Bytes, [u8; 32], Vec<PackEntry>)> {
+    let body: usize = blocks.iter().map(|b| b.frame.stored_len()).sum();
+    let chunks: usize = blocks.iter().map(|b| b.members.len()).sum();
+    let mut buf = BytesMut::with_capacity(body + chunks * FOOTER_ENTRY + TRAILER_LEN);
+    let mut entries = Vec::with_capacity(chunks);
+    for block in blocks {
+        debug_assert!(block.members.iter().all(|m| m.key.tenant() == tenant));
         let offset = buf.len() as u64;
-        buf.put_slice(frame.as_bytes());
-        let len = u32::try_from(frame.stored_len())
+        buf.put_slice(block.frame.as_bytes());
+        let len = u32::try_from(block.frame.stored_len())
             .map_err(|_| Error::InvalidArgument("frame too large".into()))?;
-        entries.push((*key, offset, len, frame.raw_len() as u32));
+        let shared = block.is_shared();
+        for (m, share) in block.members.iter().zip(block.shares()) {
+            let part = shared.then_some(Part {
+                inner: m.inner,
+                raw: m.raw,
+                share,
+            });
+            let loc = Location {
+                pack: [0; 32],
+                offset,
+                len,
+                part,
+            };
+            entries.push((m.key, loc, m.raw));
+        }
     }
-    for (key, offset, len, raw_len) in &entries {
+    for (key, loc, raw_len) in &entries {
         buf.put_slice(key.id().as_bytes());
-        buf.put_u64_le(*offset);
-        buf.put_u32_le(*len);
-        buf.put_u32_le(*raw_len);
+        buf.put_u64_le(loc.offset);
+        buf.put_u32_le(loc.len);
+        let p = loc.part.unwrap_or(Part {
+            inner: 0,
+            raw: *raw_len,
+            share: loc.len,
+        });
+        buf.put_u32_le(p.inner);
+        buf.put_u32_le(p.raw);
+        buf.put_u32_le(p.share);
     }
     let trailer = Trailer {
         tenant,
@@ -634,6 +771,9 @@ fn encode_pack(
     buf.put_slice(&trailer.encode());
     let bytes = buf.freeze();
     let pack = *blake3::hash(&bytes).as_bytes();
+    for (_, loc, _) in &mut entries {
+        loc.pack = pack;
+    }
     Ok((bytes, pack, entries))
 }
 
@@ -644,6 +784,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[path = "cold_batch.rs"]
 mod batch;
+#[path = "cold_block.rs"]
+pub(crate) mod block;
 #[path = "cold_gc.rs"]
 pub(crate) mod gc;
 #[path = "cold_recompress.rs"]

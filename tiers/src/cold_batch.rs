@@ -96,24 +96,29 @@ impl ColdTier {
             .buffer_unordered(COLD_READS_IN_FLIGHT);
         let mut failed = Vec::new();
         while let Some((path, range, members, got)) = fetched.next().await {
-            for (i, loc) in members {
-                out[i] = match &got {
-                    Ok(bytes) => {
-                        let from = usize::try_from(loc.offset - range.start).unwrap_or(usize::MAX);
-                        let to = from.saturating_add(loc.len as usize);
-                        if to > bytes.len() {
-                            Err(Error::Format(format!(
-                                "cold pack {path} is shorter than its index says"
-                            )))
-                        } else {
-                            Frame::from_bytes(bytes.slice(from..to)).map(Some)
-                        }
-                    }
-                    Err(e) => {
+            let bytes = match got {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    for (i, _) in members {
                         failed.push(i);
-                        Err(for_each_key(e))
+                        out[i] = Err(for_each_key(&e));
                     }
-                };
+                    continue;
+                }
+            };
+            // Members of one shared block are cut out of one decode of it.
+            let what = format!("cold pack {path}");
+            let sliced = crate::blocking::run(move || {
+                Ok(super::block::frames_of(
+                    &bytes,
+                    range.start,
+                    &members,
+                    &what,
+                ))
+            })
+            .await?;
+            for (i, frame) in sliced {
+                out[i] = frame.map(Some);
             }
         }
         drop(fetched);
@@ -151,11 +156,7 @@ mod tests {
 
     #[test]
     fn neighbouring_ranges_of_a_pack_are_coalesced_and_distant_ones_are_not() {
-        let at = |offset, len| Location {
-            pack: [0; 32],
-            offset,
-            len,
-        };
+        let at = |offset, len| Location::whole([0; 32], offset, len);
         let locs = vec![
             (0, at(0, 100)),
             (3, at(100, 50)),

@@ -23,11 +23,12 @@
 //! the next GC). Packs marked for recompression are left to the recompression, which drops
 //! their dead bytes anyway.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
+use super::block::{Block, BlockEncoding, Member, build, frames_of};
 use super::scan::PackObject;
 use super::{ColdTier, Location, encode_pack, recompress};
 use crate::codec::Frame;
@@ -68,7 +69,7 @@ impl ColdTier {
                     let (k, v) = item?;
                     let key = ChunkKey::from_slice(k)?;
                     let loc = Location::decode(v)?;
-                    *live.entry((key.tenant(), loc.pack)).or_default() += u64::from(loc.len);
+                    *live.entry((key.tenant(), loc.pack)).or_default() += u64::from(loc.charged());
                 }
                 let mut marked = HashSet::new();
                 for (tenant, pack) in live.keys() {
@@ -106,7 +107,7 @@ impl ColdTier {
         }
     }
 
-    /// Rewrites the live frames of `sources` (one tenant's) into new packs of about `target`
+    /// Rewrites the live chunks of `sources` (one tenant's) into new packs of about `target`
     /// bytes and deletes the sources (see the module docs); the sources deleted and the bytes
     /// written.
     pub(crate) async fn compact(
@@ -115,22 +116,17 @@ impl ColdTier {
         sources: Vec<PackObject>,
         target: usize,
     ) -> Result<(u64, u64)> {
-        let mut frames: Vec<(ChunkKey, Frame, Location)> = Vec::new();
-        let mut bytes = 0usize;
+        let mut out = Compacted::default();
         let mut waiting: Vec<PackObject> = Vec::new();
         let (mut deleted, mut written) = (0, 0);
         let last = sources.len();
         for (i, object) in sources.into_iter().enumerate() {
-            for (key, frame, loc) in self.live_frames(&object).await? {
-                bytes += frame.stored_len();
-                frames.push((key, frame, loc));
-            }
+            self.live_blocks(&object, &mut out).await?;
             waiting.push(object);
-            if bytes >= target || i + 1 == last {
+            if out.bytes >= target || i + 1 == last {
                 written += self
-                    .write_compacted(tenant, std::mem::take(&mut frames))
+                    .write_compacted(tenant, std::mem::take(&mut out))
                     .await?;
-                bytes = 0;
                 for object in waiting.drain(..) {
                     self.delete_object(&object.path).await?;
                     deleted += 1;
@@ -166,11 +162,13 @@ impl ColdTier {
             .await
     }
 
-    /// The frames of a pack the index still points at, each checked by its checksum.
-    async fn live_frames(&self, object: &PackObject) -> Result<Vec<(ChunkKey, Frame, Location)>> {
+    /// Adds the live chunks of a pack to `out`: blocks whose every member is live as they
+    /// are (each checked by its checksum; one that fails stays where it is), and the live
+    /// members of partly dead shared blocks cut out, to be encoded anew.
+    async fn live_blocks(&self, object: &PackObject, out: &mut Compacted) -> Result<()> {
         let live = self.live_entries(object).await?;
         if live.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let body = self
             .store
@@ -180,46 +178,106 @@ impl ColdTier {
             .bytes()
             .await
             .map_err(|e| self.read_error(&object.path, e))?;
-        let mut out = Vec::with_capacity(live.len());
+        let mut by_block: BTreeMap<u64, Vec<(ChunkKey, Location)>> = BTreeMap::new();
         for (key, loc) in live {
-            let start = usize::try_from(loc.offset).unwrap_or(usize::MAX);
-            let end = start.saturating_add(loc.len as usize);
+            by_block.entry(loc.offset).or_default().push((key, loc));
+        }
+        let what = format!("cold pack {}", object.path);
+        for (offset, members) in by_block {
+            let len = members[0].1.len;
+            let charged: u64 = members.iter().map(|(_, l)| u64::from(l.charged())).sum();
+            if charged < u64::from(len) {
+                // Partly dead: the live members are encoded again, without the dead bytes.
+                let frames = frames_of(&body, 0, &members, &what);
+                for ((key, frame), (_, loc)) in frames.into_iter().zip(&members) {
+                    match frame {
+                        Ok(frame) => {
+                            out.bytes += frame.raw_len();
+                            out.recode.push((key, frame));
+                            out.old.insert(key, *loc);
+                        }
+                        Err(e) => skipped(key, object, &e),
+                    }
+                }
+                continue;
+            }
+            let start = usize::try_from(offset).unwrap_or(usize::MAX);
+            let end = start.saturating_add(len as usize);
             let frame = body
                 .get(start..end)
-                .ok_or_else(|| Error::Format(format!("cold pack {} is short", object.path)))
+                .ok_or_else(|| Error::Format(format!("{what} is short")))
                 .and_then(|_| Frame::from_bytes(body.slice(start..end)))
                 .and_then(|f| f.verify_checksum().map(|()| f));
             match frame {
-                Ok(frame) => out.push((key, frame, loc)),
+                Ok(frame) => {
+                    out.bytes += frame.stored_len();
+                    out.old.extend(members.iter().copied());
+                    let block = match members[0] {
+                        (key, Location { part: None, .. }) => Block::whole(key, frame),
+                        _ => Block {
+                            frame,
+                            members: members
+                                .iter()
+                                .filter_map(|(key, loc)| {
+                                    let p = loc.part?;
+                                    Some(Member {
+                                        key: *key,
+                                        inner: p.inner,
+                                        raw: p.raw,
+                                    })
+                                })
+                                .collect(),
+                        },
+                    };
+                    out.kept.push(block);
+                }
                 Err(e) => {
-                    // Its index entry keeps pointing at the old pack, which is then deleted:
-                    // the chunk reads from another tier, or fsck reports it.
-                    tracing::warn!(chunk = %key.id(), pack = %object.path, error = %e, "a cold copy fails its check; compaction does not copy it");
+                    for (key, _) in &members {
+                        skipped(*key, object, &e);
+                    }
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Writes one compacted pack and re-points the chunks still at their old locations; the
-    /// bytes written.
-    async fn write_compacted(
-        &self,
-        tenant: TenantId,
-        frames: Vec<(ChunkKey, Frame, Location)>,
-    ) -> Result<u64> {
-        if frames.is_empty() {
+    /// bytes written. Re-encoded members are encoded at the fast level, and the pack is then
+    /// marked for recompression.
+    async fn write_compacted(&self, tenant: TenantId, c: Compacted) -> Result<u64> {
+        let Compacted {
+            mut kept,
+            recode,
+            old,
+            ..
+        } = c;
+        let packing = self.packing;
+        let fast = !recode.is_empty() && packing.fast_is_not_final;
+        if !recode.is_empty() {
+            let how = BlockEncoding {
+                compression: packing.fast,
+                fresh: true,
+                target: packing.block_target,
+            };
+            kept.extend(crate::blocking::run(move || build(recode, how)).await?);
+        }
+        if kept.is_empty() {
             return Ok(0);
         }
-        let old: HashMap<ChunkKey, Location> = frames.iter().map(|(k, _, l)| (*k, *l)).collect();
-        let frames: Vec<(ChunkKey, Frame)> = frames.into_iter().map(|(k, f, _)| (k, f)).collect();
-        let (bytes, new_pack, entries) = encode_pack(tenant, &frames)?;
+        let (bytes, new_pack, entries) = encode_pack(tenant, &kept)?;
+        drop(kept);
         let size = bytes.len() as u64;
         let _writing = self.writing(tenant, new_pack);
         self.put_create(&self.pack_path(tenant, &new_pack), bytes)
             .await?;
         self.meta
-            .write(move |t, txn| recompress::repoint_in_txn(t, txn, entries, &old, new_pack))
+            .write(move |t, txn| {
+                let done = recompress::repoint_in_txn(t, txn, entries, &old)?;
+                if fast && done.chunks > 0 {
+                    recompress::mark_in_txn(t, txn, tenant, &new_pack)?;
+                }
+                Ok(())
+            })
             .await?;
         Ok(size)
     }
@@ -298,4 +356,24 @@ impl ColdTier {
         }
         Ok(n)
     }
+}
+
+/// What compaction carries into its next pack.
+#[derive(Default)]
+struct Compacted {
+    /// Blocks copied as they are.
+    kept: Vec<Block>,
+    /// Live members of partly dead blocks, each as its own raw frame, to be encoded anew.
+    recode: Vec<(ChunkKey, Frame)>,
+    /// Where each chunk was.
+    old: HashMap<ChunkKey, Location>,
+    /// Bytes gathered (stored bytes of kept blocks, raw bytes of members to encode).
+    bytes: usize,
+}
+
+/// Logs a live chunk compaction leaves in place because its copy fails its check: its index
+/// entry keeps pointing at the old pack, which is then deleted, so the chunk reads from another
+/// tier, or fsck reports it.
+fn skipped(key: ChunkKey, object: &PackObject, e: &Error) {
+    tracing::warn!(chunk = %key.id(), pack = %object.path, error = %e, "a cold copy fails its check; compaction does not copy it");
 }

@@ -25,10 +25,11 @@ use heed::RwTxn;
 
 use object_store::ObjectStoreExt;
 
+use super::block::Block;
 use super::scan::PackObject;
 use super::{ColdTier, Location, encode_pack};
 use crate::codec::Frame;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::meta::{ChunkKey, Tables, bump_counter, le_u64};
 use crate::names::TenantId;
 
@@ -70,18 +71,17 @@ pub(crate) fn mark_in_txn(
     Ok(())
 }
 
-/// Points each chunk of `entries` (written to `new_pack`) whose cold location is still its
-/// `old` one at the new pack, and adjusts the cold stored-bytes counter; a chunk moved or
+/// Points each chunk of `entries` (in a new pack) whose cold location is still its `old` one
+/// at the new pack, and adjusts the cold stored-bytes counter; a chunk moved or
 /// dropped meanwhile is left alone. Returns the chunks moved and their bytes before and after.
 pub(crate) fn repoint_in_txn(
     t: &Tables,
     txn: &mut RwTxn<'_>,
     entries: Vec<super::PackEntry>,
     old: &std::collections::HashMap<ChunkKey, Location>,
-    new_pack: [u8; 32],
 ) -> Result<Recompressed> {
     let mut done = Recompressed::default();
-    for (key, offset, len, _) in entries {
+    for (key, loc, _) in entries {
         let Some(was) = old.get(&key) else { continue };
         let current = t
             .cold
@@ -91,11 +91,6 @@ pub(crate) fn repoint_in_txn(
         if current != Some(*was) {
             continue;
         }
-        let loc = Location {
-            pack: new_pack,
-            offset,
-            len,
-        };
         t.cold.put(txn, key.as_bytes(), &loc.encode())?;
         bump_counter(
             t,
@@ -103,11 +98,11 @@ pub(crate) fn repoint_in_txn(
             key.tenant(),
             crate::meta::tier_bits::COLD,
             0,
-            i64::from(len) - i64::from(was.len),
+            i64::from(loc.charged()) - i64::from(was.charged()),
         )?;
         done.chunks += 1;
-        done.before += u64::from(was.len);
-        done.after += u64::from(len);
+        done.before += u64::from(was.charged());
+        done.after += u64::from(loc.charged());
     }
     Ok(done)
 }
@@ -160,7 +155,8 @@ impl ColdTier {
             .await
     }
 
-    /// Recompresses one marked pack: `recode` verifies and re-encodes the frames (see the
+    /// Recompresses one marked pack: `recode` verifies the live chunks' frames (each chunk's
+    /// own, cut out of its shared block if need be) and encodes them into blocks anew (see the
     /// module docs for the steps).
     pub(crate) async fn recompress<F, Fut>(
         &self,
@@ -170,7 +166,7 @@ impl ColdTier {
     ) -> Result<Recompressed>
     where
         F: FnOnce(Vec<(ChunkKey, Frame)>) -> Fut,
-        Fut: std::future::Future<Output = Result<Vec<(ChunkKey, Frame)>>>,
+        Fut: std::future::Future<Output = Result<Vec<Block>>>,
     {
         let object = PackObject {
             tenant,
@@ -188,17 +184,10 @@ impl ColdTier {
                 .bytes()
                 .await
                 .map_err(|e| self.read_error(&object.path, e))?;
+            let what = format!("cold pack {}", object.path);
             let mut frames = Vec::with_capacity(live.len());
-            for (key, loc) in &live {
-                let start = usize::try_from(loc.offset).unwrap_or(usize::MAX);
-                let end = start.saturating_add(loc.len as usize);
-                if end > body.len() {
-                    return Err(Error::Format(format!(
-                        "cold pack {} is shorter than its footer",
-                        object.path
-                    )));
-                }
-                frames.push((*key, Frame::from_bytes(body.slice(start..end))?));
+            for (key, frame) in super::block::frames_of(&body, 0, &live, &what) {
+                frames.push((key, frame?));
             }
             let recoded = recode(frames).await?;
             let (bytes, new_pack, entries) = encode_pack(tenant, &recoded)?;
@@ -211,7 +200,7 @@ impl ColdTier {
             outcome = self
                 .meta
                 .write(move |t, txn| {
-                    let done = repoint_in_txn(t, txn, entries, &old, new_pack)?;
+                    let done = repoint_in_txn(t, txn, entries, &old)?;
                     t.state
                         .delete(txn, &marker(RECOMPRESS_PREFIX, tenant, &pack))?;
                     if new_pack != pack {

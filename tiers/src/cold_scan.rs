@@ -7,7 +7,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
-use super::{ColdTier, FOOTER_ENTRY, Location, TRAILER_LEN, Trailer};
+use super::{ColdTier, Location, Part, TRAILER_LEN, Trailer, footer_entry};
 use crate::error::{Error, Result};
 use crate::ids::{ChunkId, ManifestId};
 use crate::meta::{ChunkKey, bump_counter, le_u32, le_u64, set_tier_bit, tier_bits};
@@ -140,7 +140,8 @@ impl ColdTier {
             )));
         }
         let n = trailer.chunks as usize;
-        let footer_len = (n * FOOTER_ENTRY) as u64;
+        let entry_len = footer_entry(trailer.format);
+        let footer_len = (n * entry_len) as u64;
         let start = size - TRAILER_LEN as u64 - footer_len;
         let footer = self
             .store
@@ -148,25 +149,41 @@ impl ColdTier {
             .await
             .map_err(|e| self.read_error(&pack.path, e))?;
         let mut out = Vec::with_capacity(n);
-        for entry in footer.chunks_exact(FOOTER_ENTRY) {
+        for entry in footer.chunks_exact(entry_len) {
             let mut id = [0u8; 32];
             id.copy_from_slice(&entry[..32]);
-            let loc = Location {
-                pack: pack.pack,
-                offset: le_u64(&entry[32..40]),
-                len: le_u32(&entry[40..44]),
-            };
+            let loc = Location::whole(pack.pack, le_u64(&entry[32..40]), le_u32(&entry[40..44]));
             if loc.offset + u64::from(loc.len) > start {
                 return Err(Error::Format(format!(
                     "cold pack {} lists a frame past its body (offset {}, length {})",
                     pack.path, loc.offset, loc.len
                 )));
             }
+            let (raw_len, part) = if trailer.format == 1 {
+                (le_u32(&entry[44..48]), None)
+            } else {
+                let part = Part {
+                    inner: le_u32(&entry[44..48]),
+                    raw: le_u32(&entry[48..52]),
+                    share: le_u32(&entry[52..56]),
+                };
+                (part.raw, Some(part))
+            };
             out.push(PackedChunk {
                 key: ChunkKey::new(pack.tenant, &ChunkId::from_bytes(id)),
-                loc,
-                raw_len: le_u32(&entry[44..48]),
+                loc: Location { part, ..loc },
+                raw_len,
             });
+        }
+        // A chunk is a member of a shared block when another entry names its block.
+        let mut at_offset: std::collections::HashMap<u64, usize> = Default::default();
+        for c in &out {
+            *at_offset.entry(c.loc.offset).or_default() += 1;
+        }
+        for c in &mut out {
+            if at_offset.get(&c.loc.offset).copied().unwrap_or(0) < 2 {
+                c.loc.part = None;
+            }
         }
         Ok(out)
     }
@@ -189,10 +206,10 @@ impl ColdTier {
                         c.key.tenant(),
                         tier_bits::COLD,
                         1,
-                        i64::from(c.loc.len),
+                        i64::from(c.loc.charged()),
                     )?;
                     n += 1;
-                    bytes += u64::from(c.loc.len);
+                    bytes += u64::from(c.loc.charged());
                 }
                 Ok((n, bytes))
             })

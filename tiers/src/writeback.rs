@@ -23,8 +23,9 @@ use heed::RwTxn;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::codec::{Compression, Frame, MAX_CHUNK_LEN};
+use crate::codec::{Compression, Frame};
 use crate::cold::ColdTier;
+use crate::cold::block::{Block, BlockEncoding};
 use crate::error::{Error, Result};
 use crate::hot::HotTier;
 use crate::ids::{ChunkId, ManifestId};
@@ -134,12 +135,41 @@ fn decode_entry(k: &[u8], v: &[u8]) -> Result<Entry> {
     })
 }
 
-/// Encoded chunks kept between rounds so a partial pack is not compressed twice.
+/// Encoded blocks kept between rounds so a partial pack is not compressed twice.
 #[derive(Default)]
 struct Pending {
-    encoded: HashMap<u64, (ChunkKey, Frame)>,
-    /// Queue entries of `encoded` encoded at the fast level.
-    fast: std::collections::HashSet<u64>,
+    /// By the queue entry of the block's first chunk: the block, the queue entries of its
+    /// chunks, and whether it was encoded at the fast level.
+    blocks: HashMap<u64, PendingBlock>,
+    /// The queue entry of every chunk in `blocks` → its block's first entry.
+    member_of: HashMap<u64, u64>,
+}
+
+struct PendingBlock {
+    block: Block,
+    seqs: Vec<u64>,
+    fast: bool,
+}
+
+impl Pending {
+    fn insert(&mut self, block: Block, seqs: Vec<u64>, fast: bool) {
+        let Some(first) = seqs.first().copied() else {
+            return;
+        };
+        for s in &seqs {
+            self.member_of.insert(*s, first);
+        }
+        self.blocks
+            .insert(first, PendingBlock { block, seqs, fast });
+    }
+
+    fn remove(&mut self, first: u64) {
+        if let Some(b) = self.blocks.remove(&first) {
+            for s in b.seqs {
+                self.member_of.remove(&s);
+            }
+        }
+    }
 }
 
 /// Queue entries at which the write-behind starts encoding at the fast level, by default
@@ -182,6 +212,8 @@ pub(crate) struct UploadConfig {
     pub(crate) idle_after: Duration,
     /// A pack object is written once this many stored bytes are ready.
     pub(crate) pack_target: usize,
+    /// Raw bytes of consecutive chunks compressed as one block (`cold_block.rs`).
+    pub(crate) block_target: usize,
     /// A partial pack is written once its oldest entry has waited this long.
     pub(crate) flush_after: Duration,
 }
@@ -261,17 +293,12 @@ pub(crate) struct Encoder {
 }
 
 /// How an encoder job encodes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Encoding {
-    pub(crate) compression: Compression,
-    /// Encode anew even when a frame already uses the codec (recompression at another level).
-    pub(crate) fresh: bool,
-}
+pub(crate) type Encoding = BlockEncoding;
 
 type EncodeJob = (
     Vec<(ChunkKey, Frame)>,
     Encoding,
-    oneshot::Sender<Result<Vec<(ChunkKey, Frame)>>>,
+    oneshot::Sender<Result<Vec<Block>>>,
 );
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -317,12 +344,12 @@ impl Encoder {
         })
     }
 
-    /// Verifies and re-encodes frames on the encoder threads.
+    /// Verifies chunks' frames and encodes them into blocks on the encoder threads.
     pub(crate) async fn encode(
         &self,
         batch: Vec<(ChunkKey, Frame)>,
         how: Encoding,
-    ) -> Result<Vec<(ChunkKey, Frame)>> {
+    ) -> Result<Vec<Block>> {
         let (done, wait) = oneshot::channel();
         let jobs = lock(&self.jobs).clone().ok_or(Error::ShuttingDown)?;
         jobs.send((batch, how, done))
@@ -375,19 +402,7 @@ fn encode_loop(rx: &Mutex<std::sync::mpsc::Receiver<EncodeJob>>) {
         let Ok((batch, how, done)) = job else {
             break;
         };
-        let out = batch
-            .into_iter()
-            .map(|(k, f)| {
-                let raw = f.decode_verified(&k.id(), MAX_CHUNK_LEN)?;
-                let frame = if how.fresh {
-                    Frame::encode(&raw, how.compression)?
-                } else {
-                    f.recode(&raw, how.compression)?
-                };
-                Ok((k, frame))
-            })
-            .collect();
-        let _ = done.send(out);
+        let _ = done.send(crate::cold::block::build(batch, how));
     }
 }
 
@@ -529,11 +544,15 @@ pub(crate) async fn drain(inner: &Uploader, force: bool) -> Result<()> {
                 }
                 encode_slice(inner, &mut pending, slice, &mut done_seqs, pace).await?;
                 for e in slice {
-                    let Some((key, frame)) = pending.encoded.get(&e.seq) else {
+                    let Some(first) = pending.member_of.get(&e.seq).copied() else {
                         continue;
                     };
-                    pack.fast |= pending.fast.contains(&e.seq);
-                    pack.add(e, *key, frame.clone());
+                    let Some(b) = pending.blocks.get(&first) else {
+                        continue;
+                    };
+                    if !pack.add(e, first, b) {
+                        continue;
+                    }
                     if pack.bytes >= inner.config.pack_target {
                         upload(inner, tenant, &mut pending, pack.take()).await?;
                     }
@@ -541,7 +560,7 @@ pub(crate) async fn drain(inner: &Uploader, force: bool) -> Result<()> {
             }
             let wait_ms = u64::try_from(inner.config.flush_after.as_millis()).unwrap_or(u64::MAX);
             let due = force || inner.clock().now_ms().saturating_sub(pack.oldest) >= wait_ms;
-            if !pack.frames.is_empty() && due {
+            if !pack.blocks.is_empty() && due {
                 upload(inner, tenant, &mut pending, pack.take()).await?;
             }
             if let Some(first) = pack.seqs.iter().min() {
@@ -617,7 +636,7 @@ async fn encode_slice(
     let keys: Vec<(u64, ChunkKey)> = slice
         .iter()
         .filter_map(|e| match e.item {
-            QueueItem::Chunk(k) if !pending.encoded.contains_key(&e.seq) => Some((e.seq, k)),
+            QueueItem::Chunk(k) if !pending.member_of.contains_key(&e.seq) => Some((e.seq, k)),
             _ => None,
         })
         .collect();
@@ -645,8 +664,10 @@ async fn encode_slice(
     let how = Encoding {
         compression,
         fresh: false,
+        target: inner.config.block_target,
     };
-    // One job per encoder thread, so every thread works on the slice.
+    // One job per encoder thread, so every thread works on the slice; each job groups its
+    // consecutive chunks into blocks.
     let per_thread = to_encode
         .len()
         .div_ceil(inner.encoder.threads().max(1))
@@ -658,25 +679,28 @@ async fn encode_slice(
         jobs.push(inner.encoder.encode(rest, how));
         rest = tail;
     }
-    let encoded: Vec<(ChunkKey, Frame)> = futures::future::try_join_all(jobs)
+    let blocks: Vec<Block> = futures::future::try_join_all(jobs)
         .await?
         .into_iter()
         .flatten()
         .collect();
-    for (seq, item) in seqs.into_iter().zip(encoded) {
-        pending.encoded.insert(seq, item);
-        if pace.fast {
-            pending.fast.insert(seq);
-        }
+    // Blocks hold the chunks in the order they were handed in.
+    let mut seqs = seqs.into_iter();
+    for block in blocks {
+        let members: Vec<u64> = seqs.by_ref().take(block.members.len()).collect();
+        pending.insert(block, members, pace.fast);
     }
     Ok(())
 }
 
 /// The pack being filled for one tenant.
 struct PackBuilder {
-    /// Some frame was encoded at the fast level: the pack is marked for recompression.
+    /// Some block was encoded at the fast level: the pack is marked for recompression.
     fast: bool,
-    frames: Vec<(ChunkKey, Frame)>,
+    blocks: Vec<Block>,
+    /// The first queue entry of each block.
+    firsts: std::collections::HashSet<u64>,
+    /// The queue entries of every chunk in it.
     seqs: Vec<u64>,
     bytes: usize,
     /// When its oldest entry was queued, Unix ms.
@@ -687,7 +711,8 @@ impl Default for PackBuilder {
     fn default() -> Self {
         Self {
             fast: false,
-            frames: Vec::new(),
+            blocks: Vec::new(),
+            firsts: Default::default(),
             seqs: Vec::new(),
             bytes: 0,
             oldest: u64::MAX,
@@ -695,18 +720,34 @@ impl Default for PackBuilder {
     }
 }
 
+/// A pack ready for upload: its blocks, the first queue entry of each, every chunk's queue
+/// entry, and whether it is marked for recompression.
+type FilledPack = (Vec<Block>, Vec<u64>, Vec<u64>, bool);
+
 impl PackBuilder {
-    fn add(&mut self, e: &Entry, key: ChunkKey, frame: Frame) {
-        self.bytes += frame.stored_len();
-        self.frames.push((key, frame));
-        self.seqs.push(e.seq);
+    /// Adds the block whose first queue entry is `first`, as `e` (one of its entries) is met;
+    /// whether it was not in the pack yet.
+    fn add(&mut self, e: &Entry, first: u64, b: &PendingBlock) -> bool {
         self.oldest = self.oldest.min(e.enqueued_ms);
+        if !self.firsts.insert(first) {
+            return false;
+        }
+        self.bytes += b.block.frame.stored_len();
+        self.fast |= b.fast;
+        self.blocks.push(b.block.clone());
+        self.seqs.extend_from_slice(&b.seqs);
+        true
     }
 
-    /// The filled pack's frames, queue entries and fast mark; the builder starts over.
-    fn take(&mut self) -> (Vec<(ChunkKey, Frame)>, Vec<u64>, bool) {
+    /// The filled pack; the builder starts over.
+    fn take(&mut self) -> FilledPack {
         let taken = std::mem::take(self);
-        (taken.frames, taken.seqs, taken.fast)
+        (
+            taken.blocks,
+            taken.firsts.into_iter().collect(),
+            taken.seqs,
+            taken.fast,
+        )
     }
 }
 
@@ -714,13 +755,12 @@ async fn upload(
     store: &Uploader,
     tenant: TenantId,
     pending: &mut Pending,
-    (pack, seqs, fast): (Vec<(ChunkKey, Frame)>, Vec<u64>, bool),
+    (blocks, firsts, seqs, fast): FilledPack,
 ) -> Result<()> {
-    let n = pack.len();
-    store.cold.put_pack(tenant, pack, fast, true).await?;
-    for s in &seqs {
-        pending.encoded.remove(s);
-        pending.fast.remove(s);
+    let n = seqs.len();
+    store.cold.put_pack(tenant, blocks, fast, true).await?;
+    for first in firsts {
+        pending.remove(first);
     }
     remove(store, seqs).await?;
     tracing::debug!(chunks = n, "cold pack written");
@@ -840,6 +880,7 @@ mod tests {
     const IDLE: Encoding = Encoding {
         compression: Compression::Zstd(9),
         fresh: false,
+        target: 0,
     };
 
     #[tokio::test]

@@ -25,6 +25,7 @@ pub(super) async fn step(inner: &Uploader) -> Result<bool> {
     let how = super::Encoding {
         compression: inner.config.compression,
         fresh: true,
+        target: inner.config.block_target,
     };
     let encoder = &inner.encoder;
     let started = std::time::Instant::now();

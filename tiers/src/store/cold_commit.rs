@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use super::Engine;
-use crate::codec::{Frame, MAX_CHUNK_LEN};
+use crate::cold::block::{self, Block, BlockEncoding};
 use crate::cold::refs::{RefChange, RefEvent};
 use crate::error::{Error, Result};
 use crate::ids::ManifestId;
@@ -96,9 +96,13 @@ async fn chunks_to_cold(e: &Arc<Engine>, ns: &Namespace, manifest: &Manifest) ->
         .await?;
     let target = e.config.cold_pack_target;
     // The push waits for this: the fast level, recompressed later like a backlog's packs.
-    let compression = e.config.cold_fast_compression;
-    let fast = compression != e.config.cold_compression;
-    let mut pack: Vec<(ChunkKey, Frame)> = Vec::new();
+    let how = BlockEncoding {
+        compression: e.config.cold_fast_compression,
+        fresh: false,
+        target: e.config.cold_block_target,
+    };
+    let fast = how.compression != e.config.cold_compression;
+    let mut pack: Vec<Block> = Vec::new();
     let mut bytes = 0usize;
     for slice in lacking.chunks(256) {
         e.check_open()?;
@@ -107,24 +111,22 @@ async fn chunks_to_cold(e: &Arc<Engine>, ns: &Namespace, manifest: &Manifest) ->
         let part = slice.to_vec();
         let encoded = crate::blocking::map_parts(part, 32, move |part| {
             let frames = hot.get_many_now(&part)?;
-            part.into_iter()
+            let local = part
+                .into_iter()
                 .zip(frames)
-                .map(|(k, f)| {
-                    let frame = match f {
-                        Some(f) => f,
-                        None => warm.get_now(k)?.ok_or_else(|| {
-                            Error::NotFound(format!("chunk {} has no local copy", k.id()))
-                        })?,
-                    };
-                    let raw = frame.decode_verified(&k.id(), MAX_CHUNK_LEN)?;
-                    Ok((k, frame.recode(&raw, compression)?))
+                .map(|(k, f)| match f {
+                    Some(f) => Ok((k, f)),
+                    None => warm.get_now(k)?.map(|f| (k, f)).ok_or_else(|| {
+                        Error::NotFound(format!("chunk {} has no local copy", k.id()))
+                    }),
                 })
-                .collect()
+                .collect::<Result<Vec<_>>>()?;
+            block::build(local, how)
         })
         .await?;
-        for (k, f) in encoded {
-            bytes += f.stored_len();
-            pack.push((k, f));
+        for b in encoded {
+            bytes += b.frame.stored_len();
+            pack.push(b);
             if bytes >= target {
                 e.cold
                     .put_pack(tid, std::mem::take(&mut pack), fast, true)

@@ -411,7 +411,7 @@ fn stored_sizes(
         n += u64::from(crate::meta::le_u32(&v[12..16]));
     }
     if let Some(v) = t.cold.get_unless_damaged(txn, key.as_bytes())? {
-        n += u64::from(crate::meta::le_u32(&v[40..44]));
+        n += u64::from(crate::cold::charged_len(v));
     }
     Ok(n)
 }
@@ -554,8 +554,8 @@ fn sweep_in_txn(
             out.emptied.extend(emptied);
         }
         if let Some(loc) = crate::cold::delete_in_txn(t, txn, key)? {
-            bytes += u64::from(loc.len);
-            largest = largest.max(u64::from(loc.len));
+            bytes += u64::from(loc.charged());
+            largest = largest.max(u64::from(loc.charged()));
             out.cold_packs.push((key.tenant(), loc.pack));
         }
         // Whatever is left of the row (tier bits that named no copy) goes too.

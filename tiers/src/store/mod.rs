@@ -158,6 +158,9 @@ pub struct StoreConfig {
     pub warm_pack_limit: u64,
     /// Cold pack objects are written once this many stored bytes are queued.
     pub cold_pack_target: usize,
+    /// Raw bytes of consecutive chunks compressed together as one cold frame (a *block*,
+    /// `cold_block.rs`); `0` gives every chunk its own frame. At most 4 MiB.
+    pub cold_block_target: usize,
     /// A partial cold pack is flushed after this long.
     pub cold_flush_after: Duration,
     /// Concurrent object store requests.
@@ -208,6 +211,7 @@ impl StoreConfig {
             verify_hot_reads: true,
             warm_pack_limit: 256 << 20,
             cold_pack_target: 8 << 20,
+            cold_block_target: crate::cold::block::DEFAULT_BLOCK_TARGET,
             cold_flush_after: Duration::from_secs(5),
             cold_concurrency: 8,
             cold_encoders: 2,
@@ -313,7 +317,12 @@ fn open_meta_and_cold(cfg: &StoreConfig, meta_dir: &std::path::Path) -> Result<(
         &cfg.cold_options,
         cfg.cold_concurrency,
         meta.clone(),
-    )?;
+    )?
+    .with_packing(crate::cold::Packing {
+        block_target: cfg.cold_block_target,
+        fast: cfg.cold_fast_compression,
+        fast_is_not_final: cfg.cold_fast_compression != cfg.cold_compression,
+    });
     Ok((meta, cold))
 }
 
@@ -419,6 +428,7 @@ impl Store {
                 fast_above: config.cold_fast_backlog,
                 idle_after: config.cold_idle_after,
                 pack_target: config.cold_pack_target,
+                block_target: config.cold_block_target,
                 flush_after: config.cold_flush_after,
             },
         ));

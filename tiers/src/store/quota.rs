@@ -37,7 +37,7 @@ fn scan(t: &Tables, txn: &RoTxn<'_>, tenant: TenantId) -> Result<u64> {
             largest = largest.max(u64::from(le_u32(&v[12..16])));
         }
         if let Some(v) = t.cold.get_unless_damaged(txn, k)? {
-            largest = largest.max(u64::from(le_u32(&v[40..44])));
+            largest = largest.max(u64::from(crate::cold::charged_len(v)));
         }
         total += largest;
     }

@@ -16,6 +16,9 @@ const COALESCE_GAP: u64 = 1 << 20;
 /// Ranged GETs of one batch in flight at once (the [`LimitStore`] caps them further).
 const COLD_READS_IN_FLIGHT: usize = 16;
 
+/// Chunks per decoding job of a batch (a shared block is never split between jobs).
+const DECODE_PART: usize = 16;
+
 /// A pack object: its tenant and pack id.
 type PackObject = (TenantId, [u8; 32]);
 
@@ -107,17 +110,19 @@ impl ColdTier {
                 }
             };
             // Members of one shared block are cut out of one decode of it.
+            // Blocks are decoded in parallel, a few at a time, each once for all its members.
             let what = format!("cold pack {path}");
-            let sliced = crate::blocking::run(move || {
-                Ok(super::block::frames_of(
-                    &bytes,
-                    range.start,
-                    &members,
-                    &what,
-                ))
-            })
-            .await?;
-            for (i, frame) in sliced {
+            let jobs = by_blocks(members, DECODE_PART).into_iter().map(|part| {
+                let (bytes, what) = (bytes.clone(), what.clone());
+                crate::blocking::spawn(move || {
+                    Ok(super::block::frames_of(&bytes, range.start, &part, &what))
+                })
+            });
+            for (i, frame) in futures::future::try_join_all(jobs)
+                .await?
+                .into_iter()
+                .flatten()
+            {
                 out[i] = frame.map(Some);
             }
         }
@@ -131,6 +136,22 @@ impl ColdTier {
         }
         Ok(out)
     }
+}
+
+/// `locs` (sorted by offset) in runs of about `part`, each ending at a block's end.
+fn by_blocks(locs: Vec<(usize, Location)>, part: usize) -> Vec<Vec<(usize, Location)>> {
+    let mut out: Vec<Vec<(usize, Location)>> = Vec::new();
+    for item in locs {
+        match out.last_mut() {
+            Some(run)
+                if run.len() < part || run.last().is_some_and(|l| l.1.offset == item.1.offset) =>
+            {
+                run.push(item);
+            }
+            _ => out.push(vec![item]),
+        }
+    }
+    out
 }
 
 /// The error of one ranged read, for each key it carried.
@@ -172,6 +193,25 @@ mod tests {
             coalesce(&locs, 0).len(),
             3,
             "only touching ranges merge without a gap"
+        );
+    }
+
+    #[test]
+    fn decoding_runs_never_split_a_shared_block() {
+        let at = |offset| Location::whole([0; 32], offset, 10);
+        let locs: Vec<(usize, Location)> = [0, 0, 0, 10, 20, 20, 20, 20, 30]
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (i, at(*o)))
+            .collect();
+        let runs: Vec<Vec<usize>> = by_blocks(locs, 2)
+            .into_iter()
+            .map(|r| r.into_iter().map(|(i, _)| i).collect())
+            .collect();
+        assert_eq!(
+            runs,
+            vec![vec![0, 1, 2], vec![3, 4, 5, 6, 7], vec![8]],
+            "a run grows past its size only to finish its block"
         );
     }
 }

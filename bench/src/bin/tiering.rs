@@ -2,7 +2,8 @@
 //! without gRPC).
 //!
 //! ```text
-//! cargo run --release -p scipcache-bench --bin tiering -- series [--hot BYTES] [--warm BYTES]
+//! cargo run --release -p scipcache-bench --bin tiering -- series [--hot BYTES] [--warm BYTES] \
+//!     [--cold-block BYTES]
 //! cargo run --release -p scipcache-bench --bin tiering -- backlog [--secs S] [--pushers N]
 //! ```
 //!
@@ -11,7 +12,8 @@
 //!   times the evictor bringing both under budget (eviction throughput); prints bytes per tier,
 //!   checks that every ref reads back to its blob id, and times a pull of the last B commit
 //!   whose chunks are only in the cold tier (a `file://` folder in the page cache) against the
-//!   same pull from hot, three rounds, medians.
+//!   same pull from hot, three rounds, medians. `--cold-block` sets the cold tier's block
+//!   target (`StoreConfig::cold_block_target`; `0` = one frame per chunk).
 //! - `backlog`: `N` pushers (default 8) push B commits for `S` seconds (default 60), each with
 //!   its commit SHA replaced by a fresh random one (what an unpinned scip-python gives: nearly
 //!   every chunk new), with the default budgets and codecs; prints the cold backlog every 5 s,
@@ -28,8 +30,8 @@ use scipcache_tiers::refs::RefOptions;
 use scipcache_tiers::store::{Stats, TierName};
 use scipcache_tiers::{Store, StoreConfig};
 
-const USAGE: &str =
-    "usage: tiering series [--hot BYTES] [--warm BYTES] | backlog [--secs S] [--pushers N]";
+const USAGE: &str = "usage: tiering series [--hot BYTES] [--warm BYTES] [--cold-block BYTES] | backlog [--secs S] \
+     [--pushers N]";
 
 /// The full commit SHAs of series B, oldest first (the data README).
 const B_SHAS: [&str; 3] = [
@@ -54,7 +56,14 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     match args.first().map(String::as_str) {
-        Some("series") => rt.block_on(series(flag("--hot", 16 << 20)?, flag("--warm", 64 << 20)?)),
+        Some("series") => rt.block_on(series(
+            flag("--hot", 16 << 20)?,
+            flag("--warm", 64 << 20)?,
+            flag(
+                "--cold-block",
+                StoreConfig::new(".").cold_block_target as u64,
+            )?,
+        )),
         Some("backlog") => rt.block_on(backlog(flag("--secs", 60)?, flag("--pushers", 8)?)),
         _ => bail!(USAGE),
     }
@@ -92,7 +101,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-async fn series(hot: u64, warm: u64) -> Result<()> {
+async fn series(hot: u64, warm: u64, cold_block: u64) -> Result<()> {
     let Some(a) = scipcache_bench::require_data("series A", scipcache_bench::scip_series("A"))
     else {
         return Ok(());
@@ -104,6 +113,7 @@ async fn series(hot: u64, warm: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut c = StoreConfig::new(dir.path());
     c.lmdb_map_size = 16 << 30;
+    c.cold_block_target = usize::try_from(cold_block)?;
     let store = Store::open(c.clone()).await?;
     let ns: Namespace = "bench/tiers/series".parse()?;
     let mut refs = Vec::new();

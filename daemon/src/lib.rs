@@ -82,6 +82,7 @@ use scipcache_proto::pb::admin_server::AdminServer;
 use scipcache_proto::pb::blobs_server::BlobsServer;
 use scipcache_proto::pb::chunks_server::ChunksServer;
 use scipcache_proto::pb::info_server::InfoServer;
+use scipcache_proto::pb::lookups_server::LookupsServer;
 use scipcache_proto::pb::refs_server::RefsServer;
 use scipcache_tiers::Store;
 use tokio::net::TcpListener;
@@ -336,6 +337,12 @@ async fn serve_grpc(parts: GrpcParts) -> Result<()> {
         .add_service(guarded!(
             BlobsServer,
             service::blobs::BlobsService,
+            &shared,
+            &auth
+        ))
+        .add_service(guarded!(
+            LookupsServer,
+            service::lookups::LookupsService,
             &shared,
             &auth
         ))

@@ -86,6 +86,7 @@ pub fn from_store(err: Error) -> Status {
             Status::unavailable("the server is shutting down; retry against it once it is back")
         }
         err @ Error::GcRunning { .. } => Status::failed_precondition(err.to_string()),
+        Error::NoLookups(msg) => Status::failed_precondition(msg),
         err @ Error::Cancelled(_) => Status::cancelled(err.to_string()),
         err @ Error::QuotaExceeded { .. } => Status::resource_exhausted(err.to_string()),
         other => internal(&other),

@@ -80,6 +80,10 @@ pub enum Error {
         /// What failed, and how.
         detail: String,
     },
+    /// A document or symbol lookup on a blob that has no lookup tables: it is not a SCIP
+    /// index, or it was stored before lookups existed. The message says which, and what to do.
+    #[error("{0}")]
+    NoLookups(String),
     /// A tier cannot be reached (object store down) and no other copy can serve.
     #[error("{0}")]
     Unavailable(String),

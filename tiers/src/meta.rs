@@ -65,11 +65,16 @@ pub(crate) struct Tables {
     pub(crate) tenants: Table,
     pub(crate) counters: Table,
     pub(crate) state: Table,
+    /// Whether a blob's lookup tables are built: tenant id and manifest id → state
+    /// (`store/lookups.rs`).
+    pub(crate) lookup_state: Sealed,
+    /// The lookup tables' rows: tenant id, manifest id, section byte, name → entry.
+    pub(crate) lookups: Sealed,
     /// Where access times and queue ages come from.
     pub(crate) clock: Clock,
 }
 
-pub(crate) const TABLE_NAMES: [&str; 11] = [
+pub(crate) const TABLE_NAMES: [&str; 13] = [
     "chunks",
     "hot",
     "warm",
@@ -81,6 +86,8 @@ pub(crate) const TABLE_NAMES: [&str; 11] = [
     "tenants",
     "counters",
     "state",
+    "lookup_state",
+    "lookups",
 ];
 
 /// 40-byte storage key of a tenant's chunk.
@@ -468,13 +475,13 @@ impl Meta {
             );
         }
         let wtxn = env.write_txn()?;
-        let tables: [Table; 11] = env
+        let tables: [Table; 13] = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
                 let mut out = Vec::with_capacity(TABLE_NAMES.len());
                 for name in TABLE_NAMES {
                     out.push(opener.create_database::<RawBytes, RawBytes>(wtxn, Some(name))?);
                 }
-                let array: [_; 11] = out
+                let array: [_; 13] = out
                     .try_into()
                     .map_err(|_| Error::Format("table count".into()))?;
                 Ok(CommitOrAbort::<_, ()>::Commit(array))
@@ -492,13 +499,17 @@ impl Meta {
             tenants,
             counters,
             state,
+            lookup_state,
+            lookups,
         ] = tables;
         let chunks = Sealed::new(chunks, Kind::ChunkInfo);
         let warm = Sealed::new(warm, Kind::WarmLocation);
         let cold = Sealed::new(cold, Kind::ColdLocation);
         let manifests = Sealed::new(manifests, Kind::Manifest);
         let refs = Sealed::new(refs, Kind::Ref);
-        let sealed = [chunks, warm, cold, manifests, refs];
+        let lookup_state = Sealed::new(lookup_state, Kind::LookupState);
+        let lookups = Sealed::new(lookups, Kind::Lookup);
+        let sealed = [chunks, warm, cold, manifests, refs, lookup_state, lookups];
         let fresh = crate::version::check_data_dir(&env, state, &tables, &sealed, dir)?;
         let tables = Tables {
             chunks,
@@ -512,6 +523,8 @@ impl Meta {
             tenants,
             counters,
             state,
+            lookup_state,
+            lookups,
             clock,
         };
         let (writer, jobs) = mpsc::channel(1024);

@@ -38,6 +38,10 @@ pub(crate) enum Kind {
     Manifest,
     /// `refs`.
     Ref,
+    /// `lookup_state`: whether a blob's lookup tables are built.
+    LookupState,
+    /// `lookups`: a row of a blob's lookup tables.
+    Lookup,
 }
 
 impl Kind {
@@ -49,6 +53,8 @@ impl Kind {
             Self::ColdLocation => "cold",
             Self::Manifest => "manifests",
             Self::Ref => "refs",
+            Self::LookupState => "lookup_state",
+            Self::Lookup => "lookups",
         }
     }
 
@@ -65,6 +71,15 @@ impl Kind {
             Self::WarmLocation => tenant_and_id("the warm location of chunk"),
             Self::ColdLocation => tenant_and_id("the cold location of chunk"),
             Self::Manifest => tenant_and_id("manifest"),
+            Self::LookupState => tenant_and_id("the lookup tables' state of manifest"),
+            Self::Lookup => match (key.get(..8), key.get(8..40)) {
+                (Some(t), Some(id)) => format!(
+                    "a lookup table row of manifest {} of tenant id {}",
+                    hex::encode(id),
+                    hex::encode(t)
+                ),
+                _ => format!("a lookup table row under a key of {} bytes", key.len()),
+            },
             Self::Ref => match key.iter().position(|&b| b == 0) {
                 Some(at) => format!(
                     "ref {} {}",

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod blobs;
 pub mod chunks;
 pub mod info;
+pub mod lookups;
 pub mod refs;
 
 use std::sync::Arc;

@@ -55,6 +55,7 @@
 mod cutter;
 mod normalize;
 mod symbol;
+pub mod tables;
 pub mod versions;
 mod wire;
 

@@ -604,6 +604,9 @@ async fn sweep_manifests(
                 let is_landed = <[u8; 40]>::try_from(&k[..])
                     .is_ok_and(|key| landed.as_ref().is_some_and(|l| l.manifests.contains(&key)));
                 if !is_landed && t.manifests.delete(txn, &k)? {
+                    if let Ok(mkey) = <[u8; 40]>::try_from(&k[..]) {
+                        super::lookups::drop_in_txn(t, txn, &mkey)?;
+                    }
                     n += 1;
                 }
             }

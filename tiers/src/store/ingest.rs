@@ -394,7 +394,8 @@ pub(super) async fn set_ref(
     let manifest_id = record.manifest;
     let (ns, key, set) = (ns.clone(), key.clone(), RefChange::Set(record.clone()));
     let landed = e.gc.landed();
-    e.meta
+    let queued = e
+        .meta
         .write(move |t, txn| {
             if check {
                 check_entries(t, txn, tid, manifest.entries())?;
@@ -409,11 +410,16 @@ pub(super) async fn set_ref(
                 t.manifests.put(txn, &mkey, &encoded)?;
                 enqueue_in_txn(t, txn, QueueItem::Manifest(tid, manifest_id))?;
             }
+            let queued = super::lookups::queue_in_txn(t, txn, &mkey)?;
             t.refs.put(txn, &rkey, &value)?;
-            enqueue_ref_in_txn(t, txn, &ns, &key, set)
+            enqueue_ref_in_txn(t, txn, &ns, &key, set)?;
+            Ok(queued)
         })
         .await?;
     e.uploader.notify.notify_one();
+    if queued {
+        e.indexer.wake.notify_one();
+    }
     Ok(record)
 }
 

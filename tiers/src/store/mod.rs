@@ -11,6 +11,7 @@
 //! | `admission.rs` | which chunks a read lets into hot (and into warm) |
 //! | `evict.rs` | the evictor: hot and warm kept within their byte budgets |
 //! | `warm_up.rs` | `Store::warm`: a ref's chunks promoted into hot before a burst of reads |
+//! | `lookups.rs` | document and symbol tables of each blob: built after commit, read by lookups |
 //! | `refs.rs` | get, resolve, list, delete refs (one, or every one under a prefix) |
 //! | `retention.rs` | which refs expired or a `[[retention]]` rule gives up; default TTLs |
 //! | `gc.rs` | garbage collection: retention, mark, sweep, compaction, cold leftovers |
@@ -67,6 +68,9 @@ mod ingest;
 #[cfg(test)]
 mod lifecycle_tests;
 mod lifecycle_types;
+mod lookups;
+#[cfg(test)]
+mod lookups_tests;
 mod quota;
 mod read;
 mod rebuild;
@@ -115,6 +119,7 @@ pub use lifecycle_types::{
     FsckProblem, FsckReport, GcOptions, GcReport, Progress, RetentionOutcome, RetentionPolicy,
     RetentionRule,
 };
+pub use lookups::{LookupState, MAX_PAGE, PENDING_WAIT, Page};
 pub use read::listed_chunk_lost;
 pub use rebuild::RebuildReport;
 pub use stats::RAW_SCAN_EVERY;
@@ -264,6 +269,8 @@ pub(crate) struct Engine {
     pub(crate) usage: quota::Usage,
     /// The last scans of raw bytes per tier (`stats.rs`).
     pub(crate) raw_scans: stats::RawScans,
+    /// Wakes the lookup-table builder and tells waiting lookups it finished a blob.
+    pub(crate) indexer: Arc<lookups::Indexer>,
     bloom: RwLock<GrowableBloom>,
     /// Single flight: one gate per chunk being fetched from warm or cold.
     inflight: Mutex<HashMap<ChunkKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -451,6 +458,7 @@ impl Store {
             gc: gc::GcState::default(),
             usage: quota::Usage::default(),
             raw_scans: stats::RawScans::default(),
+            indexer: Arc::new(lookups::Indexer::default()),
             bloom: RwLock::new(opened.bloom),
             inflight: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
@@ -468,6 +476,8 @@ impl Store {
             // A data dir over its budgets (smaller ones given at this start) shrinks at once.
             wake.notify_one();
             background.spawn(|cancel| evict::run(weak, wake, cancel));
+            let weak = Arc::downgrade(&engine);
+            background.spawn(|cancel| lookups::run(weak, cancel));
         }
         Ok(Self {
             slot: Arc::new(RwLock::new(Some(engine))),

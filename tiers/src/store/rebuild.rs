@@ -329,6 +329,8 @@ async fn restore(
         if t.manifests.get(txn, &mkey)?.is_none() {
             t.manifests.put(txn, &mkey, &manifest.encode())?;
         }
+        // Lookup tables are local: the next start builds them again.
+        super::lookups::queue_in_txn(t, txn, &mkey)?;
         t.refs.put(txn, &rkey, &record.encode())?;
         Ok(None)
     })

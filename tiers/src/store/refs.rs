@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use super::Store;
+use super::{Engine, Store};
 use crate::cold::refs::RefChange;
 use crate::error::{Error, Result};
 use crate::ids::ManifestId;
 use crate::manifest::{MAX_CHUNKS_PER_BLOB, Manifest, max_encoded_len};
 use crate::meta::manifest_key;
-use crate::names::{KeyPrefix, Namespace, RefKey, Tenant};
+use crate::names::{KeyPrefix, Namespace, RefKey, Tenant, TenantId};
 use crate::refs::{RefRecord, ref_table_key, ref_table_prefix};
 use crate::sealed::missing_manifest;
 use crate::writeback::enqueue_ref_in_txn;
@@ -38,64 +38,7 @@ impl Store {
     /// intact is [`Error::MetadataLoss`]: a ref names it, so it is lost, not a cache miss.
     pub async fn manifest(&self, tenant: &Tenant, id: ManifestId) -> Result<Arc<Manifest>> {
         let e = self.engine()?;
-        let tid = tenant.id();
-        let mkey = manifest_key(tid, &id);
-        let local = e
-            .meta
-            .read(move |t, txn| {
-                Ok(match t.manifests.get(txn, &mkey) {
-                    Ok(Some(b)) => Some(decode_manifest(b, &id, "index")),
-                    Ok(None) => None,
-                    Err(err @ Error::MetadataLoss(_)) => Some(Err(err)),
-                    Err(err) => return Err(err),
-                })
-            })
-            .await?;
-        let damage = match local {
-            Some(Ok(m)) => return Ok(Arc::new(m)),
-            Some(Err(err)) => {
-                tracing::error!(manifest = %id, error = %err, "the local manifest is damaged; trying the cold copy");
-                Some(err)
-            }
-            None => None,
-        };
-        let limit = max_encoded_len(MAX_CHUNKS_PER_BLOB);
-        let cold = match e.cold.get_manifest(tid, &id, limit).await {
-            Ok(bytes) => bytes,
-            Err(Error::Format(why)) => {
-                return Err(damage.unwrap_or_else(|| {
-                    Error::MetadataLoss(format!(
-                        "manifest {id} in the cold tier is damaged ({why}), so the blob cannot \
-                         be served"
-                    ))
-                }));
-            }
-            Err(Error::Unavailable(m)) if damage.is_some() => {
-                tracing::warn!(manifest = %id, error = %m, "the cold tier cannot be reached for a damaged manifest");
-                None
-            }
-            Err(err) => return Err(err),
-        };
-        let Some(bytes) = cold else {
-            return Err(damage.unwrap_or_else(|| missing_manifest(&id)));
-        };
-        let m = decode_manifest(&bytes, &id, "cold tier")?;
-        if damage.is_some() {
-            let encoded = bytes.to_vec();
-            let repaired = e
-                .meta
-                .write(move |t, txn| t.manifests.put(txn, &mkey, &encoded))
-                .await;
-            match repaired {
-                Ok(()) => {
-                    tracing::info!(manifest = %id, "repaired a damaged manifest from its cold copy")
-                }
-                Err(err) => {
-                    tracing::warn!(manifest = %id, error = %err, "repairing a damaged manifest failed; the read still succeeds")
-                }
-            }
-        }
-        Ok(Arc::new(m))
+        load_manifest(&e, tenant.id(), id).await
     }
 
     /// A live (unexpired) ref.
@@ -269,4 +212,69 @@ pub(super) fn parse_ref_key(k: &[u8]) -> Result<(Namespace, RefKey)> {
     let ns = std::str::from_utf8(&k[..split]).map_err(|_| bad())?;
     let key = std::str::from_utf8(&k[split + 1..]).map_err(|_| bad())?;
     Ok((ns.parse()?, key.parse()?))
+}
+
+/// A manifest of tenant `tid`, as [`Store::manifest`] reads it (and repairs it).
+pub(super) async fn load_manifest(
+    e: &Arc<Engine>,
+    tid: TenantId,
+    id: ManifestId,
+) -> Result<Arc<Manifest>> {
+    let mkey = manifest_key(tid, &id);
+    let local = e
+        .meta
+        .read(move |t, txn| {
+            Ok(match t.manifests.get(txn, &mkey) {
+                Ok(Some(b)) => Some(decode_manifest(b, &id, "index")),
+                Ok(None) => None,
+                Err(err @ Error::MetadataLoss(_)) => Some(Err(err)),
+                Err(err) => return Err(err),
+            })
+        })
+        .await?;
+    let damage = match local {
+        Some(Ok(m)) => return Ok(Arc::new(m)),
+        Some(Err(err)) => {
+            tracing::error!(manifest = %id, error = %err, "the local manifest is damaged; trying the cold copy");
+            Some(err)
+        }
+        None => None,
+    };
+    let limit = max_encoded_len(MAX_CHUNKS_PER_BLOB);
+    let cold = match e.cold.get_manifest(tid, &id, limit).await {
+        Ok(bytes) => bytes,
+        Err(Error::Format(why)) => {
+            return Err(damage.unwrap_or_else(|| {
+                Error::MetadataLoss(format!(
+                    "manifest {id} in the cold tier is damaged ({why}), so the blob cannot \
+                     be served"
+                ))
+            }));
+        }
+        Err(Error::Unavailable(m)) if damage.is_some() => {
+            tracing::warn!(manifest = %id, error = %m, "the cold tier cannot be reached for a damaged manifest");
+            None
+        }
+        Err(err) => return Err(err),
+    };
+    let Some(bytes) = cold else {
+        return Err(damage.unwrap_or_else(|| missing_manifest(&id)));
+    };
+    let m = decode_manifest(&bytes, &id, "cold tier")?;
+    if damage.is_some() {
+        let encoded = bytes.to_vec();
+        let repaired = e
+            .meta
+            .write(move |t, txn| t.manifests.put(txn, &mkey, &encoded))
+            .await;
+        match repaired {
+            Ok(()) => {
+                tracing::info!(manifest = %id, "repaired a damaged manifest from its cold copy")
+            }
+            Err(err) => {
+                tracing::warn!(manifest = %id, error = %err, "repairing a damaged manifest failed; the read still succeeds")
+            }
+        }
+    }
+    Ok(Arc::new(m))
 }

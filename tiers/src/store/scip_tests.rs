@@ -68,7 +68,7 @@ async fn push(store: &Store, n: &Namespace, k: &str, c: &Cut) -> Result<usize> {
 }
 
 /// [`cut`] then [`push`].
-async fn push_blob(
+pub(super) async fn push_blob(
     store: &Store,
     n: &Namespace,
     k: &str,

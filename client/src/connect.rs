@@ -9,6 +9,7 @@ use scipcache_proto::pb::admin_client::AdminClient;
 use scipcache_proto::pb::blobs_client::BlobsClient;
 use scipcache_proto::pb::chunks_client::ChunksClient;
 use scipcache_proto::pb::info_client::InfoClient;
+use scipcache_proto::pb::lookups_client::LookupsClient;
 use scipcache_proto::pb::refs_client::RefsClient;
 use scipcache_proto::{AUTHORIZATION, MAX_IDS_PER_REQUEST, MAX_MESSAGE_BYTES};
 use scipcache_tiers::chunking::ChunkerSpec;
@@ -281,6 +282,12 @@ impl Client {
 
     pub(crate) fn refs(&self) -> RefsClient<AuthChannel> {
         RefsClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub(crate) fn lookups(&self) -> LookupsClient<AuthChannel> {
+        LookupsClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }

@@ -45,6 +45,9 @@
 //!   [`Client::read_range`], [`Client::read_chunks`].
 //! - [`refs`]: [`Client::stat`], [`Client::list_refs`], [`Client::delete_ref`],
 //!   [`Client::stats`].
+//! - [`lookups`]: [`Client::document`], [`Client::documents`], [`Client::symbol`],
+//!   [`Client::symbols`]: one SCIP document or symbol without pulling the index.
+//! - [`scip_json`]: a `scip.Document` message decoded for `scipcache doc --json`.
 //! - [`warm`]: [`Client::warm`], a ref's chunks promoted into the server's hot tier.
 //! - [`lifecycle`]: [`Client::delete_prefix`], [`Client::gc`] and [`Client::fsck`], with
 //!   their reports and streamed [`RunProgress`].
@@ -61,12 +64,14 @@ mod commit;
 pub mod connect;
 pub mod error;
 pub mod lifecycle;
+pub mod lookups;
 pub mod progress;
 pub mod pull;
 pub mod push;
 pub mod refs;
 pub mod report;
 mod retry;
+pub mod scip_json;
 mod tls;
 mod transport;
 pub mod warm;
@@ -76,6 +81,9 @@ pub use connect::{Client, ClientConfig, DEFAULT_SERVER, DEFAULT_TIMEOUT, ServerI
 pub use error::{Error, MissingChunkList, Result};
 pub use lifecycle::{
     DeletePrefixReport, FsckProblem, FsckReport, GcOptions, GcReport, RetentionOutcome, RunProgress,
+};
+pub use lookups::{
+    Definition, Document, DocumentSummary, LookupRef, Page, References, SymbolPage, SymbolReport,
 };
 pub use progress::{Progress, SharedProgress};
 pub use pull::{BlobStream, PullOptions};

@@ -107,6 +107,32 @@ pub(crate) enum Command {
         /// Ref key, e.g. branch/main.
         key: String,
     },
+    /// One document of a SCIP index: its occurrences and symbols, read from the server's
+    /// tables without pulling the index (needs read access).
+    Doc {
+        /// Namespace: tenant/team/project.
+        ns: String,
+        /// Ref key, e.g. commit/SHA.
+        key: String,
+        /// The document's relative path in the index, e.g. src/main.ts.
+        path: String,
+        /// Key prefix to fall back to when KEY is absent; repeat for more, tried in order.
+        #[arg(long = "fallback", value_name = "PREFIX")]
+        fallbacks: Vec<String>,
+    },
+    /// Where a SCIP symbol is defined and referenced in the index under a ref (needs read
+    /// access).
+    Symbol {
+        /// Namespace: tenant/team/project.
+        ns: String,
+        /// Ref key, e.g. commit/SHA.
+        key: String,
+        /// The symbol, as SCIP spells it (quote it: it holds spaces).
+        symbol: String,
+        /// Key prefix to fall back to when KEY is absent; repeat for more, tried in order.
+        #[arg(long = "fallback", value_name = "PREFIX")]
+        fallbacks: Vec<String>,
+    },
     /// Garbage-collect: apply retention and expiry, then sweep unreferenced chunks and
     /// compact sparse packs (needs admin; the operator's token covers every tenant). Ctrl-C
     /// cancels the run on the server.
@@ -159,6 +185,18 @@ pub(crate) enum Action {
     Warm {
         ns: Namespace,
         key: RefKey,
+    },
+    Doc {
+        ns: Namespace,
+        key: RefKey,
+        path: String,
+        fallbacks: Vec<KeyPrefix>,
+    },
+    Symbol {
+        ns: Namespace,
+        key: RefKey,
+        symbol: String,
+        fallbacks: Vec<KeyPrefix>,
     },
     Gc {
         dry_run: bool,
@@ -221,10 +259,7 @@ impl Cli {
                     ns: parse_ns(ns)?,
                     key: key.parse()?,
                     output: output.clone(),
-                    fallbacks: fallbacks
-                        .iter()
-                        .map(|p| p.parse())
-                        .collect::<Result<_, _>>()?,
+                    fallbacks: parse_fallbacks(fallbacks)?,
                 }
             }
             Command::Ls { ns, prefix } => Action::Ls {
@@ -256,6 +291,36 @@ impl Cli {
                 ns: parse_ns(ns)?,
                 key: key.parse()?,
             },
+            Command::Doc {
+                ns,
+                key,
+                path,
+                fallbacks,
+            } => Action::Doc {
+                ns: parse_ns(ns)?,
+                key: key.parse()?,
+                path: non_empty(
+                    path,
+                    "PATH",
+                    "a document's relative path such as src/main.ts",
+                )?,
+                fallbacks: parse_fallbacks(fallbacks)?,
+            },
+            Command::Symbol {
+                ns,
+                key,
+                symbol,
+                fallbacks,
+            } => Action::Symbol {
+                ns: parse_ns(ns)?,
+                key: key.parse()?,
+                symbol: non_empty(
+                    symbol,
+                    "SYMBOL",
+                    "a SCIP symbol such as 'npm pkg 1.0.0 a/f().'",
+                )?,
+                fallbacks: parse_fallbacks(fallbacks)?,
+            },
             Command::Gc { dry_run, grace } => Action::Gc {
                 dry_run: *dry_run,
                 grace: grace.as_deref().map(parse_grace).transpose()?,
@@ -272,6 +337,21 @@ impl Cli {
             _ => None,
         }
     }
+}
+
+/// `--fallback P`, repeated.
+fn parse_fallbacks(texts: &[String]) -> Result<Vec<KeyPrefix>> {
+    texts.iter().map(|p| Ok(p.parse()?)).collect()
+}
+
+/// A positional argument that must not be empty.
+fn non_empty(text: &str, name: &str, example: &str) -> Result<String> {
+    if text.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{name} is empty; give {example}"
+        )));
+    }
+    Ok(text.to_owned())
 }
 
 /// `rm --prefix P`: a key prefix, not empty (that would be every ref of the namespace).

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use scipcache_client::{
-    Client, DeletePrefixReport, Error, GcOptions, KeyPrefix, Namespace, PullOptions, PushOptions,
-    RefKey, Result, SharedProgress,
+    Client, DeletePrefixReport, Error, GcOptions, KeyPrefix, LookupRef, Namespace, PullOptions,
+    PushOptions, RefKey, Result, SharedProgress, scip_json,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -144,6 +144,43 @@ async fn run_command(cli: Cli) -> Result<()> {
                     "deleted {deleted} refs under {prefix} in {ns}",
                     prefix = prefix.as_str()
                 )])
+            }
+        }
+        Action::Doc {
+            ns,
+            key,
+            path,
+            fallbacks,
+        } => {
+            let at = LookupRef {
+                ns: &ns,
+                key: &key,
+                fallbacks: &fallbacks,
+            };
+            let found = client.document(at, &path).await?;
+            let doc = scip_json::decode_document(&found.bytes)?;
+            if json {
+                print_json(&doc)
+            } else {
+                print_lines(&output::doc_lines(&found, &doc))
+            }
+        }
+        Action::Symbol {
+            ns,
+            key,
+            symbol,
+            fallbacks,
+        } => {
+            let at = LookupRef {
+                ns: &ns,
+                key: &key,
+                fallbacks: &fallbacks,
+            };
+            let report = client.symbol(at, &symbol).await?;
+            if json {
+                print_json(&report)
+            } else {
+                print_lines(&output::symbol_lines(&report))
             }
         }
         Action::Gc { dry_run, grace } => {

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use indicatif::HumanBytes;
+use scipcache_client::scip_json;
 use scipcache_client::{
-    BlobId, Error, FsckReport, GcReport, Movement, PullReport, PushReport, RefList, RefSummary,
-    Result, Stats, WarmReport,
+    BlobId, Document, Error, FsckReport, GcReport, Movement, PullReport, PushReport, RefList,
+    RefSummary, Result, Stats, SymbolReport, WarmReport,
 };
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -321,6 +322,68 @@ pub(crate) fn error_line(e: &Error) -> String {
         None => message,
     };
     format!("{}: {message}", e.code_words())
+}
+
+/// A SCIP range as `line:start-end` or `line:start-line:end` (lines and columns from 0, as in
+/// SCIP).
+fn range_text(r: &[i32]) -> String {
+    match r {
+        [line, start, end] => format!("{line}:{start}-{end}"),
+        [l0, c0, l1, c1] => format!("{l0}:{c0}-{l1}:{c1}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// `doc`: a header, then one line per occurrence (range, roles, symbol).
+pub(crate) fn doc_lines(found: &Document, doc: &scip_json::Document) -> Vec<String> {
+    let s = &found.summary;
+    let mut lines = vec![format!(
+        "{path} ({language}) in {key}: {occ} occurrences, {sym} symbols, {size}",
+        path = s.path,
+        language = if s.language.is_empty() {
+            "no language"
+        } else {
+            &s.language
+        },
+        key = found.source.key,
+        occ = s.occurrences,
+        sym = s.symbols,
+        size = HumanBytes(s.size),
+    )];
+    for o in &doc.occurrences {
+        let role = if o.symbol_roles & 1 != 0 {
+            "def"
+        } else {
+            "ref"
+        };
+        lines.push(format!(
+            "  {:<14} {role} {}",
+            range_text(&o.range),
+            o.symbol
+        ));
+    }
+    lines
+}
+
+/// `symbol`: its definitions, then each referencing document with its ranges.
+pub(crate) fn symbol_lines(report: &SymbolReport) -> Vec<String> {
+    let mut lines = vec![report.symbol.clone()];
+    if report.definition.is_empty() {
+        lines.push("  defined outside this index".into());
+    }
+    for d in &report.definition {
+        lines.push(format!("  defined at {}:{}", d.path, range_text(&d.range)));
+    }
+    let count: usize = report.references.iter().map(|r| r.ranges.len()).sum();
+    lines.push(format!(
+        "  {count} references in {} documents",
+        report.references.len()
+    ));
+    for r in &report.references {
+        let ranges: Vec<String> = r.ranges.iter().map(|r| range_text(r)).collect();
+        lines.push(format!("  {} {}", r.path, ranges.join(" ")));
+    }
+    lines
 }
 
 #[cfg(test)]

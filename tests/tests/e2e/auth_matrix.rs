@@ -1,5 +1,5 @@
 //! Every way a token can be refused, against every RPC-backed CLI command (push, pull, ls, rm,
-//! rm --prefix, stat, warm, gc, fsck): exit code 4, the stderr line `unauthenticated: …` or `permission denied: …`, and a
+//! rm --prefix, stat, warm, doc, symbol, gc, fsck): exit code 4, the stderr line `unauthenticated: …` or `permission denied: …`, and a
 //! refusal that reads the same for an existing and a missing ref (names the namespace, never
 //! the key), so a caller without access learns nothing about what exists. Tokens that live
 //! longer than `--jwt-max-ttl` are refused, and `scipcached token` does not mint them.
@@ -15,6 +15,7 @@ use scipcache_tests::{
 };
 
 use crate::common::p;
+use crate::lookups::synthetic_index;
 
 /// Keys chosen so that a message naming them is easy to spot (`k3y-`).
 const PRESENT: &str = "commit/k3y-present-7f1";
@@ -29,11 +30,13 @@ enum Cmd {
     RmPrefix,
     Stat,
     Warm,
+    Doc,
+    Symbol,
     Gc,
     Fsck,
 }
 
-const ALL: [Cmd; 9] = [
+const ALL: [Cmd; 11] = [
     Cmd::Push,
     Cmd::Pull,
     Cmd::Ls,
@@ -41,17 +44,23 @@ const ALL: [Cmd; 9] = [
     Cmd::RmPrefix,
     Cmd::Stat,
     Cmd::Warm,
+    Cmd::Doc,
+    Cmd::Symbol,
     Cmd::Gc,
     Cmd::Fsck,
 ];
-const NAMESPACED: [Cmd; 6] = [
+const NAMESPACED: [Cmd; 8] = [
     Cmd::Push,
     Cmd::Pull,
     Cmd::Ls,
     Cmd::Rm,
     Cmd::RmPrefix,
     Cmd::Warm,
+    Cmd::Doc,
+    Cmd::Symbol,
 ];
+/// A symbol of the pushed index (see `synthetic_index`).
+const SYMBOL: &str = "scip-typescript npm pkg 1.0.0 src/f1().";
 
 impl Cmd {
     /// Whether the command names a namespace (a refusal then names it).
@@ -94,6 +103,8 @@ impl Matrix<'_> {
             Cmd::RmPrefix => vec!["rm", NS, "--prefix", key],
             Cmd::Stat => vec!["stat"],
             Cmd::Warm => vec!["warm", NS, key],
+            Cmd::Doc => vec!["doc", NS, key, "src/f1.ts"],
+            Cmd::Symbol => vec!["symbol", NS, key, SYMBOL],
             // A dry run: nothing changes should a refusal fail to happen.
             Cmd::Gc => vec!["gc", "--dry-run"],
             Cmd::Fsck => vec!["fsck"],
@@ -170,8 +181,10 @@ fn refused_calls_exit_4_and_read_the_same_for_existing_and_missing_refs() -> Res
     let expired_at = Instant::now();
 
     let admin = d.token("acme", &["*:admin"], "1h")?;
-    let file = d.scratch().join("blob.bin");
-    let b3 = write_generated(&file, 200 * 1024, 11)?;
+    // A SCIP index, so that doc and symbol lookups have something to find.
+    let file = d.scratch().join("index.scip");
+    std::fs::write(&file, synthetic_index(2_000, "1.0.0"))?;
+    let b3 = blake3_file(&file)?;
     d.cli(&admin, &["push", NS, PRESENT, p(&file)])?.success()?;
 
     // A well-formed token signed with a key this daemon does not trust.
@@ -233,6 +246,8 @@ fn refused_calls_exit_4_and_read_the_same_for_existing_and_missing_refs() -> Res
     m.allowed("read-only", &reader, Cmd::Ls)?;
     m.allowed("read-only", &reader, Cmd::Warm)?;
     m.allowed("tenant admin", &admin, Cmd::Warm)?;
+    m.allowed("read-only", &reader, Cmd::Doc)?;
+    m.allowed("read-only", &reader, Cmd::Symbol)?;
 
     use Refusal::{PermissionDenied as Denied, Unauthenticated as Unauth};
     for cmd in ALL {
@@ -282,6 +297,10 @@ fn refused_calls_exit_4_and_read_the_same_for_existing_and_missing_refs() -> Res
         .expect_code(3)?;
     // A reader may learn what is missing: a warm-up of an absent ref is NOT_FOUND, like a pull.
     d.cli(&reader, &["warm", NS, ABSENT])?.expect_code(3)?;
+    d.cli(&reader, &["doc", NS, ABSENT, "src/f1.ts"])?
+        .expect_code(3)?;
+    d.cli(&reader, &["symbol", NS, ABSENT, SYMBOL])?
+        .expect_code(3)?;
 
     eprintln!(
         "auth_matrix: {} checks, {} failed",

@@ -22,6 +22,8 @@
 //! - [`killed_daemon`]: a daemon killed mid-push makes the CLI print `unavailable: `.
 //! - [`scip_storage`]: document-aligned cutting and version normalization on both series,
 //!   through the CLI; ranged and chunk reads restore; a malformed index stored as is.
+//! - [`lookups`]: document and symbol lookups (gRPC and the CLI) against an independent
+//!   decode of a shared index; tables through kill -9, restart and gc.
 //! - [`scrub`]: the background scrub finds and repairs a flipped byte in a cold pack.
 //! - [`request_memory`]: commits and uploads bounded in memory, the `--request-memory` budget.
 //! - [`rebuild`]: a deleted index is refused at start; `scipcached rebuild` restores it from
@@ -51,6 +53,7 @@ mod killed_daemon;
 mod large_blob;
 mod lifecycle;
 mod lifecycle_series;
+mod lookups;
 mod message_limit;
 mod push_pull;
 mod quotas;

@@ -2,7 +2,8 @@
 //! cutting and version normalization; both series go through the CLI byte-identical, with
 //! next commits sending little even where every symbol changed; ranged and chunk reads restore
 //! the real versions, on the server or (for a client that says it restores them) on the
-//! client; a malformed index is stored as plain bytes.
+//! client; a malformed index is stored as plain bytes, and lookups on it fail their
+//! precondition.
 
 use std::io::Read;
 
@@ -264,6 +265,20 @@ fn a_malformed_index_is_stored_as_plain_bytes_and_pulls_back_identical() -> Resu
         ensure!(
             same_bytes(&dest, &path)?,
             "{name} did not pull back identical"
+        );
+        // Lookups say the blob is no SCIP index (once the server has looked at it).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let out = loop {
+            let out = d.cli(&writer, &["doc", NS, &key, "src/index.ts"])?;
+            if !out.stderr.starts_with("unavailable: ") || std::time::Instant::now() > deadline {
+                break out;
+            }
+        };
+        ensure!(
+            out.code() == Some(1)
+                && out.stderr.starts_with("failed precondition: ")
+                && out.stderr.contains("not a SCIP index"),
+            "a document lookup on the {name} blob:\n{out}"
         );
     }
     Ok(())

@@ -3,10 +3,9 @@
 
 use scipcache_proto::pb;
 use scipcache_proto::pb::lookups_server::Lookups;
-use scipcache_tiers::ids::ManifestId;
-use scipcache_tiers::names::{Namespace, RefKey};
-use scipcache_tiers::refs::RefRecord;
+use scipcache_tiers::names::{KeyPrefix, Namespace, RefKey};
 use scipcache_tiers::scip::tables::{DocumentEntry, Range};
+use scipcache_tiers::store::{Found, LookupSource};
 use tonic::{Request, Response, Status};
 
 use super::{Shared, no_ref, parse_key, parse_namespace, parse_prefixes, ref_info};
@@ -32,52 +31,70 @@ impl LookupsService {
     }
 }
 
-/// The ref a lookup resolved: its namespace, key, record.
-struct Resolved {
+/// A lookup's target, checked: the namespace the caller may read and the ref to resolve.
+struct Target {
     ns: Namespace,
     key: RefKey,
-    record: RefRecord,
+    fallbacks: Vec<KeyPrefix>,
+    source: LookupSource,
 }
 
-impl Resolved {
-    fn manifest(&self) -> ManifestId {
-        self.record.manifest
-    }
-
-    fn info(&self) -> pb::RefInfo {
-        ref_info(&self.ns, &self.key, &self.record)
-    }
-
+impl Target {
+    /// The store's error as the status of a lookup on this ref.
     fn status(&self, err: scipcache_tiers::Error) -> Status {
         status::from_store_for_ref(err, &self.ns, &self.key)
     }
+
+    /// The answer of a store lookup, with the ref it read; NOT_FOUND like a pull when no
+    /// live ref matched.
+    fn found<T>(
+        &self,
+        found: Result<Option<Found<T>>, scipcache_tiers::Error>,
+    ) -> Result<(Resolved, T), Status> {
+        let found = found.map_err(|e| self.status(e))?;
+        let Some(Found {
+            resolved: Some((key, record)),
+            answer,
+            ..
+        }) = found
+        else {
+            return Err(no_ref(&self.ns, &self.key, &self.fallbacks).into());
+        };
+        let info = ref_info(&self.ns, &key, &record);
+        Ok((Resolved { key, info }, answer))
+    }
+}
+
+/// The ref a lookup read: its key (after a fallback, the one resolved) and its description.
+struct Resolved {
+    key: RefKey,
+    info: pb::RefInfo,
 }
 
 impl LookupsService {
-    /// Checks the caller's read right on the target's namespace, then resolves the ref: the
-    /// refusals and NOT_FOUND of a pull.
-    async fn resolve<T>(
+    /// Checks the caller's read right on the target's namespace and parses the rest: the
+    /// refusals of a pull, before anything is read.
+    fn target<T>(
         &self,
         req: &Request<T>,
         target: Option<&pb::LookupTarget>,
-    ) -> Result<Resolved, Status> {
+    ) -> Result<Target, Status> {
         let target = target
             .ok_or_else(|| Error::BadRequest("target (namespace and key) is required".into()))?;
         let ns = parse_namespace(&target.namespace)?;
         interceptor::require(req, &ns, Right::Read)?;
         let key = parse_key(&target.key)?;
         let fallbacks = parse_prefixes(&target.fallback_prefixes)?;
-        let (resolved, record) = self
-            .shared
-            .store
-            .resolve(&ns, &key, &fallbacks)
-            .await
-            .map_err(|e| status::from_store_for_ref(e, &ns, &key))?
-            .ok_or_else(|| no_ref(&ns, &key, &fallbacks))?;
-        Ok(Resolved {
+        let source = LookupSource::Ref {
+            ns: ns.clone(),
+            key: key.clone(),
+            fallbacks: fallbacks.clone(),
+        };
+        Ok(Target {
             ns,
-            key: resolved,
-            record,
+            key,
+            fallbacks,
+            source,
         })
     }
 }
@@ -111,18 +128,13 @@ impl Lookups for LookupsService {
         &self,
         req: Request<pb::DocumentRequest>,
     ) -> Result<Response<pb::DocumentResponse>, Status> {
-        let r = self.resolve(&req, req.get_ref().target.as_ref()).await?;
+        let t = self.target(&req, req.get_ref().target.as_ref())?;
         let path = &req.get_ref().path;
-        let found = self
-            .shared
-            .store
-            .lookup_document(r.ns.tenant(), r.manifest(), path)
-            .await
-            .map_err(|e| r.status(e))?;
+        let (r, found) = t.found(self.shared.store.lookup_document(&t.source, path).await)?;
         let Some((entry, document)) = found else {
             return Err(Status::not_found(format!(
                 "the SCIP index under {} {} has no document at {path:?}",
-                r.ns, r.key
+                t.ns, r.key
             )));
         };
         if document.len() > scipcache_proto::MAX_MESSAGE_BYTES - RESPONSE_ROOM {
@@ -136,7 +148,7 @@ impl Lookups for LookupsService {
             )));
         }
         Ok(Response::new(pb::DocumentResponse {
-            r#ref: Some(r.info()),
+            r#ref: Some(r.info),
             summary: Some(summary(path.clone(), &entry)),
             document,
         }))
@@ -146,22 +158,16 @@ impl Lookups for LookupsService {
         &self,
         req: Request<pb::ListDocumentsRequest>,
     ) -> Result<Response<pb::ListDocumentsResponse>, Status> {
-        let r = self.resolve(&req, req.get_ref().target.as_ref()).await?;
+        let t = self.target(&req, req.get_ref().target.as_ref())?;
         let q = req.get_ref();
-        let (docs, next) = self
-            .shared
-            .store
-            .lookup_documents(
-                r.ns.tenant(),
-                r.manifest(),
-                &q.prefix,
-                &q.page_token,
-                page_size(q.page_size),
-            )
-            .await
-            .map_err(|e| r.status(e))?;
+        let (r, (docs, next)) = t.found(
+            self.shared
+                .store
+                .lookup_documents(&t.source, &q.prefix, &q.page_token, page_size(q.page_size))
+                .await,
+        )?;
         Ok(Response::new(pb::ListDocumentsResponse {
-            r#ref: Some(r.info()),
+            r#ref: Some(r.info),
             documents: docs.into_iter().map(|(p, d)| summary(p, &d)).collect(),
             next_page_token: next,
         }))
@@ -171,7 +177,7 @@ impl Lookups for LookupsService {
         &self,
         req: Request<pb::SymbolRequest>,
     ) -> Result<Response<pb::SymbolResponse>, Status> {
-        let r = self.resolve(&req, req.get_ref().target.as_ref()).await?;
+        let t = self.target(&req, req.get_ref().target.as_ref())?;
         let q = req.get_ref();
         let skip = if q.page_token.is_empty() {
             0
@@ -184,16 +190,16 @@ impl Lookups for LookupsService {
             })?
         };
         let take = page_size(q.page_size);
-        let found = self
-            .shared
-            .store
-            .lookup_symbol(r.ns.tenant(), r.manifest(), &q.symbol, skip, take)
-            .await
-            .map_err(|e| r.status(e))?;
+        let (r, found) = t.found(
+            self.shared
+                .store
+                .lookup_symbol(&t.source, &q.symbol, skip, take)
+                .await,
+        )?;
         let Some((entry, referencing)) = found else {
             return Err(Status::not_found(format!(
                 "no document of the SCIP index under {} {} names the symbol {:?}",
-                r.ns, r.key, q.symbol
+                t.ns, r.key, q.symbol
             )));
         };
         let next = if skip.saturating_add(take) < referencing {
@@ -202,7 +208,7 @@ impl Lookups for LookupsService {
             String::new()
         };
         Ok(Response::new(pb::SymbolResponse {
-            r#ref: Some(r.info()),
+            r#ref: Some(r.info),
             symbol: q.symbol.clone(),
             definitions: entry
                 .definitions
@@ -229,22 +235,16 @@ impl Lookups for LookupsService {
         &self,
         req: Request<pb::ListSymbolsRequest>,
     ) -> Result<Response<pb::ListSymbolsResponse>, Status> {
-        let r = self.resolve(&req, req.get_ref().target.as_ref()).await?;
+        let t = self.target(&req, req.get_ref().target.as_ref())?;
         let q = req.get_ref();
-        let (symbols, next) = self
-            .shared
-            .store
-            .lookup_symbols(
-                r.ns.tenant(),
-                r.manifest(),
-                &q.prefix,
-                &q.page_token,
-                page_size(q.page_size),
-            )
-            .await
-            .map_err(|e| r.status(e))?;
+        let (r, (symbols, next)) = t.found(
+            self.shared
+                .store
+                .lookup_symbols(&t.source, &q.prefix, &q.page_token, page_size(q.page_size))
+                .await,
+        )?;
         Ok(Response::new(pb::ListSymbolsResponse {
-            r#ref: Some(r.info()),
+            r#ref: Some(r.info),
             symbols,
             next_page_token: next,
         }))

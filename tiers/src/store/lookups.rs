@@ -29,15 +29,18 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use heed::RwTxn;
+use heed::{RoTxn, RwTxn, WithoutTls};
 use tokio_util::sync::CancellationToken;
 
+use super::refs::resolve_in;
 use super::types::{BlobPart, ReadForm};
 use super::{Engine, Store};
 use crate::error::{Error, Result};
 use crate::ids::ManifestId;
+use crate::manifest::Manifest;
 use crate::meta::{Tables, manifest_key};
-use crate::names::{Tenant, TenantId};
+use crate::names::{KeyPrefix, Namespace, RefKey, Tenant, TenantId};
+use crate::refs::RefRecord;
 use crate::scip::tables::{
     DocumentEntry, NotScip, SymbolEntry, TABLE_FORMAT, TableBuilder, Tables as Built,
 };
@@ -112,11 +115,51 @@ impl LookupState {
     }
 }
 
-/// The indexer's signals: new work, and a blob finished.
+/// The indexer's signals (new work, a blob finished) and the manifests document lookups
+/// read last.
 #[derive(Debug, Default)]
 pub(crate) struct Indexer {
     pub(crate) wake: tokio::sync::Notify,
     finished: tokio::sync::Notify,
+    manifests: std::sync::Mutex<Vec<(TenantId, ManifestId, Arc<Manifest>)>>,
+}
+
+/// Manifests a document lookup keeps decoded (a manifest never changes: its id is its hash).
+const CACHED_MANIFESTS: usize = 16;
+
+impl Indexer {
+    /// The manifest `id` of tenant `tid`, decoded once and then kept among the last
+    /// [`CACHED_MANIFESTS`] used, so that a document lookup does not decode and hash the
+    /// whole manifest of a large blob each time.
+    async fn manifest(
+        &self,
+        e: &Arc<Engine>,
+        tid: TenantId,
+        id: ManifestId,
+    ) -> Result<Arc<Manifest>> {
+        {
+            let mut cached = self
+                .manifests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(i) = cached.iter().position(|(t, m, _)| *t == tid && *m == id) {
+                let hit = cached.remove(i);
+                let m = hit.2.clone();
+                cached.push(hit);
+                return Ok(m);
+            }
+        }
+        let m = super::refs::load_manifest(e, tid, id).await?;
+        let mut cached = self
+            .manifests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cached.len() >= CACHED_MANIFESTS {
+            cached.remove(0);
+        }
+        cached.push((tid, id, m.clone()));
+        Ok(m)
+    }
 }
 
 /// In a commit's transaction: queues the blob `mkey` names unless its tables exist or are
@@ -352,6 +395,126 @@ async fn write_rows(e: &Arc<Engine>, mkey: [u8; 40], tables: Built) -> Result<()
 /// A page of a listing: the names and the token of the next page (empty at the end).
 pub type Page<T> = (Vec<T>, String);
 
+/// Which blob a lookup reads: one named by its manifest, or the blob under a ref, resolved
+/// like a pull's (the key if live, else the newest ref under the first fallback that has one)
+/// in the read transaction that reads the tables.
+#[derive(Clone, Debug)]
+pub enum LookupSource {
+    /// The blob of this manifest, of this tenant.
+    Manifest(TenantId, ManifestId),
+    /// The blob under a ref.
+    Ref {
+        /// The namespace.
+        ns: Namespace,
+        /// The key.
+        key: RefKey,
+        /// Prefixes tried in order when `key` is absent or expired.
+        fallbacks: Vec<KeyPrefix>,
+    },
+}
+
+impl LookupSource {
+    fn tenant_id(&self) -> TenantId {
+        match self {
+            Self::Manifest(tid, _) => *tid,
+            Self::Ref { ns, .. } => ns.tenant().id(),
+        }
+    }
+}
+
+/// A lookup's answer and, for a [`LookupSource::Ref`], the ref it resolved.
+#[derive(Clone, Debug)]
+pub struct Found<T> {
+    /// The ref read (its key after a fallback) and its record; `None` for a manifest source.
+    pub resolved: Option<(RefKey, RefRecord)>,
+    /// The blob's manifest.
+    pub manifest: ManifestId,
+    /// The answer.
+    pub answer: T,
+}
+
+/// What the first read transaction of a lookup found.
+enum Step<T> {
+    NoRef,
+    Done(Option<(RefKey, RefRecord)>, ManifestId, T),
+    Pending(Option<(RefKey, RefRecord)>, ManifestId),
+}
+
+fn not_scip(why: &str) -> Error {
+    Error::NoLookups(format!(
+        "the blob is not a SCIP index ({why}), so it has no document or symbol lookups; it \
+         is stored as it is and pulls back whole"
+    ))
+}
+
+fn no_tables() -> Error {
+    Error::NoLookups(
+        "the blob has no lookup tables: it was pushed before this server built them; push it \
+         again (`scipcache push`) to index it"
+            .into(),
+    )
+}
+
+/// Resolves `source` and, once its blob's tables are ready, runs `f` on them with the blob's
+/// row-key prefix: both in one read transaction (one trip to the blocking pool) when the
+/// tables are ready, which is the hot path. `None` when a ref source names no live ref.
+async fn read_tables<T, F>(e: &Arc<Engine>, source: &LookupSource, f: F) -> Result<Option<Found<T>>>
+where
+    F: Fn(&Tables, &RoTxn<'_, WithoutTls>, &[u8; 40]) -> Result<T> + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    let f = Arc::new(f);
+    let tid = source.tenant_id();
+    let now = e.meta.clock().now_ms();
+    let (first, src) = (f.clone(), source.clone());
+    let step = e
+        .meta
+        .read(move |t, txn| {
+            let (resolved, manifest) = match &src {
+                LookupSource::Manifest(_, id) => (None, *id),
+                LookupSource::Ref { ns, key, fallbacks } => {
+                    match resolve_in(t, txn, ns, key, fallbacks, now)? {
+                        Some((k, r)) => {
+                            let m = r.manifest;
+                            (Some((k, r)), m)
+                        }
+                        None => return Ok(Step::NoRef),
+                    }
+                }
+            };
+            let mkey = manifest_key(tid, &manifest);
+            let state = match t.lookup_state.get(txn, &mkey)? {
+                Some(v) => LookupState::decode(v)?,
+                None => return Err(no_tables()),
+            };
+            match state {
+                LookupState::Ready { .. } => {
+                    Ok(Step::Done(resolved, manifest, first(t, txn, &mkey)?))
+                }
+                LookupState::Pending => Ok(Step::Pending(resolved, manifest)),
+                LookupState::NotScip(why) => Err(not_scip(&why)),
+            }
+        })
+        .await?;
+    match step {
+        Step::NoRef => Ok(None),
+        Step::Done(resolved, manifest, answer) => Ok(Some(Found {
+            resolved,
+            manifest,
+            answer,
+        })),
+        Step::Pending(resolved, manifest) => {
+            let mkey = ready(e, tid, manifest).await?;
+            let answer = e.meta.read(move |t, txn| f(t, txn, &mkey)).await?;
+            Ok(Some(Found {
+                resolved,
+                manifest,
+                answer,
+            }))
+        }
+    }
+}
+
 impl Store {
     /// Whether the tables of the blob `manifest` are built.
     pub async fn lookup_state(
@@ -363,123 +526,150 @@ impl Store {
         state(&e, tenant.id(), manifest).await
     }
 
-    /// One document of the blob `manifest`: its entry and its `Document` message's bytes.
-    /// `None` when the index has no document at `path`.
+    /// One document of the blob: its entry and its `Document` message's bytes (`None` when
+    /// the index has no document at `path`). The bytes are read through the read pipeline:
+    /// only the chunks that hold the document, verified, versions restored.
     pub async fn lookup_document(
         &self,
-        tenant: &Tenant,
-        manifest: ManifestId,
+        source: &LookupSource,
         path: &str,
-    ) -> Result<Option<(DocumentEntry, Bytes)>> {
+    ) -> Result<Option<Found<Option<(DocumentEntry, Bytes)>>>> {
         let e = self.engine()?;
-        let mkey = ready(&e, tenant.id(), manifest).await?;
-        let key = row_key(&mkey, SECTION_DOCUMENT, path.as_bytes());
-        let entry = e
-            .meta
-            .read(move |t, txn| match t.lookups.get(txn, &key)? {
+        let tid = source.tenant_id();
+        let name = path.as_bytes().to_vec();
+        let Some(found) = read_tables(&e, source, move |t, txn, mkey| {
+            match t
+                .lookups
+                .get(txn, &row_key(mkey, SECTION_DOCUMENT, &name))?
+            {
                 Some(v) => DocumentEntry::decode(v)
                     .map(Some)
                     .ok_or_else(|| Error::Format("a document table row is unreadable".into())),
                 None => Ok(None),
-            })
-            .await?;
-        let Some(entry) = entry else { return Ok(None) };
-        let m = self.manifest(tenant, manifest).await?;
-        let mut parts = super::read::read_blob(
-            e,
-            tenant.id(),
-            m,
-            entry.offset,
-            Some(entry.len),
-            ReadForm::Raw,
-        );
-        let mut out = BytesMut::with_capacity(usize::try_from(entry.len).unwrap_or(0));
-        while let Some(part) = parts.next().await {
-            match part.map_err(super::read::listed_chunk_lost)? {
-                BlobPart::Data(d) => {
-                    if out.is_empty() && d.len() as u64 == entry.len {
-                        return Ok(Some((entry, d)));
-                    }
-                    out.extend_from_slice(&d);
-                }
-                BlobPart::Frame(..) | BlobPart::Normalized(..) => {
-                    return Err(Error::Format("a raw read returned a frame".into()));
-                }
             }
-        }
-        if out.len() as u64 != entry.len {
-            return Err(Error::MetadataLoss(format!(
-                "document {path} should be {} bytes but the blob held {}",
-                entry.len,
-                out.len()
-            )));
-        }
-        Ok(Some((entry, out.freeze())))
+        })
+        .await?
+        else {
+            return Ok(None);
+        };
+        let Found {
+            resolved,
+            manifest,
+            answer,
+        } = found;
+        let answer = match answer {
+            Some(entry) => {
+                let m = e.indexer.manifest(&e, tid, manifest).await?;
+                let bytes = read_document(e, tid, m, &entry, path).await?;
+                Some((entry, bytes))
+            }
+            None => None,
+        };
+        Ok(Some(Found {
+            resolved,
+            manifest,
+            answer,
+        }))
     }
 
     /// A symbol's definitions and the referencing documents `skip..skip + take`, with how
-    /// many documents reference it in all. `None` when no document of the index names it.
+    /// many documents reference it in all (`None` when no document of the index names it).
     pub async fn lookup_symbol(
         &self,
-        tenant: &Tenant,
-        manifest: ManifestId,
+        source: &LookupSource,
         symbol: &str,
         skip: usize,
         take: usize,
-    ) -> Result<Option<(SymbolEntry, usize)>> {
+    ) -> Result<Option<Found<Option<(SymbolEntry, usize)>>>> {
         let e = self.engine()?;
-        let mkey = ready(&e, tenant.id(), manifest).await?;
-        let key = row_key(&mkey, SECTION_SYMBOL, symbol.as_bytes());
-        e.meta
-            .read(move |t, txn| match t.lookups.get(txn, &key)? {
+        let name = symbol.as_bytes().to_vec();
+        read_tables(&e, source, move |t, txn, mkey| {
+            match t.lookups.get(txn, &row_key(mkey, SECTION_SYMBOL, &name))? {
                 Some(v) => SymbolEntry::decode_page(v, skip, take)
                     .map(Some)
                     .ok_or_else(|| Error::Format("a symbol table row is unreadable".into())),
                 None => Ok(None),
-            })
-            .await
+            }
+        })
+        .await
     }
 
     /// Documents whose path starts with `prefix`, in path order, after the page token
     /// `after` (empty: from the first), at most `limit` (≤ [`MAX_PAGE`]).
     pub async fn lookup_documents(
         &self,
-        tenant: &Tenant,
-        manifest: ManifestId,
+        source: &LookupSource,
         prefix: &str,
         after: &str,
         limit: usize,
-    ) -> Result<Page<(String, DocumentEntry)>> {
+    ) -> Result<Option<Found<Page<(String, DocumentEntry)>>>> {
         let e = self.engine()?;
-        let mkey = ready(&e, tenant.id(), manifest).await?;
-        let page = list(&e, mkey, SECTION_DOCUMENT, prefix, after, limit).await?;
-        let (rows, next) = page;
-        let docs = rows
-            .into_iter()
-            .map(|(name, v)| {
-                DocumentEntry::decode(&v)
-                    .map(|d| (name, d))
-                    .ok_or_else(|| Error::Format("a document table row is unreadable".into()))
-            })
-            .collect::<Result<_>>()?;
-        Ok((docs, next))
+        let (prefix, after) = (prefix.to_owned(), after.to_owned());
+        read_tables(&e, source, move |t, txn, mkey| {
+            let (rows, next) = list(t, txn, mkey, SECTION_DOCUMENT, &prefix, &after, limit)?;
+            let docs = rows
+                .into_iter()
+                .map(|(name, v)| {
+                    DocumentEntry::decode(&v)
+                        .map(|d| (name, d))
+                        .ok_or_else(|| Error::Format("a document table row is unreadable".into()))
+                })
+                .collect::<Result<_>>()?;
+            Ok((docs, next))
+        })
+        .await
     }
 
     /// Global symbols that start with `prefix`, in order, after the page token `after`, at
     /// most `limit` (≤ [`MAX_PAGE`]).
     pub async fn lookup_symbols(
         &self,
-        tenant: &Tenant,
-        manifest: ManifestId,
+        source: &LookupSource,
         prefix: &str,
         after: &str,
         limit: usize,
-    ) -> Result<Page<String>> {
+    ) -> Result<Option<Found<Page<String>>>> {
         let e = self.engine()?;
-        let mkey = ready(&e, tenant.id(), manifest).await?;
-        let (rows, next) = list(&e, mkey, SECTION_SYMBOL, prefix, after, limit).await?;
-        Ok((rows.into_iter().map(|(name, _)| name).collect(), next))
+        let (prefix, after) = (prefix.to_owned(), after.to_owned());
+        read_tables(&e, source, move |t, txn, mkey| {
+            let (rows, next) = list(t, txn, mkey, SECTION_SYMBOL, &prefix, &after, limit)?;
+            Ok((rows.into_iter().map(|(name, _)| name).collect(), next))
+        })
+        .await
     }
+}
+
+/// The bytes of one document, read through the read pipeline.
+async fn read_document(
+    e: Arc<Engine>,
+    tid: TenantId,
+    m: Arc<Manifest>,
+    entry: &DocumentEntry,
+    path: &str,
+) -> Result<Bytes> {
+    let mut parts = super::read::read_blob(e, tid, m, entry.offset, Some(entry.len), ReadForm::Raw);
+    let mut out = BytesMut::with_capacity(usize::try_from(entry.len).unwrap_or(0));
+    while let Some(part) = parts.next().await {
+        match part.map_err(super::read::listed_chunk_lost)? {
+            BlobPart::Data(d) => {
+                if out.is_empty() && d.len() as u64 == entry.len {
+                    return Ok(d);
+                }
+                out.extend_from_slice(&d);
+            }
+            BlobPart::Frame(..) | BlobPart::Normalized(..) => {
+                return Err(Error::Format("a raw read returned a frame".into()));
+            }
+        }
+    }
+    if out.len() as u64 != entry.len {
+        return Err(Error::MetadataLoss(format!(
+            "document {path} should be {} bytes but the blob held {}",
+            entry.len,
+            out.len()
+        )));
+    }
+    Ok(out.freeze())
 }
 
 async fn state(
@@ -504,19 +694,8 @@ async fn ready(e: &Arc<Engine>, tid: TenantId, manifest: ManifestId) -> Result<[
         let finished = e.indexer.finished.notified();
         match state(e, tid, manifest).await? {
             Some(LookupState::Ready { .. }) => return Ok(manifest_key(tid, &manifest)),
-            Some(LookupState::NotScip(why)) => {
-                return Err(Error::NoLookups(format!(
-                    "the blob is not a SCIP index ({why}), so it has no document or symbol \
-                     lookups; it is stored as it is and pulls back whole"
-                )));
-            }
-            None => {
-                return Err(Error::NoLookups(
-                    "the blob has no lookup tables: it was pushed before this server built \
-                     them; push it again (`scipcache push`) to index it"
-                        .into(),
-                ));
-            }
+            Some(LookupState::NotScip(why)) => return Err(not_scip(&why)),
+            None => return Err(no_tables()),
             Some(LookupState::Pending) => {}
         }
         e.indexer.wake.notify_one();
@@ -530,42 +709,37 @@ async fn ready(e: &Arc<Engine>, tid: TenantId, manifest: ManifestId) -> Result<[
 
 /// Rows of `section` whose names start with `prefix`, after `after`, at most `limit`; and the
 /// next page's token.
-async fn list(
-    e: &Arc<Engine>,
-    mkey: [u8; 40],
+fn list(
+    t: &Tables,
+    txn: &RoTxn<'_, WithoutTls>,
+    mkey: &[u8; 40],
     section: u8,
     prefix: &str,
     after: &str,
     limit: usize,
 ) -> Result<Page<(String, Vec<u8>)>> {
     let limit = limit.clamp(1, MAX_PAGE);
-    let start = row_key(&mkey, section, prefix.as_bytes());
-    let from = row_key(&mkey, section, after.as_bytes());
-    let (prefix_len, end) = (41 + prefix.len(), prefix_end(&start));
-    let from_start = after.is_empty() || from < start;
-    e.meta
-        .read(move |t, txn| {
-            let lower = if from_start {
-                Bound::Included(&start[..])
-            } else {
-                Bound::Excluded(&from[..])
-            };
-            let range = (lower, Bound::Excluded(&end[..]));
-            let mut out = Vec::new();
-            for item in t.lookups.raw.range(txn, &range)? {
-                let (k, stored) = item?;
-                if out.len() == limit {
-                    let next = String::from_utf8_lossy(&out_last(&out)).into_owned();
-                    return Ok((out, next));
-                }
-                let v = unseal(t.lookups.kind, k, stored)?;
-                let name = String::from_utf8_lossy(&k[41..]).into_owned();
-                debug_assert!(k.len() >= prefix_len);
-                out.push((name, v.to_vec()));
-            }
-            Ok((out, String::new()))
-        })
-        .await
+    let start = row_key(mkey, section, prefix.as_bytes());
+    let from = row_key(mkey, section, after.as_bytes());
+    let end = prefix_end(&start);
+    let lower = if after.is_empty() || from < start {
+        Bound::Included(&start[..])
+    } else {
+        Bound::Excluded(&from[..])
+    };
+    let range = (lower, Bound::Excluded(&end[..]));
+    let mut out = Vec::new();
+    for item in t.lookups.raw.range(txn, &range)? {
+        let (k, stored) = item?;
+        if out.len() == limit {
+            let next = String::from_utf8_lossy(&out_last(&out)).into_owned();
+            return Ok((out, next));
+        }
+        let v = unseal(t.lookups.kind, k, stored)?;
+        let name = String::from_utf8_lossy(&k[41..]).into_owned();
+        out.push((name, v.to_vec()));
+    }
+    Ok((out, String::new()))
 }
 
 fn out_last(out: &[(String, Vec<u8>)]) -> Vec<u8> {

@@ -14,7 +14,7 @@ use crate::names::Namespace;
 use crate::scip::CutMode;
 use crate::scip::synthetic::{index, symbol};
 use crate::scip::tables::TableBuilder;
-use crate::store::{GcOptions, LookupState, Progress, Store};
+use crate::store::{Found, GcOptions, LookupSource, LookupState, Progress, Store};
 
 const SHA: &str = "eb5ef2ac708a6e70ec253d78955d04e20c3c9784";
 
@@ -37,6 +37,17 @@ async fn settled(store: &Store, n: &Namespace, id: ManifestId) -> Result<LookupS
     Err(Error::Unavailable(
         "the indexer did not finish in 30 s".into(),
     ))
+}
+
+fn at(n: &Namespace, id: ManifestId) -> LookupSource {
+    LookupSource::Manifest(n.tenant().id(), id)
+}
+
+/// The answer of a lookup that found its blob.
+fn answer<T>(found: Option<Found<T>>) -> Result<T> {
+    found
+        .map(|f| f.answer)
+        .ok_or_else(|| Error::NotFound("the lookup found no blob".into()))
 }
 
 async fn gc(store: &Store) -> Result<()> {
@@ -72,37 +83,23 @@ async fn lookups_return_the_original_document_bytes_of_a_normalized_blob() -> Re
         }
     );
     for (path, want) in &expected.documents {
-        let (entry, bytes) = store
-            .lookup_document(n.tenant(), id, path)
-            .await?
+        let (entry, bytes) = answer(store.lookup_document(&at(&n, id), path).await?)?
             .ok_or_else(|| Error::NotFound(path.clone()))?;
         assert_eq!(&entry, want);
         // The stored chunks hold placeholders; the answer holds the version again.
         let at = want.offset as usize;
         assert_eq!(&bytes[..], &blob[at..at + want.len as usize], "{path}");
     }
-    assert!(
-        store
-            .lookup_document(n.tenant(), id, "src/none.py")
-            .await?
-            .is_none()
-    );
+    assert!(answer(store.lookup_document(&at(&n, id), "src/none.py").await?)?.is_none());
 
     let s = symbol(1, SHA, 7);
-    let (entry, referencing) = store
-        .lookup_symbol(n.tenant(), id, &s, 0, 10)
-        .await?
+    let (entry, referencing) = answer(store.lookup_symbol(&at(&n, id), &s, 0, 10).await?)?
         .ok_or_else(|| Error::NotFound(s.clone()))?;
     let wanted = expected.symbols.iter().find(|(name, _)| *name == s);
     assert_eq!(Some(&entry), wanted.map(|(_, e)| e));
     assert_eq!(referencing, entry.references.len());
     assert!(entry.definitions.iter().any(|(p, _)| p == "src/f0.py"));
-    assert!(
-        store
-            .lookup_symbol(n.tenant(), id, "local 4", 0, 10)
-            .await?
-            .is_none()
-    );
+    assert!(answer(store.lookup_symbol(&at(&n, id), "local 4", 0, 10).await?)?.is_none());
     store.shutdown().await
 }
 
@@ -117,9 +114,11 @@ async fn listings_page_through_every_name_under_a_prefix_once() -> Result<()> {
     settled(&store, &n, id).await?;
     let (mut seen, mut token) = (Vec::new(), String::new());
     loop {
-        let (page, next) = store
-            .lookup_documents(n.tenant(), id, "src/f1", &token, 2)
-            .await?;
+        let (page, next) = answer(
+            store
+                .lookup_documents(&at(&n, id), "src/f1", &token, 2)
+                .await?,
+        )?;
         assert!(page.len() <= 2);
         seen.extend(page.into_iter().map(|(p, _)| p));
         if next.is_empty() {
@@ -128,11 +127,13 @@ async fn listings_page_through_every_name_under_a_prefix_once() -> Result<()> {
         token = next;
     }
     assert_eq!(seen, ["src/f1.py", "src/f10.py", "src/f11.py"]);
-    let (all, next) = store.lookup_documents(n.tenant(), id, "", "", 1000).await?;
+    let (all, next) = answer(store.lookup_documents(&at(&n, id), "", "", 1000).await?)?;
     assert_eq!((all.len(), next.as_str()), (12, ""));
-    let (symbols, _) = store
-        .lookup_symbols(n.tenant(), id, "scip-python ", "", 1000)
-        .await?;
+    let (symbols, _) = answer(
+        store
+            .lookup_symbols(&at(&n, id), "scip-python ", "", 1000)
+            .await?,
+    )?;
     assert!(!symbols.is_empty());
     assert!(symbols.windows(2).all(|w| w[0] < w[1]));
     assert!(symbols.iter().all(|s| s.starts_with("scip-python ")));
@@ -151,7 +152,7 @@ async fn a_blob_that_is_not_scip_reads_back_and_refuses_lookups() -> Result<()> 
         settled(&store, &n, id).await?,
         LookupState::NotScip(_)
     ));
-    match store.lookup_document(n.tenant(), id, "a.py").await {
+    match store.lookup_document(&at(&n, id), "a.py").await {
         Err(Error::NoLookups(why)) => assert!(why.contains("not a SCIP index"), "{why}"),
         other => panic!("expected NoLookups, got {other:?}"),
     }
@@ -181,9 +182,7 @@ async fn tables_survive_a_restart_and_leave_with_their_blob() -> Result<()> {
         manifest_of(&store, &n, "commit/1").await?,
         manifest_of(&store, &n, "commit/2").await?,
     );
-    let (_, docs) = store
-        .lookup_document(n.tenant(), one_id, "src/f1.py")
-        .await?
+    let (_, docs) = answer(store.lookup_document(&at(&n, one_id), "src/f1.py").await?)?
         .ok_or_else(|| Error::NotFound("src/f1.py".into()))?;
     assert!(!docs.is_empty());
     let rows = |store: &Store| {
@@ -196,9 +195,50 @@ async fn tables_survive_a_restart_and_leave_with_their_blob() -> Result<()> {
     assert_eq!(store.lookup_state(n.tenant(), one_id).await?, None);
     let after = rows(&store).await?;
     assert!(after < before && after > 0, "{before} rows, then {after}");
-    let (all, _) = store
-        .lookup_documents(n.tenant(), two_id, "", "", 10)
-        .await?;
+    let (all, _) = answer(store.lookup_documents(&at(&n, two_id), "", "", 10).await?)?;
     assert_eq!(all.len(), 3);
+    store.shutdown().await
+}
+
+#[tokio::test]
+async fn a_ref_source_resolves_its_key_or_the_newest_fallback_in_the_lookup() -> Result<()> {
+    let dir = tmp()?;
+    let store = Store::open(config(dir.path())).await?;
+    let n = ns("acme/team/proj");
+    push_blob(
+        &store,
+        &n,
+        "branch/main",
+        &index(SHA, &[20, 30], 0),
+        CutMode::Documents,
+    )
+    .await?;
+    let id = manifest_of(&store, &n, "branch/main").await?;
+    settled(&store, &n, id).await?;
+    let source = |k: &str, fallbacks: &[&str]| LookupSource::Ref {
+        ns: n.clone(),
+        key: key(k),
+        fallbacks: fallbacks
+            .iter()
+            .map(|p| p.parse())
+            .collect::<Result<_>>()
+            .unwrap_or_default(),
+    };
+    let found = store
+        .lookup_documents(&source("commit/absent", &["tag/", "branch/"]), "", "", 10)
+        .await?
+        .ok_or_else(|| Error::NotFound("no fallback resolved".into()))?;
+    let (resolved, _) = found
+        .resolved
+        .ok_or_else(|| Error::NotFound("no ref".into()))?;
+    assert_eq!(resolved.as_str(), "branch/main");
+    assert_eq!(found.manifest, id);
+    assert_eq!(found.answer.0.len(), 2);
+    assert!(
+        store
+            .lookup_symbol(&source("commit/absent", &["tag/"]), "x", 0, 1)
+            .await?
+            .is_none()
+    );
     store.shutdown().await
 }

@@ -119,7 +119,7 @@ pub use lifecycle_types::{
     FsckProblem, FsckReport, GcOptions, GcReport, Progress, RetentionOutcome, RetentionPolicy,
     RetentionRule,
 };
-pub use lookups::{LookupState, MAX_PAGE, PENDING_WAIT, Page};
+pub use lookups::{Found, LookupSource, LookupState, MAX_PAGE, PENDING_WAIT, Page};
 pub use read::listed_chunk_lost;
 pub use rebuild::RebuildReport;
 pub use stats::RAW_SCAN_EVERY;

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
+use heed::{RoTxn, WithoutTls};
+
 use super::{Engine, Store};
 use crate::cold::refs::RefChange;
 use crate::error::{Error, Result};
 use crate::ids::ManifestId;
 use crate::manifest::{MAX_CHUNKS_PER_BLOB, Manifest, max_encoded_len};
-use crate::meta::manifest_key;
+use crate::meta::{Tables, manifest_key};
 use crate::names::{KeyPrefix, Namespace, RefKey, Tenant, TenantId};
 use crate::refs::{RefRecord, ref_table_key, ref_table_prefix};
 use crate::sealed::missing_manifest;
@@ -47,33 +49,24 @@ impl Store {
         let rkey = ref_table_key(ns, key);
         let now = e.meta.clock().now_ms();
         e.meta
-            .read(move |t, txn| {
-                Ok(t.refs
-                    .get(txn, &rkey)?
-                    .map(|v| decode_ref(v, &rkey))
-                    .transpose()?
-                    .filter(|r| !r.is_expired(now)))
-            })
+            .read(move |t, txn| live_ref_in(t, txn, &rkey, now))
             .await
     }
 
-    /// `key` if live, else the newest live ref under the first of `fallbacks` that has one.
+    /// `key` if live, else the newest live ref under the first of `fallbacks` that has one;
+    /// in one read transaction.
     pub async fn resolve(
         &self,
         ns: &Namespace,
         key: &RefKey,
         fallbacks: &[KeyPrefix],
     ) -> Result<Option<(RefKey, RefRecord)>> {
-        if let Some(r) = self.get_ref(ns, key).await? {
-            return Ok(Some((key.clone(), r)));
-        }
-        for prefix in fallbacks {
-            let (mut refs, _) = self.list_refs(ns, prefix, 1).await?;
-            if let Some(found) = refs.pop() {
-                return Ok(Some(found));
-            }
-        }
-        Ok(None)
+        let e = self.engine()?;
+        let now = e.meta.clock().now_ms();
+        let (ns, key, fallbacks) = (ns.clone(), key.clone(), fallbacks.to_vec());
+        e.meta
+            .read(move |t, txn| resolve_in(t, txn, &ns, &key, &fallbacks, now))
+            .await
     }
 
     /// Live refs of `ns` under `prefix`, newest first, at most `limit`; and whether more matched.
@@ -84,32 +77,12 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<(RefKey, RefRecord)>, bool)> {
         let e = self.engine()?;
-        let start = ref_table_prefix(ns, prefix.as_str());
-        let skip = ns.as_str().len() + 1;
         let now = e.meta.clock().now_ms();
+        let (ns, prefix) = (ns.clone(), prefix.clone());
         let mut all = e
             .meta
-            .read(move |t, txn| {
-                let mut out = Vec::new();
-                for item in t.refs.prefix_iter(txn, &start)? {
-                    let (k, v) = item?;
-                    let record = decode_ref(v, k)?;
-                    if record.is_expired(now) {
-                        continue;
-                    }
-                    let key = std::str::from_utf8(&k[skip..])
-                        .map_err(|_| Error::Format("ref key is not UTF-8".into()))?
-                        .parse::<RefKey>()?;
-                    out.push((key, record));
-                }
-                Ok(out)
-            })
+            .read(move |t, txn| live_refs_in(t, txn, &ns, &prefix, now))
             .await?;
-        all.sort_by(|a, b| {
-            b.1.created_at_ms
-                .cmp(&a.1.created_at_ms)
-                .then_with(|| b.0.cmp(&a.0))
-        });
         let truncated = all.len() > limit;
         all.truncate(limit);
         Ok((all, truncated))
@@ -192,6 +165,72 @@ impl Store {
             }
         }
     }
+}
+
+/// A live ref by its refs-table key, read in `txn`.
+fn live_ref_in(
+    t: &Tables,
+    txn: &RoTxn<'_, WithoutTls>,
+    rkey: &[u8],
+    now_ms: u64,
+) -> Result<Option<RefRecord>> {
+    Ok(t.refs
+        .get(txn, rkey)?
+        .map(|v| decode_ref(v, rkey))
+        .transpose()?
+        .filter(|r| !r.is_expired(now_ms)))
+}
+
+/// Live refs of `ns` under `prefix`, newest first (ties: the greater key first), read in
+/// `txn`.
+fn live_refs_in(
+    t: &Tables,
+    txn: &RoTxn<'_, WithoutTls>,
+    ns: &Namespace,
+    prefix: &KeyPrefix,
+    now_ms: u64,
+) -> Result<Vec<(RefKey, RefRecord)>> {
+    let start = ref_table_prefix(ns, prefix.as_str());
+    let skip = ns.as_str().len() + 1;
+    let mut out = Vec::new();
+    for item in t.refs.prefix_iter(txn, &start)? {
+        let (k, v) = item?;
+        let record = decode_ref(v, k)?;
+        if record.is_expired(now_ms) {
+            continue;
+        }
+        let key = std::str::from_utf8(&k[skip..])
+            .map_err(|_| Error::Format("ref key is not UTF-8".into()))?
+            .parse::<RefKey>()?;
+        out.push((key, record));
+    }
+    out.sort_by(|a, b| {
+        b.1.created_at_ms
+            .cmp(&a.1.created_at_ms)
+            .then_with(|| b.0.cmp(&a.0))
+    });
+    Ok(out)
+}
+
+/// What [`Store::resolve`] answers, read in `txn`: the lookups resolve their ref in the
+/// transaction that reads their tables.
+pub(super) fn resolve_in(
+    t: &Tables,
+    txn: &RoTxn<'_, WithoutTls>,
+    ns: &Namespace,
+    key: &RefKey,
+    fallbacks: &[KeyPrefix],
+    now_ms: u64,
+) -> Result<Option<(RefKey, RefRecord)>> {
+    if let Some(r) = live_ref_in(t, txn, &ref_table_key(ns, key), now_ms)? {
+        return Ok(Some((key.clone(), r)));
+    }
+    for prefix in fallbacks {
+        if let Some(newest) = live_refs_in(t, txn, ns, prefix, now_ms)?.into_iter().next() {
+            return Ok(Some(newest));
+        }
+    }
+    Ok(None)
 }
 
 /// Decodes a ref record whose seal held; a record that still does not decode is

@@ -1,7 +1,7 @@
 //! Document and symbol lookups end to end: what `Lookups/*` and `scipcache doc`/`symbol` answer
 //! for a shared index agrees with an independent decode of the file (prost types written here,
-//! not the daemon's tables code); the tables survive a restart, a kill -9 right after the push
-//! that queued them, and a gc that removes other refs.
+//! not the daemon's tables code); the tables survive a restart, a kill -9 while they are being
+//! built, and a gc that removes other refs.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -396,7 +396,7 @@ async fn lookups_agree_with_an_independent_decode_of_a_shared_index() -> Result<
 }
 
 #[tokio::test]
-async fn tables_survive_restart_kill9_right_after_the_push_and_gc_of_other_refs() -> Result<()> {
+async fn tables_survive_restart_kill9_during_indexing_and_gc_of_other_refs() -> Result<()> {
     let mut d = Daemon::start(DaemonOptions::new())?;
     let admin = d.token("acme", &["*:admin"], "1h")?;
     let keep = d.scratch().join("keep.scip");
@@ -406,6 +406,14 @@ async fn tables_survive_restart_kill9_right_after_the_push_and_gc_of_other_refs(
     // Pushed and killed at once: the tables were queued with the ref, built after restart.
     d.cli(&admin, &["push", NS, "commit/keep", p(&keep)])?
         .success()?;
+    // A real index takes long enough to index that the kill lands while it is being built.
+    let big = data::series_a().map(|a| &a.files[0]);
+    if let Some(file) = big {
+        d.cli(&admin, &["push", NS, "commit/big", p(file.path()?)])?
+            .success()?;
+    } else {
+        eprintln!("lookups: series A absent; the kill lands after a small index only");
+    }
     d.kill9()?;
     d.restart()?;
     let symbol = "scip-typescript npm pkg 1.2.3 src/f7().";
@@ -432,6 +440,32 @@ async fn tables_survive_restart_kill9_right_after_the_push_and_gc_of_other_refs(
         Ok(())
     };
     check_patiently(&d, "after kill -9 and restart", &check)?;
+    if big.is_some() {
+        let j = d
+            .cli(
+                &admin,
+                &[
+                    "--json",
+                    "doc",
+                    NS,
+                    "commit/big",
+                    "packages/runtime-core/src/apiWatch.ts",
+                ],
+            )?
+            .success()?
+            .json()?;
+        ensure!(
+            j["occurrences"].as_array().is_some_and(|o| !o.is_empty()),
+            "a document of the index killed while it was indexed: {j}"
+        );
+        // The restarted daemon built tables: the kill had left them pending.
+        ensure!(
+            d.log().contains("built a blob's lookup tables"),
+            "the restarted daemon built no tables, so the kill did not land before indexing \
+             ended:\n{}",
+            d.log()
+        );
+    }
 
     d.cli(&admin, &["push", NS, "commit/other", p(&other)])?
         .success()?;

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo build --release -p scipcache-daemon
 //! cargo run --release -p scipcache-bench --bin lookups -- [SERIES...] [--seconds S] [--callers N]
+//!     [--connections N]
 //! ```
 //!
 //! For each series (default `A B`: the first commit of each, ~20 MB and ~99 MB) it starts a
@@ -13,7 +14,8 @@
 //! - one caller, closed loop: p50/p99 of symbol lookups (symbols that have a definition in the
 //!   index, first page of references), of documents of at most 64 KiB, and the throughput of
 //!   the largest documents in MB/s;
-//! - `--callers` callers (default 32) over 4 connections: symbol lookups per second;
+//! - `--callers` callers (default 32) over `--connections` HTTP/2 connections (default 1): symbol
+//!   lookups per second;
 //! - what a gateway does without lookups: pull the whole index and decode it to find one
 //!   document (median of 3), in the same run.
 
@@ -54,6 +56,7 @@ struct Args {
     series: Vec<String>,
     seconds: f64,
     callers: usize,
+    connections: usize,
 }
 
 fn args() -> Result<Args> {
@@ -61,12 +64,16 @@ fn args() -> Result<Args> {
         series: Vec::new(),
         seconds: 5.0,
         callers: 32,
+        connections: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--seconds" => args.seconds = it.next().context("--seconds S")?.parse()?,
             "--callers" => args.callers = it.next().context("--callers N")?.parse()?,
+            "--connections" => {
+                args.connections = it.next().context("--connections N")?.parse()?;
+            }
             s if !s.starts_with('-') => args.series.push(s.to_owned()),
             other => bail!("unknown argument {other}"),
         }
@@ -325,7 +332,7 @@ async fn series(name: &str, a: &Args) -> Result<()> {
 
     // Many callers over a few connections.
     let mut clients = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..a.connections.max(1) {
         clients.push(Client::connect(config.clone()).await?);
     }
     let stop = Arc::new(AtomicBool::new(false));

@@ -292,13 +292,19 @@ pub(crate) fn fsck_lines(r: &FsckReport) -> Vec<String> {
 }
 
 /// Writes lines to stdout.
+///
+/// A reader that stopped reading (`scipcache doc … | head`) ends the output quietly: the
+/// command's work is done, and what was printed reached the reader.
 pub(crate) fn print_lines<S: AsRef<str>>(lines: &[S]) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    for line in lines {
-        writeln!(out, "{}", line.as_ref()).map_err(|e| Error::io("cannot write to stdout", e))?;
+    let written = lines
+        .iter()
+        .try_for_each(|line| writeln!(out, "{}", line.as_ref()))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map_err(|e| Error::io("cannot write to stdout", e)),
     }
-    out.flush()
-        .map_err(|e| Error::io("cannot write to stdout", e))
 }
 
 /// Writes one JSON object on one line of stdout.

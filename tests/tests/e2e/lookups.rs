@@ -392,6 +392,20 @@ async fn lookups_agree_with_an_independent_decode_of_a_shared_index() -> Result<
     );
     let out = d.cli(&token, &["symbol", NS, &key, "npm nothing 0.0.0 none."])?;
     out.expect_code(3)?;
+
+    // A reader that closed the pipe before the output came (`… | head -0`) ends it quietly.
+    let mut cmd = d.cli_command(Some(&token), &["doc", NS, &key, &doc.relative_path]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn()?;
+    drop(child.stdout.take());
+    let done = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    ensure!(
+        done.status.success() && stderr.trim().is_empty(),
+        "doc into a closed pipe: {} {stderr}",
+        done.status
+    );
     Ok(())
 }
 

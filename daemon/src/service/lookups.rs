@@ -36,10 +36,18 @@ struct Target {
     ns: Namespace,
     key: RefKey,
     fallbacks: Vec<KeyPrefix>,
-    source: LookupSource,
 }
 
 impl Target {
+    /// What the store resolves: the ref, or the newest under the fallbacks.
+    fn source(&self) -> LookupSource {
+        LookupSource::Ref {
+            ns: self.ns.clone(),
+            key: self.key.clone(),
+            fallbacks: self.fallbacks.clone(),
+        }
+    }
+
     /// The store's error as the status of a lookup on this ref.
     fn status(&self, err: scipcache_tiers::Error) -> Status {
         status::from_store_for_ref(err, &self.ns, &self.key)
@@ -85,17 +93,7 @@ impl LookupsService {
         interceptor::require(req, &ns, Right::Read)?;
         let key = parse_key(&target.key)?;
         let fallbacks = parse_prefixes(&target.fallback_prefixes)?;
-        let source = LookupSource::Ref {
-            ns: ns.clone(),
-            key: key.clone(),
-            fallbacks: fallbacks.clone(),
-        };
-        Ok(Target {
-            ns,
-            key,
-            fallbacks,
-            source,
-        })
+        Ok(Target { ns, key, fallbacks })
     }
 }
 
@@ -130,7 +128,7 @@ impl Lookups for LookupsService {
     ) -> Result<Response<pb::DocumentResponse>, Status> {
         let t = self.target(&req, req.get_ref().target.as_ref())?;
         let path = &req.get_ref().path;
-        let (r, found) = t.found(self.shared.store.lookup_document(&t.source, path).await)?;
+        let (r, found) = t.found(self.shared.store.lookup_document(&t.source(), path).await)?;
         let Some((entry, document)) = found else {
             return Err(Status::not_found(format!(
                 "the SCIP index under {} {} has no document at {path:?}",
@@ -163,7 +161,12 @@ impl Lookups for LookupsService {
         let (r, (docs, next)) = t.found(
             self.shared
                 .store
-                .lookup_documents(&t.source, &q.prefix, &q.page_token, page_size(q.page_size))
+                .lookup_documents(
+                    &t.source(),
+                    &q.prefix,
+                    &q.page_token,
+                    page_size(q.page_size),
+                )
                 .await,
         )?;
         Ok(Response::new(pb::ListDocumentsResponse {
@@ -193,7 +196,7 @@ impl Lookups for LookupsService {
         let (r, found) = t.found(
             self.shared
                 .store
-                .lookup_symbol(&t.source, &q.symbol, skip, take)
+                .lookup_symbol(&t.source(), &q.symbol, skip, take)
                 .await,
         )?;
         let Some((entry, referencing)) = found else {
@@ -240,7 +243,12 @@ impl Lookups for LookupsService {
         let (r, (symbols, next)) = t.found(
             self.shared
                 .store
-                .lookup_symbols(&t.source, &q.prefix, &q.page_token, page_size(q.page_size))
+                .lookup_symbols(
+                    &t.source(),
+                    &q.prefix,
+                    &q.page_token,
+                    page_size(q.page_size),
+                )
                 .await,
         )?;
         Ok(Response::new(pb::ListSymbolsResponse {

@@ -181,6 +181,12 @@ fn tiny_budgets_keep_hot_and_warm_under_them_and_every_ref_still_pulls_byte_iden
         u64_field(&idle["movement"], "demoted")? > 0,
         "stat counts no demotion: {idle}"
     );
+    // Nothing has been read by a caller yet: the daemon's own passes over the pushed blobs
+    // (checking each commit, building its lookup tables) must not have promoted anything.
+    ensure!(
+        u64_field(&idle["movement"], "promoted")? == 0,
+        "the daemon's own scans promoted chunks into hot before any caller read: {idle}"
+    );
     eprintln!("tiering: series A under hot 4MB / warm 16MB settled at {settled}");
     for f in &series.files {
         pulls_identical(&d, &writer, &f.key(), f.path()?)?;

@@ -15,6 +15,10 @@
 //!     huge blob does not.
 //!   - Warm-ups (`scipcache warm`) admit every chunk of their ref, up to the budget
 //!     (`warm_up.rs`), and a bad hot copy is always replaced by the good copy found below.
+//!   - The engine's own passes over a blob (building its lookup tables, checking a commit's
+//!     restored bytes) admit nothing and copy nothing into warm: a scan is not a caller's
+//!     read, and it must not push the chunks callers read out of hot. Bad copies they find
+//!     are still repaired.
 //! - **Into warm.** A chunk read from cold that is not admitted into hot is copied into warm
 //!   (in the warm codec) when the warm tier is on, in the background and only while fewer than
 //!   [`WARM_FILLS`] such copies are in flight (a busy daemon skips them rather than queue).
@@ -43,6 +47,8 @@ pub(crate) enum Admit {
     SecondMiss,
     /// Everything (warm-ups).
     Always,
+    /// Nothing, into hot or warm (the engine's own scans).
+    Never,
 }
 
 /// Chunks read below hot recently and not admitted, in two generations.
@@ -80,6 +86,7 @@ impl Admit {
             Admit::Always => true,
             Admit::Read(len) => len <= hot_budget / 8 || ghosts.seen_again(key),
             Admit::SecondMiss => ghosts.seen_again(key),
+            Admit::Never => false,
         };
         if admitted && self != Admit::Always {
             ghosts.forget(&key);
@@ -108,6 +115,10 @@ mod tests {
         // Admitted once, it is forgotten: a later eviction and miss starts over.
         assert!(!Admit::Read(100 << 20).admits(budget, &ghosts, key(2)));
         assert!(Admit::Always.admits(budget, &ghosts, key(3)));
+        // A scan admits nothing, and leaves no memory of its misses behind.
+        assert!(!Admit::Never.admits(budget, &ghosts, key(4)));
+        assert!(!Admit::Never.admits(budget, &ghosts, key(4)));
+        assert!(!Admit::Read(100 << 20).admits(budget, &ghosts, key(4)));
     }
 
     #[test]

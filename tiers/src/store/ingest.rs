@@ -14,8 +14,8 @@ use std::sync::Arc;
 use futures::StreamExt;
 use heed::{RoTxn, WithoutTls};
 
-use super::read::read_blob;
-use super::types::{BlobPart, Durability, PutSummary, ReadForm};
+use super::read::scan_blob;
+use super::types::{BlobPart, Durability, PutSummary};
 use super::verify::VERIFY_PART;
 use super::{Engine, Store};
 use crate::codec::Frame;
@@ -225,14 +225,7 @@ fn missing_chunks(entries: &[ManifestEntry], mut missing: Vec<u32>) -> Error {
 /// on the blocking pool, one step behind the reads.
 async fn verify_blob(e: &Arc<Engine>, tenant: &Tenant, manifest: Arc<Manifest>) -> Result<()> {
     type Hashing = crate::blocking::Job<blake3::Hasher>;
-    let mut parts = read_blob(
-        e.clone(),
-        tenant.id(),
-        manifest.clone(),
-        0,
-        None,
-        ReadForm::Raw,
-    );
+    let mut parts = scan_blob(e.clone(), tenant.id(), manifest.clone());
     let mut idle = Some(blake3::Hasher::new());
     let mut hashing: Option<Hashing> = None;
     let (mut step, mut step_len, mut total) = (Vec::new(), 0usize, 0u64);

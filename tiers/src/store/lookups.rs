@@ -289,7 +289,7 @@ async fn build_one(e: &Arc<Engine>, mkey: [u8; 40]) -> Result<()> {
     }
     let manifest = super::refs::load_manifest(e, tid, id).await?;
     let started = std::time::Instant::now();
-    let mut parts = super::read::read_blob(e.clone(), tid, manifest, 0, None, ReadForm::Raw);
+    let mut parts = super::read::scan_blob(e.clone(), tid, manifest);
     let mut builder = TableBuilder::new();
     let mut batch = BytesMut::new();
     let mut done = false;

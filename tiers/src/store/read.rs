@@ -131,7 +131,8 @@ impl Window {
     }
 }
 
-/// [`Store::read_blob`] on an open engine.
+/// [`Store::read_blob`] on an open engine: a caller's read, which promotes by the admission
+/// rule.
 pub(super) fn read_blob(
     e: Arc<Engine>,
     tid: TenantId,
@@ -139,6 +140,29 @@ pub(super) fn read_blob(
     offset: u64,
     length: Option<u64>,
     form: ReadForm,
+) -> BoxStream<'static, Result<BlobPart>> {
+    read_blob_as(e, tid, manifest, offset, length, form, Admit::Read)
+}
+
+/// The whole of a blob's restored bytes for one of the engine's own passes over it, which
+/// changes no tier ([`Admit::Never`]).
+pub(super) fn scan_blob(
+    e: Arc<Engine>,
+    tid: TenantId,
+    manifest: Arc<Manifest>,
+) -> BoxStream<'static, Result<BlobPart>> {
+    read_blob_as(e, tid, manifest, 0, None, ReadForm::Raw, |_| Admit::Never)
+}
+
+/// A read of `offset..offset + length` whose admission `admit` picks from the read's length.
+fn read_blob_as(
+    e: Arc<Engine>,
+    tid: TenantId,
+    manifest: Arc<Manifest>,
+    offset: u64,
+    length: Option<u64>,
+    form: ReadForm,
+    admit: impl FnOnce(u64) -> Admit,
 ) -> BoxStream<'static, Result<BlobPart>> {
     let total = manifest.total_len();
     let start = offset.min(total);
@@ -149,7 +173,7 @@ pub(super) fn read_blob(
     let first = manifest.entry_at(start);
     let last = manifest.entry_at(end - 1);
     let window = Window { start, end, form };
-    let admit = Admit::Read(end - start);
+    let admit = admit(end - start);
     let batches: Vec<Range<usize>> = (first..=last)
         .step_by(READ_BATCH)
         .map(|b| b..(b + READ_BATCH).min(last + 1))

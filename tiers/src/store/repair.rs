@@ -63,7 +63,7 @@ async fn after_fetch(e: &Arc<Engine>, found: &[Lookup], admit: Admit) {
         let hot_bad = l.bad.contains(&TierName::Hot);
         if hot_bad || admit.admits(e.config.hot_bytes, &e.ghosts, l.key) {
             promotions.push((l.key, copy.frame.clone(), raw, hot_bad));
-        } else {
+        } else if admit != Admit::Never {
             e.movement.not_admitted.fetch_add(1, Ordering::Relaxed);
             if *tier == TierName::Cold && e.config.warm_bytes > 0 {
                 to_warm.push((l.key, copy.frame.clone()));

@@ -210,6 +210,46 @@ async fn a_large_read_enters_hot_only_when_read_again_and_small_reads_at_once() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engines_own_scans_of_a_blob_move_no_chunk_between_tiers() -> Result<()> {
+    use futures::StreamExt;
+    let dir = tmp()?;
+    let mut c = config(dir.path());
+    c.hot_bytes = 4 << 20;
+    let store = Store::open(c.clone()).await?;
+    let n = ns("acme/web/app");
+    // Small against the budget: a caller's first read of it would admit it at once.
+    let small = data(200_000, 5, false);
+    in_cold_only(&store, &n, &[("small", &small)]).await?;
+    let r = store
+        .get_ref(&n, &key("small"))
+        .await?
+        .ok_or_else(|| Error::NotFound("ref".into()))?;
+    let m = store.manifest(n.tenant(), r.manifest).await?;
+
+    let mut parts = super::read::scan_blob(store.engine()?, n.tenant().id(), m);
+    let mut scanned = Vec::new();
+    while let Some(part) = parts.next().await {
+        match part? {
+            super::BlobPart::Data(d) => scanned.extend_from_slice(&d),
+            other => panic!("a scan returns restored bytes only, got {other:?}"),
+        }
+    }
+    store.settle_reads().await?;
+    assert_eq!(scanned, small);
+    let stats = store.stats(None).await?;
+    assert_eq!(tier(&stats, TierName::Hot).0, 0, "{stats:?}");
+    assert_eq!(tier(&stats, TierName::Warm).0, 0, "{stats:?}");
+    assert_eq!(stats.movement.not_admitted, 0, "{:?}", stats.movement);
+
+    // The scan left no second-miss memory behind either: a caller's read decides as if the
+    // scan had not happened (admitted, because the blob is small).
+    assert_eq!(read_all(&store, &n, &key("small")).await?, small);
+    let chunks = chunk_ids(&store, &n, &key("small")).await?.len() as u64;
+    assert_eq!(tier(&store.stats(None).await?, TierName::Hot).0, chunks);
+    store.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_promotes_a_refs_chunks_and_stops_at_the_hot_budget() -> Result<()> {
     let dir = tmp()?;
     let mut c = config(dir.path());

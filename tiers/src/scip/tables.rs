@@ -3,7 +3,11 @@
 //! defined and which documents reference it, with ranges).
 //!
 //! [`TableBuilder`] takes a blob's bytes in order, in pieces of any size, and holds at most one
-//! document at a time besides what it has gathered per symbol. It follows `scip.proto`:
+//! document at a time. Each document it finishes comes out as an [`IndexedDocument`] (its
+//! entry, the hash of its bytes, and its global symbols' occurrences in it); besides, it
+//! gathers which documents name each symbol, which comes out as a [`SymbolRun`] whenever the
+//! caller takes one (the store takes one each time it grows past a bound, so memory stays
+//! bounded for any index). It follows `scip.proto`:
 //! `Index.documents` (2) is read; `Index.metadata` (1) and `.external_symbols` (3) are skipped
 //! as they stream by; any other top-level field, another wire type, or a document that is not
 //! the wire format of a `Document` makes the blob "not a SCIP index" ([`NotScip`]), which is
@@ -17,16 +21,18 @@
 //! # Encodings (varints are LEB128; a range is its count, then each `int32` zigzagged)
 //! - [`DocumentEntry`]: offset `u64`, length `u64`, occurrences `u32`, symbols `u32` (all
 //!   little-endian), then the language's UTF-8 bytes.
-//! - [`SymbolEntry`]: count of definitions, each (path length, path, range); count of
-//!   referencing documents, each (path length, path, range count, ranges). A definition
-//!   occurrence (role bit 1) is listed among the definitions only.
+//! - [`DocSymbol`]: count of definition ranges and the ranges, then the same for the other
+//!   occurrences. A definition occurrence (role bit 1) is listed among the definitions only.
+//!
+//! [`SymbolEntry`], a symbol's definitions and references across an index, is what the store
+//! answers from these (`store/lookup_rows.rs`).
 
 use std::collections::HashMap;
 
 use super::wire::{self, LEN, Peek};
 
 /// The table layout this build writes; it is recorded with each blob's tables.
-pub const TABLE_FORMAT: u8 = 1;
+pub const TABLE_FORMAT: u8 = 2;
 /// `SymbolRole.Definition`.
 pub const DEFINITION_ROLE: i32 = 0x1;
 /// Largest document the builder holds to read (a larger one makes the blob unindexable).
@@ -91,18 +97,20 @@ pub struct SymbolEntry {
     pub references: Vec<(String, Vec<Range>)>,
 }
 
-impl SymbolEntry {
-    /// The record's bytes.
+/// One global symbol's occurrences in one document.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DocSymbol {
+    /// Ranges of its definition occurrences.
+    pub definitions: Vec<Range>,
+    /// Ranges of its other occurrences.
+    pub references: Vec<Range>,
+}
+
+impl DocSymbol {
+    /// The record's bytes: the definitions' count and ranges, then the references'.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        put_varint(&mut out, self.definitions.len() as u64);
-        for (path, range) in &self.definitions {
-            put_bytes(&mut out, path.as_bytes());
-            put_range(&mut out, range);
-        }
-        put_varint(&mut out, self.references.len() as u64);
-        for (path, ranges) in &self.references {
-            put_bytes(&mut out, path.as_bytes());
+        for ranges in [&self.definitions, &self.references] {
             put_varint(&mut out, ranges.len() as u64);
             for r in ranges {
                 put_range(&mut out, r);
@@ -111,53 +119,53 @@ impl SymbolEntry {
         out
     }
 
-    /// Reads a record [`SymbolEntry::encode`] wrote, keeping only the referencing documents
-    /// `skip..skip + take` (the definitions always); `None` when it is not one. The second
-    /// value is how many documents reference the symbol in all.
-    pub fn decode_page(b: &[u8], skip: usize, take: usize) -> Option<(Self, usize)> {
+    /// Reads a record [`DocSymbol::encode`] wrote; `None` when it is not one.
+    pub fn decode(b: &[u8]) -> Option<Self> {
         let mut r = b;
-        let mut entry = Self::default();
-        let defs = get_count(&mut r)?;
-        for _ in 0..defs {
-            let path = get_string(&mut r)?;
-            entry.definitions.push((path, get_range(&mut r)?));
-        }
-        let refs = get_count(&mut r)?;
-        for i in 0..refs {
-            let path = get_string(&mut r)?;
+        let mut ranges = || -> Option<Vec<Range>> {
             let n = get_count(&mut r)?;
-            let keep = i >= skip && i - skip < take;
-            let mut ranges = Vec::with_capacity(if keep { n } else { 0 });
-            for _ in 0..n {
-                let range = get_range(&mut r)?;
-                if keep {
-                    ranges.push(range);
-                }
-            }
-            if keep {
-                entry.references.push((path, ranges));
-            } else if i >= skip.saturating_add(take) {
-                break;
-            }
-        }
-        Some((entry, refs))
+            (0..n).map(|_| get_range(&mut r)).collect()
+        };
+        let definitions = ranges()?;
+        let references = ranges()?;
+        r.is_empty().then_some(Self {
+            definitions,
+            references,
+        })
     }
 }
 
-/// A blob's tables, complete.
-#[derive(Debug, Default)]
-pub struct Tables {
-    /// Documents by path, in index order (a path repeated in the index keeps its first).
-    pub documents: Vec<(String, DocumentEntry)>,
-    /// Global symbols and their entries, in no order.
-    pub symbols: Vec<(String, SymbolEntry)>,
+/// A document the builder finished reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexedDocument {
+    /// Its place among the index's `Document` messages (from 0, counting every one).
+    pub ordinal: u32,
+    /// `Document.relative_path`.
+    pub path: String,
+    /// Where it lies in the blob, and its summary.
+    pub entry: DocumentEntry,
+    /// What names its content: [`document_hash`] of its bytes.
+    pub hash: [u8; 32],
+    /// Its global symbols, in order, with their occurrences in it.
+    pub symbols: Vec<(String, DocSymbol)>,
 }
 
-/// One symbol's occurrences gathered so far: documents as ordinals into the document list.
-#[derive(Debug, Default)]
-struct Gathered {
-    definitions: Vec<(u32, Range)>,
-    references: Vec<(u32, Vec<Range>)>,
+/// In a [`SymbolRun`]: the document holds a definition of the symbol.
+pub const DEFINES: u8 = 1;
+/// In a [`SymbolRun`]: the document holds another occurrence of the symbol.
+pub const REFERENCES: u8 = 2;
+
+/// For each global symbol (in order), the documents that name it since the last run was
+/// taken: their ordinals, rising, each with [`DEFINES`] and/or [`REFERENCES`].
+pub type SymbolRun = Vec<(String, Vec<(u32, u8)>)>;
+
+/// The name of a document's content: BLAKE3 in derive-key mode over its bytes, under a
+/// context of its own (so it is never the id of a chunk or a manifest of the same bytes) that
+/// also names [`TABLE_FORMAT`].
+pub fn document_hash(doc: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("scipcache 2026-12 lookup tables: a document, v2");
+    h.update(doc);
+    *h.finalize().as_bytes()
 }
 
 /// Where the builder is in the top-level field stream.
@@ -171,7 +179,7 @@ enum State {
     Document { offset: u64, len: usize },
 }
 
-/// Builds the [`Tables`] of a blob from its bytes: see the module docs.
+/// Reads a blob's bytes into [`IndexedDocument`]s and [`SymbolRun`]s: see the module docs.
 #[derive(Debug)]
 pub struct TableBuilder {
     state: State,
@@ -180,9 +188,13 @@ pub struct TableBuilder {
     /// Offset in the blob of `pending[0]`.
     at: u64,
     failed: Option<NotScip>,
-    documents: Vec<(String, DocumentEntry)>,
-    seen_paths: HashMap<String, u32>,
-    symbols: HashMap<String, Gathered>,
+    /// `Document` messages read so far.
+    next_ordinal: u32,
+    /// Documents read and not yet taken.
+    done: Vec<IndexedDocument>,
+    /// The symbol run being gathered, and about how many bytes of memory it holds.
+    run: HashMap<String, Vec<(u32, u8)>>,
+    run_bytes: usize,
 }
 
 impl Default for TableBuilder {
@@ -199,15 +211,40 @@ impl TableBuilder {
             pending: Vec::new(),
             at: 0,
             failed: None,
-            documents: Vec::new(),
-            seen_paths: HashMap::new(),
-            symbols: HashMap::new(),
+            next_ordinal: 0,
+            done: Vec::new(),
+            run: HashMap::new(),
+            run_bytes: 0,
         }
     }
 
     /// Whether the blob already showed it is not an index (the rest need not be read).
     pub fn has_failed(&self) -> bool {
         self.failed.is_some()
+    }
+
+    /// The documents finished since the last call, in index order.
+    pub fn take_documents(&mut self) -> Vec<IndexedDocument> {
+        std::mem::take(&mut self.done)
+    }
+
+    /// About how many bytes of memory the symbol run being gathered holds.
+    pub fn run_bytes(&self) -> usize {
+        self.run_bytes
+    }
+
+    /// The symbol run gathered since the last call, sorted by symbol; the builder starts a
+    /// new one.
+    pub fn take_run(&mut self) -> SymbolRun {
+        self.run_bytes = 0;
+        let mut run: SymbolRun = std::mem::take(&mut self.run).into_iter().collect();
+        run.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        run
+    }
+
+    /// `Document` messages read so far.
+    pub fn documents_read(&self) -> u32 {
+        self.next_ordinal
     }
 
     /// Takes the next bytes of the blob.
@@ -308,90 +345,67 @@ impl TableBuilder {
         let Some(read) = read_document(doc) else {
             return self.fail("a document is not a valid SCIP Document");
         };
-        // A path the index names twice keeps its first entry; the occurrences of both count.
-        let next = self.documents.len() as u32;
-        let ordinal = *self.seen_paths.entry(read.path.clone()).or_insert(next);
-        if ordinal == next {
-            self.documents.push((
-                read.path.clone(),
-                DocumentEntry {
-                    offset,
-                    len: doc.len() as u64,
-                    language: read.language,
-                    occurrences: read.occurrences.len() as u32,
-                    symbols: read.symbols,
-                },
-            ));
-        }
-        let mut by_symbol: HashMap<&str, Vec<(Range, i32)>> = HashMap::new();
-        for (symbol, range, roles) in &read.occurrences {
+        let ordinal = self.next_ordinal;
+        self.next_ordinal = self.next_ordinal.saturating_add(1);
+        let mut by_symbol: HashMap<String, DocSymbol> = HashMap::new();
+        for (symbol, range, roles) in read.occurrences.iter().cloned() {
             if symbol.is_empty() || symbol.starts_with("local ") {
                 continue;
             }
-            by_symbol
-                .entry(symbol.as_str())
-                .or_default()
-                .push((range.clone(), *roles));
+            let d = by_symbol.entry(symbol).or_default();
+            if roles & DEFINITION_ROLE != 0 {
+                d.definitions.push(range);
+            } else {
+                d.references.push(range);
+            }
         }
-        for (symbol, occs) in by_symbol {
-            let g = self.symbols.entry(symbol.to_owned()).or_default();
-            let mut refs = Vec::new();
-            for (range, roles) in occs {
-                if roles & DEFINITION_ROLE != 0 {
-                    g.definitions.push((ordinal, range));
+        let mut symbols: Vec<(String, DocSymbol)> = by_symbol.into_iter().collect();
+        symbols.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (symbol, d) in &symbols {
+            let flags = if d.definitions.is_empty() { 0 } else { DEFINES }
+                | if d.references.is_empty() {
+                    0
                 } else {
-                    refs.push(range);
+                    REFERENCES
+                };
+            match self.run.get_mut(symbol.as_str()) {
+                Some(docs) => docs.push((ordinal, flags)),
+                None => {
+                    // The name, the map's slot and the list's first allocation.
+                    self.run_bytes += symbol.len() + 64;
+                    self.run.insert(symbol.clone(), vec![(ordinal, flags)]);
                 }
             }
-            if !refs.is_empty() {
-                match g.references.last_mut() {
-                    Some((o, ranges)) if *o == ordinal => ranges.extend(refs),
-                    _ => g.references.push((ordinal, refs)),
-                }
-            }
+            self.run_bytes += 8;
         }
+        self.done.push(IndexedDocument {
+            ordinal,
+            path: read.path,
+            entry: DocumentEntry {
+                offset,
+                len: doc.len() as u64,
+                language: read.language,
+                occurrences: read.occurrences.len() as u32,
+                symbols: read.symbols,
+            },
+            hash: document_hash(doc),
+            symbols,
+        });
     }
 
-    /// The tables of the whole blob, or why it has none.
-    pub fn finish(mut self) -> Result<Tables, NotScip> {
+    /// Checks that the blob ended where an index may end: `Ok` when it is an index (whose
+    /// last documents and run are still to take), else why it is not.
+    pub fn finish(&mut self) -> Result<(), NotScip> {
         if !matches!(self.state, State::Header) || !self.pending.is_empty() {
             self.fail("the blob ends inside a top-level field");
         }
-        if let Some(f) = self.failed {
-            return Err(f);
+        if let Some(f) = &self.failed {
+            return Err(f.clone());
         }
         if self.at == 0 {
             return Err(NotScip("the blob is empty".into()));
         }
-        let paths: Vec<&str> = self.documents.iter().map(|(p, _)| p.as_str()).collect();
-        let path = |o: u32| {
-            paths
-                .get(o as usize)
-                .map_or_else(String::new, |p| (*p).to_owned())
-        };
-        let symbols = self
-            .symbols
-            .into_iter()
-            .map(|(symbol, g)| {
-                let entry = SymbolEntry {
-                    definitions: g
-                        .definitions
-                        .into_iter()
-                        .map(|(o, r)| (path(o), r))
-                        .collect(),
-                    references: g
-                        .references
-                        .into_iter()
-                        .map(|(o, r)| (path(o), r))
-                        .collect(),
-                };
-                (symbol, entry)
-            })
-            .collect();
-        Ok(Tables {
-            documents: self.documents,
-            symbols,
-        })
+        Ok(())
     }
 }
 
@@ -488,11 +502,6 @@ fn put_varint(out: &mut Vec<u8>, v: u64) {
     prost::encoding::encode_varint(v, out);
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_varint(out, b.len() as u64);
-    out.extend_from_slice(b);
-}
-
 fn put_range(out: &mut Vec<u8>, r: &[i32]) {
     put_varint(out, r.len() as u64);
     for &v in r {
@@ -506,13 +515,6 @@ fn get_count(r: &mut &[u8]) -> Option<usize> {
     (n <= r.len()).then_some(n)
 }
 
-fn get_string(r: &mut &[u8]) -> Option<String> {
-    let n = get_count(r)?;
-    let (s, rest) = r.split_at(n);
-    *r = rest;
-    String::from_utf8(s.to_vec()).ok()
-}
-
 fn get_range(r: &mut &[u8]) -> Option<Range> {
     let n = get_count(r)?;
     if n > MAX_RANGE_LEN {
@@ -524,6 +526,71 @@ fn get_range(r: &mut &[u8]) -> Option<Range> {
             Some(((z >> 1) as i32) ^ -((z & 1) as i32))
         })
         .collect()
+}
+
+/// A blob's tables as the store answers from them: documents by path (a repeated path
+/// keeps its first), and each symbol's definitions and referencing documents.
+#[cfg(test)]
+#[derive(Debug, PartialEq)]
+pub(crate) struct Tables {
+    pub(crate) documents: Vec<(String, DocumentEntry)>,
+    pub(crate) symbols: Vec<(String, SymbolEntry)>,
+}
+
+/// Builds from `pieces`, taking runs of `run_every` documents (0: one run), and puts the
+/// documents and runs together as the store does.
+#[cfg(test)]
+pub(crate) fn build_in_runs(pieces: &[&[u8]], run_every: usize) -> Result<Tables, NotScip> {
+    let mut b = TableBuilder::new();
+    let (mut docs, mut runs) = (Vec::new(), Vec::new());
+    for p in pieces {
+        b.feed(p);
+        docs.extend(b.take_documents());
+        if run_every > 0 && docs.len() >= run_every * (runs.len() + 1) {
+            runs.push(b.take_run());
+        }
+    }
+    b.finish()?;
+    docs.extend(b.take_documents());
+    runs.push(b.take_run());
+    let mut documents: Vec<(String, DocumentEntry)> = Vec::new();
+    for d in &docs {
+        if !documents.iter().any(|(p, _)| *p == d.path) {
+            documents.push((d.path.clone(), d.entry.clone()));
+        }
+    }
+    let mut by_symbol: std::collections::BTreeMap<String, Vec<(u32, u8)>> = Default::default();
+    for run in runs {
+        for (symbol, list) in run {
+            by_symbol.entry(symbol).or_default().extend(list);
+        }
+    }
+    let symbols = by_symbol
+        .into_iter()
+        .map(|(symbol, list)| {
+            let mut entry = SymbolEntry::default();
+            for (ordinal, flags) in list {
+                let d = &docs[ordinal as usize];
+                let (_, ds) = d
+                    .symbols
+                    .iter()
+                    .find(|(s, _)| *s == symbol)
+                    .expect("a run names only documents holding the symbol");
+                assert_eq!(flags & DEFINES != 0, !ds.definitions.is_empty());
+                assert_eq!(flags & REFERENCES != 0, !ds.references.is_empty());
+                for r in &ds.definitions {
+                    entry.definitions.push((d.path.clone(), r.clone()));
+                }
+                if !ds.references.is_empty() {
+                    entry
+                        .references
+                        .push((d.path.clone(), ds.references.clone()));
+                }
+            }
+            (symbol, entry)
+        })
+        .collect();
+    Ok(Tables { documents, symbols })
 }
 
 #[cfg(test)]
@@ -582,17 +649,8 @@ mod tests {
         blob
     }
 
-    fn sorted(mut t: Tables) -> Tables {
-        t.symbols.sort_by(|a, b| a.0.cmp(&b.0));
-        t
-    }
-
     fn build(pieces: &[&[u8]]) -> Result<Tables, NotScip> {
-        let mut b = TableBuilder::new();
-        for p in pieces {
-            b.feed(p);
-        }
-        b.finish().map(sorted)
+        build_in_runs(pieces, 0)
     }
 
     #[test]
@@ -702,29 +760,33 @@ mod tests {
     }
 
     #[test]
-    fn a_symbol_page_keeps_every_definition_and_the_asked_references() {
-        let entry = SymbolEntry {
-            definitions: vec![("a".into(), vec![1, 2, 3]), ("b".into(), vec![-1, 0, 5, 6])],
-            references: (0..10)
-                .map(|i| (format!("r{i}"), vec![vec![i, 0, 1]; i as usize % 3]))
-                .collect(),
-        };
-        let b = entry.encode();
+    fn runs_taken_every_few_documents_give_the_same_tables_as_one() {
+        let blob = index();
+        let whole = build(&[&blob]).expect("an index");
+        let pieces: Vec<&[u8]> = blob.chunks(7).collect();
+        for every in 1..4 {
+            assert_eq!(build_in_runs(&pieces, every).expect("an index"), whole);
+        }
+    }
+
+    #[test]
+    fn equal_documents_have_equal_hashes_wherever_they_lie() {
+        let one = doc_with("src/lib.rs", &[occurrence(&[1, 4, 9], DEF, 1)]);
+        let other = doc_with("src/a.rs", &[occurrence(&[1, 4, 9], DEF, 1)]);
+        let mut blob = one.clone();
+        blob.extend(other);
+        blob.extend(one);
+        let mut b = TableBuilder::new();
+        b.feed(&blob);
+        b.finish().expect("an index");
+        let docs = b.take_documents();
+        assert_eq!(docs.len(), 3);
+        assert_eq!(docs[0].hash, docs[2].hash);
+        assert_ne!(docs[0].hash, docs[1].hash);
+        assert_ne!(docs[0].entry.offset, docs[2].entry.offset);
         assert_eq!(
-            SymbolEntry::decode_page(&b, 0, usize::MAX),
-            Some((entry.clone(), 10))
-        );
-        let (page, total) = SymbolEntry::decode_page(&b, 4, 3).expect("a page");
-        assert_eq!(total, 10);
-        assert_eq!(page.definitions, entry.definitions);
-        assert_eq!(page.references, entry.references[4..7].to_vec());
-        assert_eq!(
-            SymbolEntry::decode_page(&b, 20, 3).map(|(p, _)| p.references.len()),
-            Some(0)
-        );
-        assert_eq!(
-            SymbolEntry::decode_page(&b[..b.len() - 1], 0, usize::MAX),
-            None
+            docs.iter().map(|d| d.ordinal).collect::<Vec<_>>(),
+            [0, 1, 2]
         );
     }
 
@@ -736,10 +798,23 @@ mod tests {
         }
 
         #[test]
+        fn document_symbols_round_trip(
+            defs in proptest::collection::vec(proptest::collection::vec(any::<i32>(), 0..5), 0..4),
+            refs in proptest::collection::vec(proptest::collection::vec(any::<i32>(), 0..5), 0..6),
+        ) {
+            let d = DocSymbol { definitions: defs, references: refs };
+            let b = d.encode();
+            prop_assert_eq!(DocSymbol::decode(&b), Some(d));
+            prop_assert_eq!(DocSymbol::decode(&b[..b.len() - 1]), None);
+        }
+
+        #[test]
         fn arbitrary_bytes_never_panic_the_builder(blob in proptest::collection::vec(any::<u8>(), 0..512)) {
             let mut b = TableBuilder::new();
             b.feed(&blob);
             let _ = b.finish();
+            let _ = b.take_documents();
+            let _ = b.take_run();
         }
     }
 }

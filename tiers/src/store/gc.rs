@@ -241,6 +241,11 @@ impl Store {
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         }
+        let documents = super::lookups::sweep_documents(&e, scope.key_prefix()).await?;
+        tracing::debug!(
+            documents,
+            "dropped the lookup rows of documents no blob holds"
+        );
 
         steps.at("compact", 0, 0)?;
         let below = opts.compact_below;

@@ -4,15 +4,12 @@
 //! # Building
 //! The commit that first stores a manifest also writes its `lookup_state` row as *pending*, in
 //! the same transaction (`ingest.rs`). The indexer task reads pending blobs through the read
-//! pipeline (verified, versions restored, fastest tier first), feeds them to
-//! [`TableBuilder`] on the blocking pool, writes the rows in transactions of a few MiB, and
-//! then marks the state *ready* (or *not SCIP*, with the reason). A kill at any point leaves
-//! the state pending, and the next start builds it again: rows are keyed by what they say, so
-//! writing them twice is harmless.
-//!
-//! # Rows (`lookups`), keyed by tenant id (8), manifest id (32), a section byte, a name
-//! - `d` + path → [`DocumentEntry`];
-//! - `s` + symbol → [`SymbolEntry`].
+//! pipeline (verified, versions restored, fastest tier first, promoting nothing), feeds them
+//! to [`TableBuilder`] on the blocking pool, writes the rows (`lookup_rows.rs`: shared rows
+//! per document content, small rows per blob) after each few MiB read, and then marks the
+//! state *ready* (or *not SCIP*, with the reason). A kill at any point leaves the state
+//! pending, and the next start builds it again from scratch (a build first drops the blob's
+//! rows; shared rows are complete or absent).
 //!
 //! # Answering
 //! A lookup on a pending blob waits up to [`PENDING_WAIT`] for the indexer, then answers
@@ -21,7 +18,8 @@
 //! queues it. A document lookup reads only the chunks that hold the document, through the read
 //! pipeline.
 //!
-//! GC drops a blob's rows with its manifest (`gc.rs`); `rebuild` queues every restored blob.
+//! GC drops a blob's rows with its manifest (`gc.rs`), then the shared rows of documents no
+//! blob holds any longer, while no build runs; `rebuild` queues every restored blob.
 
 use std::ops::Bound;
 use std::sync::{Arc, Weak};
@@ -32,6 +30,11 @@ use futures::StreamExt;
 use heed::{RoTxn, RwTxn, WithoutTls};
 use tokio_util::sync::CancellationToken;
 
+pub use super::lookup_rows::TableSizes;
+use super::lookup_rows::{
+    DEFINES, DOCUMENT, DocRow, Prepared, REFERENCES, SYMBOL, blob_key, drop_rows, is_hashed,
+    prefix_end, run_key_name,
+};
 use super::refs::resolve_in;
 use super::types::{BlobPart, ReadForm};
 use super::{Engine, Store};
@@ -41,24 +44,18 @@ use crate::manifest::Manifest;
 use crate::meta::{Tables, manifest_key};
 use crate::names::{KeyPrefix, Namespace, RefKey, Tenant, TenantId};
 use crate::refs::RefRecord;
-use crate::scip::tables::{
-    DocumentEntry, NotScip, SymbolEntry, TABLE_FORMAT, TableBuilder, Tables as Built,
-};
+use crate::scip::tables::{DocumentEntry, NotScip, SymbolEntry, TABLE_FORMAT, TableBuilder};
 use crate::sealed::unseal;
 
 /// How long a lookup waits for the indexer before answering "indexing, retry".
 pub const PENDING_WAIT: Duration = Duration::from_secs(2);
 /// Bytes of a blob handed to the builder per blocking job.
 const FEED_BATCH: usize = 4 << 20;
-/// Bytes of rows per write transaction.
-const WRITE_BATCH: usize = 4 << 20;
 /// How often the indexer looks for pending blobs when nothing woke it.
 const TICK: Duration = Duration::from_secs(30);
 /// Most entries one listing page returns.
 pub const MAX_PAGE: usize = 1000;
 
-const SECTION_DOCUMENT: u8 = b'd';
-const SECTION_SYMBOL: u8 = b's';
 const STATE_PENDING: u8 = 0;
 const STATE_READY: u8 = 1;
 const STATE_NOT_SCIP: u8 = 2;
@@ -121,6 +118,8 @@ impl LookupState {
 pub(crate) struct Indexer {
     pub(crate) wake: tokio::sync::Notify,
     finished: tokio::sync::Notify,
+    /// Held by a build, and by GC while it drops the shared rows no blob holds.
+    pub(crate) building: tokio::sync::Mutex<()>,
     manifests: std::sync::Mutex<Vec<(TenantId, ManifestId, Arc<Manifest>)>>,
 }
 
@@ -173,33 +172,34 @@ pub(crate) fn queue_in_txn(t: &Tables, txn: &mut RwTxn<'_>, mkey: &[u8; 40]) -> 
     Ok(true)
 }
 
-/// In GC's transaction: drops the state and rows of the blob `mkey` names.
+/// In GC's transaction: drops the state and rows of the blob `mkey` names (the shared rows
+/// of its documents stay for [`sweep_documents`]).
 pub(crate) fn drop_in_txn(t: &Tables, txn: &mut RwTxn<'_>, mkey: &[u8; 40]) -> Result<()> {
     t.lookup_state.delete(txn, mkey)?;
-    let end = prefix_end(mkey);
-    let range = (Bound::Included(&mkey[..]), Bound::Excluded(&end[..]));
-    t.lookups.raw.delete_range(txn, &range)?;
-    Ok(())
+    drop_rows(t, txn, mkey)
 }
 
-/// The first key after every key that starts with `prefix` (a 40-byte key is never all 0xff).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            break;
-        }
+/// Drops the shared rows of documents that no blob in the key range `scope` holds, while no
+/// build runs (a build may be about to rely on rows it found). How many documents went.
+pub(crate) async fn sweep_documents(e: &Arc<Engine>, scope: Vec<u8>) -> Result<u64> {
+    let _no_build = e.indexer.building.lock().await;
+    let unheld = e
+        .meta
+        .read(move |t, txn| super::lookup_rows::unheld_documents(t, txn, &scope))
+        .await?;
+    let n = unheld.len() as u64;
+    for part in unheld.chunks(1024) {
+        let part = part.to_vec();
+        e.meta
+            .write(move |t, txn| {
+                for prefix in &part {
+                    drop_rows(t, txn, prefix)?;
+                }
+                Ok(())
+            })
+            .await?;
     }
-    end
-}
-
-fn row_key(mkey: &[u8; 40], section: u8, name: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(41 + name.len());
-    k.extend_from_slice(mkey);
-    k.push(section);
-    k.extend_from_slice(name);
-    k
+    Ok(n)
 }
 
 /// The indexer task: builds pending blobs' tables when woken and every [`TICK`], until
@@ -279,9 +279,14 @@ async fn build_one(e: &Arc<Engine>, mkey: [u8; 40]) -> Result<()> {
     let mut id = [0u8; 32];
     id.copy_from_slice(&mkey[8..]);
     let id = ManifestId::from_bytes(id);
+    let _building = e.indexer.building.lock().await;
     let present = e
         .meta
-        .read(move |t, txn| t.manifests.contains(txn, &mkey))
+        .write(move |t, txn| {
+            // What an earlier, interrupted build wrote goes first.
+            drop_rows(t, txn, &mkey)?;
+            t.manifests.contains(txn, &mkey)
+        })
         .await?;
     if !present {
         // GC took the blob before its tables were built: nothing to build.
@@ -292,7 +297,9 @@ async fn build_one(e: &Arc<Engine>, mkey: [u8; 40]) -> Result<()> {
     let mut parts = super::read::scan_blob(e.clone(), tid, manifest);
     let mut builder = TableBuilder::new();
     let mut batch = BytesMut::new();
-    let mut done = false;
+    let (mut done, mut runs, mut documents) = (false, 0u32, 0u32);
+    let mut last_run_len = 0u32;
+    let mut failed = None;
     while !done {
         match parts.next().await {
             Some(part) => match part? {
@@ -303,92 +310,73 @@ async fn build_one(e: &Arc<Engine>, mkey: [u8; 40]) -> Result<()> {
             },
             None => done = true,
         }
-        if batch.len() >= FEED_BATCH || (done && !batch.is_empty()) {
-            let piece = std::mem::take(&mut batch).freeze();
-            builder = crate::blocking::run(move || {
-                builder.feed(&piece);
-                Ok(builder)
-            })
-            .await?;
-            if builder.has_failed() {
-                break;
-            }
+        if batch.len() < FEED_BATCH && !done {
+            continue;
+        }
+        let piece = std::mem::take(&mut batch).freeze();
+        let (run_no, run_bytes) = (runs, e.config.lookup_run_bytes);
+        let (b, rows, ran, why) = crate::blocking::run(move || {
+            builder.feed(&piece);
+            // `finish` says why a blob is not an index, once it showed it or has ended.
+            let why = if builder.has_failed() || done {
+                builder.finish().err()
+            } else {
+                None
+            };
+            let docs = builder.take_documents();
+            let run = (why.is_none() && (done || builder.run_bytes() >= run_bytes))
+                .then(|| (run_no, builder.take_run()));
+            let ran = run.as_ref().map(|(_, r)| r.len() as u32);
+            Ok((builder, Prepared::new(&mkey, tid, docs, run), ran, why))
+        })
+        .await?;
+        builder = b;
+        if why.is_some() {
+            failed = why;
+            break;
+        }
+        documents += e.meta.write(move |t, txn| rows.write(t, txn)).await?;
+        if let Some(n) = ran {
+            runs += 1;
+            last_run_len = n;
         }
     }
     drop(parts);
-    let built = crate::blocking::run(move || Ok(builder.finish())).await?;
-    let state = match built {
-        Ok(tables) => {
-            let state = LookupState::Ready {
-                documents: tables.documents.len() as u32,
-                symbols: tables.symbols.len() as u32,
+    let state = match failed {
+        Some(NotScip(why)) => LookupState::NotScip(why),
+        None => {
+            let symbols = if runs > 1 {
+                e.meta
+                    .read(move |t, txn| super::lookup_rows::count_symbols(t, txn, &mkey))
+                    .await?
+            } else {
+                last_run_len
             };
-            write_rows(e, mkey, tables).await?;
-            state
+            LookupState::Ready { documents, symbols }
         }
-        Err(NotScip(why)) => LookupState::NotScip(why),
     };
     tracing::info!(
         manifest = %id,
         ms = started.elapsed().as_millis() as u64,
         state = ?state,
+        runs,
         "built a blob's lookup tables"
     );
     let encoded = state.encode();
+    let ready = matches!(state, LookupState::Ready { .. });
     e.meta
         .write(move |t, txn| {
             // GC may have dropped the blob meanwhile: then its rows go too.
-            if t.manifests.contains(txn, &mkey)? {
-                t.lookup_state.put(txn, &mkey, &encoded)
-            } else {
-                drop_in_txn(t, txn, &mkey)
+            if !t.manifests.contains(txn, &mkey)? {
+                return drop_in_txn(t, txn, &mkey);
             }
+            if !ready {
+                drop_rows(t, txn, &mkey)?;
+            }
+            t.lookup_state.put(txn, &mkey, &encoded)
         })
         .await?;
     e.indexer.finished.notify_waiters();
-    Ok(())
-}
-
-/// Writes the rows of `tables` in transactions of about [`WRITE_BATCH`] bytes.
-async fn write_rows(e: &Arc<Engine>, mkey: [u8; 40], tables: Built) -> Result<()> {
-    let Built { documents, symbols } = tables;
-    let rows = documents
-        .into_iter()
-        .map(|(path, d)| {
-            (
-                row_key(&mkey, SECTION_DOCUMENT, path.as_bytes()),
-                d.encode(),
-            )
-        })
-        .chain(
-            symbols
-                .into_iter()
-                .map(|(s, entry)| (row_key(&mkey, SECTION_SYMBOL, s.as_bytes()), entry.encode())),
-        );
-    let mut batch = Vec::new();
-    let mut bytes = 0;
-    for row in rows.map(Some).chain(std::iter::once(None)) {
-        if let Some((k, v)) = row {
-            bytes += k.len() + v.len();
-            batch.push((k, v));
-            if bytes < WRITE_BATCH {
-                continue;
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        let work = std::mem::take(&mut batch);
-        bytes = 0;
-        e.meta
-            .write(move |t, txn| {
-                for (k, v) in &work {
-                    t.lookups.put(txn, k, v)?;
-                }
-                Ok(())
-            })
-            .await?;
-    }
     Ok(())
 }
 
@@ -516,6 +504,13 @@ where
 }
 
 impl Store {
+    /// What the lookup tables of every tenant take (a walk over all their rows: for
+    /// benchmarks and tests).
+    pub async fn lookup_table_sizes(&self) -> Result<TableSizes> {
+        let e = self.engine()?;
+        e.meta.read(super::lookup_rows::sizes).await
+    }
+
     /// Whether the tables of the blob `manifest` are built.
     pub async fn lookup_state(
         &self,
@@ -538,13 +533,8 @@ impl Store {
         let tid = source.tenant_id();
         let name = path.as_bytes().to_vec();
         let Some(found) = read_tables(&e, source, move |t, txn, mkey| {
-            match t
-                .lookups
-                .get(txn, &row_key(mkey, SECTION_DOCUMENT, &name))?
-            {
-                Some(v) => DocumentEntry::decode(v)
-                    .map(Some)
-                    .ok_or_else(|| Error::Format("a document table row is unreadable".into())),
+            match t.lookups.get(txn, &blob_key(mkey, DOCUMENT, &name))? {
+                Some(v) => DocRow::decode(v).map(|row| Some(row.entry)),
                 None => Ok(None),
             }
         })
@@ -584,12 +574,7 @@ impl Store {
         let e = self.engine()?;
         let name = symbol.as_bytes().to_vec();
         read_tables(&e, source, move |t, txn, mkey| {
-            match t.lookups.get(txn, &row_key(mkey, SECTION_SYMBOL, &name))? {
-                Some(v) => SymbolEntry::decode_page(v, skip, take)
-                    .map(Some)
-                    .ok_or_else(|| Error::Format("a symbol table row is unreadable".into())),
-                None => Ok(None),
-            }
+            symbol_in(t, txn, mkey, &name, skip, take)
         })
         .await
     }
@@ -606,14 +591,10 @@ impl Store {
         let e = self.engine()?;
         let (prefix, after) = (prefix.to_owned(), after.to_owned());
         read_tables(&e, source, move |t, txn, mkey| {
-            let (rows, next) = list(t, txn, mkey, SECTION_DOCUMENT, &prefix, &after, limit)?;
+            let (rows, next) = list(t, txn, mkey, DOCUMENT, &prefix, &after, limit)?;
             let docs = rows
                 .into_iter()
-                .map(|(name, v)| {
-                    DocumentEntry::decode(&v)
-                        .map(|d| (name, d))
-                        .ok_or_else(|| Error::Format("a document table row is unreadable".into()))
-                })
+                .map(|(name, v)| DocRow::decode(&v).map(|row| (name, row.entry)))
                 .collect::<Result<_>>()?;
             Ok((docs, next))
         })
@@ -632,8 +613,7 @@ impl Store {
         let e = self.engine()?;
         let (prefix, after) = (prefix.to_owned(), after.to_owned());
         read_tables(&e, source, move |t, txn, mkey| {
-            let (rows, next) = list(t, txn, mkey, SECTION_SYMBOL, &prefix, &after, limit)?;
-            Ok((rows.into_iter().map(|(name, _)| name).collect(), next))
+            list_symbols(t, txn, mkey, &prefix, &after, limit)
         })
         .await
     }
@@ -707,8 +687,39 @@ async fn ready(e: &Arc<Engine>, tid: TenantId, manifest: ManifestId) -> Result<[
     }
 }
 
+/// A symbol's definitions and the referencing documents `skip..skip + take` in the blob
+/// `mkey` names, with how many documents reference it in all; `None` when no document names
+/// it.
+fn symbol_in(
+    t: &Tables,
+    txn: &RoTxn<'_, WithoutTls>,
+    mkey: &[u8; 40],
+    symbol: &[u8],
+    skip: usize,
+    take: usize,
+) -> Result<Option<(SymbolEntry, usize)>> {
+    let docs = super::lookup_rows::symbol_documents(t, txn, mkey, symbol)?;
+    if docs.is_empty() {
+        return Ok(None);
+    }
+    let mut entry = SymbolEntry::default();
+    for &(ordinal, _) in docs.iter().filter(|(_, f)| f & DEFINES != 0) {
+        let (path, ds) = super::lookup_rows::occurrences_in(t, txn, mkey, ordinal, symbol)?;
+        for r in ds.definitions {
+            entry.definitions.push((path.clone(), r));
+        }
+    }
+    let referencing = docs.iter().filter(|(_, f)| f & REFERENCES != 0);
+    let total = referencing.clone().count();
+    for &(ordinal, _) in referencing.skip(skip).take(take) {
+        let (path, ds) = super::lookup_rows::occurrences_in(t, txn, mkey, ordinal, symbol)?;
+        entry.references.push((path, ds.references));
+    }
+    Ok(Some((entry, total)))
+}
+
 /// Rows of `section` whose names start with `prefix`, after `after`, at most `limit`; and the
-/// next page's token.
+/// next page's token. Names keyed by their hash are left out.
 fn list(
     t: &Tables,
     txn: &RoTxn<'_, WithoutTls>,
@@ -719,8 +730,8 @@ fn list(
     limit: usize,
 ) -> Result<Page<(String, Vec<u8>)>> {
     let limit = limit.clamp(1, MAX_PAGE);
-    let start = row_key(mkey, section, prefix.as_bytes());
-    let from = row_key(mkey, section, after.as_bytes());
+    let start = blob_key(mkey, section, prefix.as_bytes());
+    let from = blob_key(mkey, section, after.as_bytes());
     let end = prefix_end(&start);
     let lower = if after.is_empty() || from < start {
         Bound::Included(&start[..])
@@ -728,11 +739,14 @@ fn list(
         Bound::Excluded(&from[..])
     };
     let range = (lower, Bound::Excluded(&end[..]));
-    let mut out = Vec::new();
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
     for item in t.lookups.raw.range(txn, &range)? {
         let (k, stored) = item?;
+        if is_hashed(&k[41..]) {
+            continue;
+        }
         if out.len() == limit {
-            let next = String::from_utf8_lossy(&out_last(&out)).into_owned();
+            let next = out.last().map(|(n, _)| n.clone()).unwrap_or_default();
             return Ok((out, next));
         }
         let v = unseal(t.lookups.kind, k, stored)?;
@@ -742,8 +756,44 @@ fn list(
     Ok((out, String::new()))
 }
 
-fn out_last(out: &[(String, Vec<u8>)]) -> Vec<u8> {
-    out.last()
-        .map(|(n, _)| n.as_bytes().to_vec())
-        .unwrap_or_default()
+/// Global symbols that start with `prefix`, after `after`, at most `limit`; and the next
+/// page's token. A symbol has a row per run: each is listed once.
+fn list_symbols(
+    t: &Tables,
+    txn: &RoTxn<'_, WithoutTls>,
+    mkey: &[u8; 40],
+    prefix: &str,
+    after: &str,
+    limit: usize,
+) -> Result<Page<String>> {
+    let limit = limit.clamp(1, MAX_PAGE);
+    let start = blob_key(mkey, SYMBOL, prefix.as_bytes());
+    let end = prefix_end(&start);
+    // Past every run of `after`: its runs' keys continue it with NUL.
+    let mut from = blob_key(mkey, SYMBOL, after.as_bytes());
+    from.push(1);
+    let lower = if after.is_empty() || from < start {
+        start.clone()
+    } else {
+        from
+    };
+    let range = (Bound::Included(&lower[..]), Bound::Excluded(&end[..]));
+    let mut out: Vec<String> = Vec::new();
+    let mut last: Vec<u8> = Vec::new();
+    for item in t.lookups.raw.range(txn, &range)? {
+        let (k, _) = item?;
+        let Some(name) = run_key_name(k) else {
+            continue;
+        };
+        if is_hashed(name) || name == last.as_slice() {
+            continue;
+        }
+        if out.len() == limit {
+            let next = out.last().cloned().unwrap_or_default();
+            return Ok((out, next));
+        }
+        last = name.to_vec();
+        out.push(String::from_utf8_lossy(name).into_owned());
+    }
+    Ok((out, String::new()))
 }

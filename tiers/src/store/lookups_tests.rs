@@ -13,7 +13,7 @@ use crate::ids::ManifestId;
 use crate::names::Namespace;
 use crate::scip::CutMode;
 use crate::scip::synthetic::{index, symbol};
-use crate::scip::tables::TableBuilder;
+use crate::scip::tables::build_in_runs;
 use crate::store::{Found, GcOptions, LookupSource, LookupState, Progress, Store};
 
 const SHA: &str = "eb5ef2ac708a6e70ec253d78955d04e20c3c9784";
@@ -72,9 +72,7 @@ async fn lookups_return_the_original_document_bytes_of_a_normalized_blob() -> Re
     let blob = index(SHA, &[400, 30, 700, 5, 90], 50);
     push_blob(&store, &n, "commit/1", &blob, CutMode::Normalized).await?;
     let id = manifest_of(&store, &n, "commit/1").await?;
-    let mut builder = TableBuilder::new();
-    builder.feed(&blob);
-    let expected = builder.finish().map_err(|e| Error::Format(e.0))?;
+    let expected = build_in_runs(&[&blob], 0).map_err(|e| Error::Format(e.0))?;
     assert_eq!(
         settled(&store, &n, id).await?,
         LookupState::Ready {
@@ -240,5 +238,168 @@ async fn a_ref_source_resolves_its_key_or_the_newest_fallback_in_the_lookup() ->
             .await?
             .is_none()
     );
+    store.shutdown().await
+}
+
+/// How many documents' shared rows the store holds (each has one completion row).
+async fn shared_documents(store: &Store) -> Result<usize> {
+    let e = store.engine()?;
+    e.meta
+        .read(|t, txn| {
+            let mut n = 0;
+            for item in t.lookups.raw.iter(txn)? {
+                let (k, _) = item?;
+                n += usize::from(k.get(40) == Some(&b'H'));
+            }
+            Ok(n)
+        })
+        .await
+}
+
+/// Every symbol of `expected`, looked up whole, is the entry the test's own assembly gives.
+async fn symbols_agree(
+    store: &Store,
+    source: &LookupSource,
+    expected: &[(String, crate::scip::tables::SymbolEntry)],
+) -> Result<()> {
+    for (name, want) in expected {
+        let (got, total) = answer(store.lookup_symbol(source, name, 0, usize::MAX).await?)?
+            .ok_or_else(|| Error::NotFound(name.clone()))?;
+        assert_eq!(&got, want, "{name}");
+        assert_eq!(total, want.references.len(), "{name}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn unchanged_documents_share_their_rows_and_gc_keeps_those_a_live_blob_holds() -> Result<()> {
+    let dir = tmp()?;
+    let store = Store::open(config(dir.path())).await?;
+    let n = ns("acme/team/proj");
+    // Commit 2 changes the third document only.
+    let (one, two) = (index(SHA, &[40, 50, 60], 5), index(SHA, &[40, 50, 61], 5));
+    push_blob(&store, &n, "commit/1", &one, CutMode::Documents).await?;
+    let one_id = manifest_of(&store, &n, "commit/1").await?;
+    settled(&store, &n, one_id).await?;
+    assert_eq!(shared_documents(&store).await?, 3);
+    push_blob(&store, &n, "commit/2", &two, CutMode::Documents).await?;
+    let two_id = manifest_of(&store, &n, "commit/2").await?;
+    settled(&store, &n, two_id).await?;
+    assert_eq!(
+        shared_documents(&store).await?,
+        4,
+        "the two unchanged documents are stored once"
+    );
+    let expected = build_in_runs(&[&two], 0).map_err(|e| Error::Format(e.0))?;
+    symbols_agree(&store, &at(&n, two_id), &expected.symbols).await?;
+
+    store.delete_ref(&n, &key("commit/1")).await?;
+    gc(&store).await?;
+    assert_eq!(
+        shared_documents(&store).await?,
+        3,
+        "only the document no live blob holds went"
+    );
+    symbols_agree(&store, &at(&n, two_id), &expected.symbols).await?;
+    let (docs, _) = answer(store.lookup_documents(&at(&n, two_id), "", "", 10).await?)?;
+    assert_eq!(docs, expected.documents);
+    store.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_written_in_many_runs_answers_like_one_written_at_once() -> Result<()> {
+    // About 11 MB: three pieces of the build, and with a run bound of one byte, three runs.
+    let blob = index(SHA, &[900; 130], 0);
+    let expected = build_in_runs(&[&blob], 0).map_err(|e| Error::Format(e.0))?;
+    let n = ns("acme/team/proj");
+    let mut answers = Vec::new();
+    for run_bytes in [1, 32 << 20] {
+        let dir = tmp()?;
+        let mut c = config(dir.path());
+        c.lookup_run_bytes = run_bytes;
+        let store = Store::open(c).await?;
+        push_blob(&store, &n, "commit/1", &blob, CutMode::Documents).await?;
+        let id = manifest_of(&store, &n, "commit/1").await?;
+        assert_eq!(
+            settled(&store, &n, id).await?,
+            LookupState::Ready {
+                documents: 130,
+                symbols: expected.symbols.len() as u32,
+            }
+        );
+        let later_runs = {
+            let e = store.engine()?;
+            e.meta
+                .read(|t, txn| {
+                    let mut n = 0usize;
+                    for item in t.lookups.raw.iter(txn)? {
+                        let (k, _) = item?;
+                        let run = k.len().checked_sub(4).map(|at| &k[at..]);
+                        n += usize::from(k.get(40) == Some(&b's') && run != Some(&[0; 4][..]));
+                    }
+                    Ok(n)
+                })
+                .await?
+        };
+        assert_eq!(
+            later_runs > 0,
+            run_bytes == 1,
+            "{later_runs} rows of runs after the first"
+        );
+        let sample: Vec<_> = expected.symbols.iter().step_by(97).cloned().collect();
+        symbols_agree(&store, &at(&n, id), &sample).await?;
+        let (mut listed, mut token) = (Vec::new(), String::new());
+        loop {
+            let (page, next) = answer(store.lookup_symbols(&at(&n, id), "", &token, 333).await?)?;
+            listed.extend(page);
+            if next.is_empty() {
+                break;
+            }
+            token = next;
+        }
+        answers.push(listed);
+        store.shutdown().await?;
+    }
+    let names: Vec<String> = expected.symbols.iter().map(|(s, _)| s.clone()).collect();
+    assert_eq!(answers[0], names, "each symbol listed once, in order");
+    assert_eq!(answers[1], names);
+    Ok(())
+}
+
+#[tokio::test]
+async fn names_too_long_for_a_key_are_found_exactly_and_left_out_of_listings() -> Result<()> {
+    use crate::scip::synthetic::{field, varint_field};
+    let dir = tmp()?;
+    let store = Store::open(config(dir.path())).await?;
+    let n = ns("acme/team/proj");
+    let path = format!("src/{}.py", "deep/".repeat(150));
+    let long = format!("scip-python python demo 1.0 {}.", "Nested#".repeat(100));
+    let mut occ = field(1, &[1, 2, 3]);
+    occ.extend(field(2, long.as_bytes()));
+    occ.extend(varint_field(3, 1));
+    let mut doc = field(1, path.as_bytes());
+    doc.extend(field(2, &occ));
+    let mut blob = field(2, &doc);
+    blob.extend(index(SHA, &[3], 0));
+    push_blob(&store, &n, "commit/1", &blob, CutMode::Documents).await?;
+    let id = manifest_of(&store, &n, "commit/1").await?;
+    settled(&store, &n, id).await?;
+
+    let (entry, bytes) = answer(store.lookup_document(&at(&n, id), &path).await?)?
+        .ok_or_else(|| Error::NotFound(path.clone()))?;
+    assert_eq!(
+        &bytes[..],
+        &blob[entry.offset as usize..][..entry.len as usize]
+    );
+    let (symbol, _) = answer(store.lookup_symbol(&at(&n, id), &long, 0, 10).await?)?
+        .ok_or_else(|| Error::NotFound(long.clone()))?;
+    assert_eq!(symbol.definitions, vec![(path.clone(), vec![1, 2, 3])]);
+    let (docs, _) = answer(store.lookup_documents(&at(&n, id), "", "", 10).await?)?;
+    assert_eq!(
+        docs.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+        ["src/f0.py"]
+    );
+    let (symbols, _) = answer(store.lookup_symbols(&at(&n, id), "", "", 1000).await?)?;
+    assert!(!symbols.contains(&long));
     store.shutdown().await
 }

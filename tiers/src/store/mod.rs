@@ -68,6 +68,7 @@ mod ingest;
 #[cfg(test)]
 mod lifecycle_tests;
 mod lifecycle_types;
+mod lookup_rows;
 mod lookups;
 #[cfg(test)]
 mod lookups_tests;
@@ -119,7 +120,7 @@ pub use lifecycle_types::{
     FsckProblem, FsckReport, GcOptions, GcReport, Progress, RetentionOutcome, RetentionPolicy,
     RetentionRule,
 };
-pub use lookups::{Found, LookupSource, LookupState, MAX_PAGE, PENDING_WAIT, Page};
+pub use lookups::{Found, LookupSource, LookupState, MAX_PAGE, PENDING_WAIT, Page, TableSizes};
 pub use read::listed_chunk_lost;
 pub use rebuild::RebuildReport;
 pub use stats::RAW_SCAN_EVERY;
@@ -191,6 +192,10 @@ pub struct StoreConfig {
     /// `[quotas]`: tenant name → most stored bytes (each chunk once, at its largest stored
     /// size across the tiers).
     pub quotas: HashMap<String, u64>,
+    /// Bytes of memory a lookup-table build may gather about which documents name which
+    /// symbols before it writes them out (`store/lookup_rows.rs`): with one document, what a
+    /// build holds, for an index of any size.
+    pub lookup_run_bytes: usize,
     /// Where the engine reads the time (tests set a manual clock).
     pub clock: Clock,
 }
@@ -227,6 +232,7 @@ impl StoreConfig {
             durability: Durability::Local,
             retention: Vec::new(),
             quotas: HashMap::new(),
+            lookup_run_bytes: 32 << 20,
             clock: Clock::system(),
         }
     }

@@ -15,8 +15,9 @@
 //!   (documents of ~30 KB, 100 definitions of their own and 300 references to other documents'
 //!   symbols each) to a scratch file, stores it from the file and builds its tables twice, on
 //!   fresh stores: with the default bound on a build's gathered symbol state (32 MiB) and with
-//!   none. For each it prints the peak heap of the whole process while storing and building
-//!   (a counting global allocator), and the build time.
+//!   none. For each it prints the peak heap of the whole process (a counting global
+//!   allocator) while the blob is stored and, separately, after that while its tables are
+//!   built, and the build time.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -44,23 +45,42 @@ fn config(dir: &Path, run_bytes: usize) -> StoreConfig {
     c
 }
 
-/// Writes `reader` under `commit/NN` and waits until its tables are ready; the seconds the
-/// tables took after the write returned.
+/// What storing and building one blob took.
+struct Built {
+    state: LookupState,
+    /// Seconds from the write's return to ready tables.
+    secs: f64,
+    /// Peak heap bytes while writing, and after it while building.
+    write_peak: usize,
+    build_peak: usize,
+}
+
+/// Writes `reader` under `commit/NN` and waits until its tables are ready.
 async fn store_and_build(
     store: &Store,
     ns: &Namespace,
     n: usize,
     reader: impl tokio::io::AsyncRead + Unpin + Send,
-) -> Result<(LookupState, f64)> {
+) -> Result<Built> {
     let key: RefKey = format!("commit/{n:02}").parse()?;
+    HEAP.reset_peak_usage();
     let record = store
         .write_blob(ns, &key, reader, RefOptions::default())
         .await?;
+    let write_peak = HEAP.peak_usage();
+    HEAP.reset_peak_usage();
     let written = Instant::now();
     loop {
         match store.lookup_state(ns.tenant(), record.manifest).await? {
             Some(LookupState::Pending) => tokio::time::sleep(Duration::from_millis(5)).await,
-            Some(state) => return Ok((state, written.elapsed().as_secs_f64())),
+            Some(state) => {
+                return Ok(Built {
+                    state,
+                    secs: written.elapsed().as_secs_f64(),
+                    write_peak,
+                    build_peak: HEAP.peak_usage(),
+                });
+            }
             None => bail!("commit/{n:02} has no lookup state"),
         }
         if written.elapsed() > Duration::from_secs(3600) {
@@ -85,7 +105,7 @@ async fn series(name: &str) -> Result<()> {
     let mut last = TableSizes::default();
     for (i, path) in paths.iter().enumerate() {
         let data = read_scip(path)?;
-        let (state, secs) = store_and_build(&store, &ns, i + 1, &data[..]).await?;
+        let Built { state, secs, .. } = store_and_build(&store, &ns, i + 1, &data[..]).await?;
         let documents = match state {
             LookupState::Ready { documents, .. } => documents,
             other => bail!("{} is not indexed: {other:?}", path.display()),
@@ -190,23 +210,29 @@ async fn bounded(mb: u64) -> Result<()> {
         "\n### Synthetic index: {:.0} MB, {docs} documents\n",
         size as f64 / MB
     );
-    println!("| symbol state bound | peak heap (MB) | tables ready (s) | symbols |");
-    println!("| --- | ---: | ---: | ---: |");
+    println!(
+        "| symbol state bound | peak heap, building (MB) | peak heap, storing (MB) | \
+         tables ready (s) | symbols |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
     for (label, run_bytes) in [("32 MiB (default)", 32usize << 20), ("none", usize::MAX)] {
         let dir = tempfile::Builder::new().tempdir_in(scratch.path())?;
         let store = Store::open(config(dir.path(), run_bytes)).await?;
         let ns: Namespace = "bench/team/proj".parse()?;
-        HEAP.reset_peak_usage();
         let reader = tokio::fs::File::open(&file)
             .await
             .with_context(|| format!("opening {}", file.display()))?;
-        let (state, secs) = store_and_build(&store, &ns, 1, reader).await?;
-        let peak = HEAP.peak_usage() as f64 / MB;
-        let symbols = match state {
+        let built = store_and_build(&store, &ns, 1, reader).await?;
+        let symbols = match built.state {
             LookupState::Ready { symbols, .. } => symbols,
             other => bail!("the synthetic index is not indexed: {other:?}"),
         };
-        println!("| {label} | {peak:.0} | {secs:.1} | {symbols} |");
+        println!(
+            "| {label} | {:.0} | {:.0} | {:.1} | {symbols} |",
+            built.build_peak as f64 / MB,
+            built.write_peak as f64 / MB,
+            built.secs
+        );
         store.shutdown().await?;
     }
     Ok(())

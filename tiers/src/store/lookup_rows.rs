@@ -13,18 +13,19 @@
 //! - `d` + path → [`DocRow`]: the document's hash, its byte range in the blob and its summary
 //!   (a path the index names twice keeps its first document);
 //! - `o` + ordinal (`u32` big-endian; documents in index order) → document hash and path;
-//! - `s` + symbol + NUL + run (`u32` big-endian) → for each document of the run that names
-//!   the symbol, in index order: its ordinal (LEB128, as the difference from the previous
-//!   one) and a flags byte ([`DEFINES`], [`REFERENCES`]).
+//! - `p` + a symbol → the hash of a page of the blob's symbol index, shared
+//!   (`symbol_pages.rs`, which also has the runs a large build writes first).
 //!
 //! The builder gathers which documents name each symbol in a *run* and writes the run out
 //! whenever it holds more than [`lookup_run_bytes`](super::StoreConfig::lookup_run_bytes) (and
 //! at the end), so building needs about that much memory plus one document, whatever the size
-//! of the index; a symbol's runs are read in order and joined. A small index is one run.
+//! of the index; the runs are then joined into pages in one scan. A small index is one run,
+//! paged at once.
 //!
-//! A name (path or symbol) longer than [`MAX_NAME_KEY`] bytes, or holding a NUL byte, is keyed
-//! by `ff ff` and the hex of its BLAKE3 (LMDB keys hold at most 511 bytes): an exact lookup
-//! finds it, a listing by prefix does not show it (no UTF-8 text starts with `ff`).
+//! A path longer than [`MAX_NAME_KEY`] bytes, or holding a NUL byte, is keyed by `ff ff` and
+//! the hex of its BLAKE3 (LMDB keys hold at most 511 bytes): an exact lookup finds it, a
+//! listing by prefix does not show it (no UTF-8 text starts with `ff`). Symbols of any length
+//! are held in pages, so they are found and listed alike.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -35,25 +36,26 @@ use heed::{RoTxn, RwTxn, WithoutTls};
 use crate::error::{Error, Result};
 use crate::meta::Tables;
 use crate::names::TenantId;
-use crate::scip::tables::{DocSymbol, DocumentEntry, IndexedDocument, SymbolRun};
+use crate::scip::tables::{DocSymbol, DocumentEntry, IndexedDocument};
 use crate::sealed::unseal;
-
-pub(super) use crate::scip::tables::{DEFINES, REFERENCES};
 
 /// Longest name kept as itself in a key.
 pub(super) const MAX_NAME_KEY: usize = 400;
 
 pub(super) const DOCUMENT: u8 = b'd';
 pub(super) const ORDINAL: u8 = b'o';
-pub(super) const SYMBOL: u8 = b's';
+/// Per blob: the first symbol of a page of its symbol index → the page's hash.
+pub(super) const PAGE: u8 = b'p';
+/// Shared: a symbol page's bytes.
+pub(super) const SHARED_PAGE: u8 = b'P';
 const SHARED_SYMBOL: u8 = b'S';
 const SHARED_DONE: u8 = b'H';
-/// Ends a symbol's name in its `s` keys, before the run number.
-const END_OF_NAME: u8 = 0;
+/// The sections of shared rows.
+const SHARED: [u8; 3] = [SHARED_SYMBOL, SHARED_DONE, SHARED_PAGE];
 
 /// A name as its keys hold it.
 pub(super) fn name_key(name: &[u8]) -> Cow<'_, [u8]> {
-    if name.len() <= MAX_NAME_KEY && !name.contains(&END_OF_NAME) {
+    if name.len() <= MAX_NAME_KEY && !name.contains(&0) {
         return Cow::Borrowed(name);
     }
     let mut k = vec![0xff, 0xff];
@@ -84,29 +86,15 @@ fn ordinal_key(mkey: &[u8; 40], ordinal: u32) -> Vec<u8> {
     k
 }
 
-/// The key of `symbol`'s run `run`; `run` 0 and `u32::MAX` bound all of its runs.
-pub(super) fn run_key(mkey: &[u8; 40], symbol: &[u8], run: u32) -> Vec<u8> {
-    let mut k = blob_key(mkey, SYMBOL, symbol);
-    k.push(END_OF_NAME);
-    k.extend_from_slice(&run.to_be_bytes());
-    k
-}
-
-/// The name an `s` key holds (as keys hold it), or `None` when the key is not one.
-pub(super) fn run_key_name(k: &[u8]) -> Option<&[u8]> {
-    let name = k.get(41..k.len().checked_sub(5)?)?;
-    (k.get(k.len() - 5) == Some(&END_OF_NAME)).then_some(name)
-}
-
 /// The first 40 bytes of a document's shared rows.
-fn shared_prefix(tid: TenantId, hash: &[u8; 32]) -> [u8; 40] {
+pub(super) fn shared_prefix(tid: TenantId, hash: &[u8; 32]) -> [u8; 40] {
     let mut k = [0u8; 40];
     k[..8].copy_from_slice(&tid.0);
     k[8..].copy_from_slice(hash);
     k
 }
 
-fn shared_key(prefix: &[u8; 40], section: u8, name: &[u8]) -> Vec<u8> {
+pub(super) fn shared_key(prefix: &[u8; 40], section: u8, name: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(41 + name.len());
     k.extend_from_slice(prefix);
     k.push(section);
@@ -149,27 +137,24 @@ fn lost(what: &str) -> Error {
 }
 
 /// A row: key and value.
-type Row = (Vec<u8>, Vec<u8>);
+pub(super) type Row = (Vec<u8>, Vec<u8>);
 
 /// Rows ready to write for one step of a build.
 #[derive(Debug, Default)]
 pub(super) struct Prepared {
     /// `d` rows, written unless the path has one (its first document keeps it).
     first: Vec<Row>,
-    /// `o` and `s` rows.
+    /// Rows written as they are.
     rows: Vec<Row>,
+    /// Shared rows named by their content, written unless present.
+    once: Vec<Row>,
     /// Each document's shared rows, written unless its `H` row exists.
     shared: Vec<([u8; 40], Vec<Row>)>,
 }
 
 impl Prepared {
-    /// The rows of `docs` and, when given, of the symbol run numbered `run`.
-    pub(super) fn new(
-        mkey: &[u8; 40],
-        tid: TenantId,
-        docs: Vec<IndexedDocument>,
-        run: Option<(u32, SymbolRun)>,
-    ) -> Self {
+    /// The rows of `docs`.
+    pub(super) fn documents(mkey: &[u8; 40], tid: TenantId, docs: Vec<IndexedDocument>) -> Self {
         let mut out = Self::default();
         let mut seen: HashSet<[u8; 32]> = HashSet::new();
         for d in docs {
@@ -197,19 +182,17 @@ impl Prepared {
             shared.push((shared_key(&prefix, SHARED_DONE, &[]), Vec::new()));
             out.shared.push((prefix, shared));
         }
-        if let Some((n, run)) = run {
-            for (symbol, docs) in run {
-                let mut v = Vec::with_capacity(docs.len() * 2);
-                let mut last = 0u32;
-                for (ordinal, flags) in docs {
-                    prost::encoding::encode_varint(u64::from(ordinal - last), &mut v);
-                    v.push(flags);
-                    last = ordinal;
-                }
-                out.rows.push((run_key(mkey, symbol.as_bytes(), n), v));
-            }
-        }
         out
+    }
+
+    /// Adds rows written as they are.
+    pub(super) fn add_rows(&mut self, rows: Vec<Row>) {
+        self.rows.extend(rows);
+    }
+
+    /// Adds shared rows named by their content (written unless present).
+    pub(super) fn add_once(&mut self, rows: Vec<Row>) {
+        self.once.extend(rows);
     }
 
     /// Writes the rows in `txn`; how many `d` rows were new.
@@ -223,6 +206,11 @@ impl Prepared {
         }
         for (k, v) in &self.rows {
             t.lookups.put(txn, k, v)?;
+        }
+        for (k, v) in &self.once {
+            if t.lookups.get(txn, k)?.is_none() {
+                t.lookups.put(txn, k, v)?;
+            }
         }
         for (prefix, rows) in &self.shared {
             if t.lookups
@@ -260,54 +248,6 @@ pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     end
 }
 
-/// Counts the distinct symbols of the blob `mkey` names (after a build of several runs).
-pub(super) fn count_symbols(
-    t: &Tables,
-    txn: &RoTxn<'_, WithoutTls>,
-    mkey: &[u8; 40],
-) -> Result<u32> {
-    let start = blob_key(mkey, SYMBOL, b"");
-    let end = prefix_end(&start);
-    let range = (Bound::Included(&start[..]), Bound::Excluded(&end[..]));
-    let (mut n, mut last): (u32, Vec<u8>) = (0, Vec::new());
-    for item in t.lookups.raw.range(txn, &range)? {
-        let (k, _) = item?;
-        if let Some(name) = run_key_name(k)
-            && name != last.as_slice()
-        {
-            n += 1;
-            last = name.to_vec();
-        }
-    }
-    Ok(n)
-}
-
-/// Every document naming `symbol` in the blob `mkey` names, in index order, with its flags.
-pub(super) fn symbol_documents(
-    t: &Tables,
-    txn: &RoTxn<'_, WithoutTls>,
-    mkey: &[u8; 40],
-    symbol: &[u8],
-) -> Result<Vec<(u32, u8)>> {
-    let (from, to) = (run_key(mkey, symbol, 0), run_key(mkey, symbol, u32::MAX));
-    let range = (Bound::Included(&from[..]), Bound::Included(&to[..]));
-    let bad = || Error::Format("a symbol table row is unreadable".into());
-    let mut out = Vec::new();
-    for item in t.lookups.raw.range(txn, &range)? {
-        let (k, stored) = item?;
-        let mut v = unseal(t.lookups.kind, k, stored)?;
-        let mut ordinal = 0u32;
-        while !v.is_empty() {
-            let delta = prost::encoding::decode_varint(&mut v).map_err(|_| bad())?;
-            ordinal = u32::try_from(u64::from(ordinal) + delta).map_err(|_| bad())?;
-            let (&flags, rest) = v.split_first().ok_or_else(bad)?;
-            v = rest;
-            out.push((ordinal, flags));
-        }
-    }
-    Ok(out)
-}
-
 /// The path of the blob's document `ordinal` and `symbol`'s occurrences in it.
 pub(super) fn occurrences_in(
     t: &Tables,
@@ -343,8 +283,8 @@ pub(super) fn occurrences_in(
     Ok((path, ds))
 }
 
-/// The shared rows of documents that no blob of the key range `scope` holds: their 40-byte
-/// prefixes.
+/// The shared rows (of documents and of symbol pages) that no blob of the key range `scope`
+/// holds: their 40-byte prefixes.
 pub(super) fn unheld_documents(
     t: &Tables,
     txn: &RoTxn<'_, WithoutTls>,
@@ -354,7 +294,7 @@ pub(super) fn unheld_documents(
     let mut held: HashSet<[u8; 40]> = HashSet::new();
     for item in rows()? {
         let (k, stored) = item?;
-        if k.get(40) != Some(&ORDINAL) {
+        if k.get(40) != Some(&ORDINAL) && k.get(40) != Some(&PAGE) {
             continue;
         }
         let v = unseal(t.lookups.kind, k, stored)?;
@@ -368,7 +308,7 @@ pub(super) fn unheld_documents(
     let mut out: Vec<[u8; 40]> = Vec::new();
     for item in rows()? {
         let (k, _) = item?;
-        if k.get(40) != Some(&SHARED_DONE) && k.get(40) != Some(&SHARED_SYMBOL) {
+        if !k.get(40).is_some_and(|s| SHARED.contains(s)) {
             continue;
         }
         let Ok(p) = <[u8; 40]>::try_from(&k[..40]) else {
@@ -393,7 +333,9 @@ pub struct TableSizes {
     pub blob_bytes: u64,
     /// Documents with shared rows.
     pub documents: u64,
-    /// Shared rows (`S`, `H`).
+    /// Symbol pages.
+    pub pages: u64,
+    /// Shared rows (`S`, `H`, `P`).
     pub shared_rows: u64,
     /// Their bytes.
     pub shared_bytes: u64,
@@ -414,7 +356,8 @@ pub(super) fn sizes(t: &Tables, txn: &RoTxn<'_, WithoutTls>) -> Result<TableSize
             continue;
         };
         let bytes = (k.len() + stored.len()) as u64;
-        if section == SHARED_SYMBOL || section == SHARED_DONE {
+        if SHARED.contains(&section) {
+            out.pages += u64::from(section == SHARED_PAGE);
             out.shared_rows += 1;
             out.shared_bytes += bytes;
             *per_document.entry(prefix).or_default() += bytes;
@@ -426,7 +369,7 @@ pub(super) fn sizes(t: &Tables, txn: &RoTxn<'_, WithoutTls>) -> Result<TableSize
             out.blobs += 1;
             last_blob = Some(prefix);
         }
-        if section == ORDINAL {
+        if section == ORDINAL || section == PAGE {
             let v = unseal(t.lookups.kind, k, stored)?;
             if let Some(hash) = v.get(..32) {
                 let mut p = [0u8; 40];
@@ -436,7 +379,7 @@ pub(super) fn sizes(t: &Tables, txn: &RoTxn<'_, WithoutTls>) -> Result<TableSize
             }
         }
     }
-    out.documents = per_document.len() as u64;
+    out.documents = per_document.len() as u64 - out.pages;
     out.unshared_bytes = holders
         .iter()
         .map(|(p, n)| per_document.get(p).copied().unwrap_or(0) * n)

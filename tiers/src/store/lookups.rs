@@ -31,11 +31,9 @@ use heed::{RoTxn, RwTxn, WithoutTls};
 use tokio_util::sync::CancellationToken;
 
 pub use super::lookup_rows::TableSizes;
-use super::lookup_rows::{
-    DEFINES, DOCUMENT, DocRow, Prepared, REFERENCES, SYMBOL, blob_key, drop_rows, is_hashed,
-    prefix_end, run_key_name,
-};
+use super::lookup_rows::{DOCUMENT, DocRow, Prepared, blob_key, drop_rows, is_hashed, prefix_end};
 use super::refs::resolve_in;
+use super::symbol_pages::{PageWriter, RunMerge};
 use super::types::{BlobPart, ReadForm};
 use super::{Engine, Store};
 use crate::error::{Error, Result};
@@ -44,7 +42,9 @@ use crate::manifest::Manifest;
 use crate::meta::{Tables, manifest_key};
 use crate::names::{KeyPrefix, Namespace, RefKey, Tenant, TenantId};
 use crate::refs::RefRecord;
-use crate::scip::tables::{DocumentEntry, NotScip, SymbolEntry, TABLE_FORMAT, TableBuilder};
+use crate::scip::tables::{
+    DEFINES, DocumentEntry, NotScip, REFERENCES, SymbolEntry, TABLE_FORMAT, TableBuilder,
+};
 use crate::sealed::unseal;
 
 /// How long a lookup waits for the indexer before answering "indexing, retry".
@@ -120,6 +120,8 @@ pub(crate) struct Indexer {
     finished: tokio::sync::Notify,
     /// Held by a build, and by GC while it drops the shared rows no blob holds.
     pub(crate) building: tokio::sync::Mutex<()>,
+    /// Runs written by builds too large for one (what tests look at).
+    pub(crate) runs_written: std::sync::atomic::AtomicU64,
     manifests: std::sync::Mutex<Vec<(TenantId, ManifestId, Arc<Manifest>)>>,
 }
 
@@ -296,9 +298,9 @@ async fn build_one(e: &Arc<Engine>, mkey: [u8; 40]) -> Result<()> {
     let started = std::time::Instant::now();
     let mut parts = super::read::scan_blob(e.clone(), tid, manifest);
     let mut builder = TableBuilder::new();
+    let mut pages = PageWriter::new(mkey, tid);
     let mut batch = BytesMut::new();
     let (mut done, mut runs, mut documents) = (false, 0u32, 0u32);
-    let mut last_run_len = 0u32;
     let mut failed = None;
     while !done {
         match parts.next().await {
@@ -315,7 +317,7 @@ async fn build_one(e: &Arc<Engine>, mkey: [u8; 40]) -> Result<()> {
         }
         let piece = std::mem::take(&mut batch).freeze();
         let (run_no, run_bytes) = (runs, e.config.lookup_run_bytes);
-        let (b, rows, ran, why) = crate::blocking::run(move || {
+        let (b, p, rows, ran, why) = crate::blocking::run(move || {
             builder.feed(&piece);
             // `finish` says why a blob is not an index, once it showed it or has ended.
             let why = if builder.has_failed() || done {
@@ -323,37 +325,45 @@ async fn build_one(e: &Arc<Engine>, mkey: [u8; 40]) -> Result<()> {
             } else {
                 None
             };
-            let docs = builder.take_documents();
-            let run = (why.is_none() && (done || builder.run_bytes() >= run_bytes))
-                .then(|| (run_no, builder.take_run()));
-            let ran = run.as_ref().map(|(_, r)| r.len() as u32);
-            Ok((builder, Prepared::new(&mkey, tid, docs, run), ran, why))
+            let mut rows = Prepared::documents(&mkey, tid, builder.take_documents());
+            let mut ran = false;
+            if why.is_none() && done && run_no == 0 {
+                // The whole index was one run: page it at once.
+                for (symbol, docs) in builder.take_run() {
+                    pages.push(symbol.as_bytes(), &docs);
+                }
+                let (own, shared) = pages.finish();
+                rows.add_rows(own);
+                rows.add_once(shared);
+            } else if why.is_none() && (done || builder.run_bytes() >= run_bytes) {
+                let run = builder.take_run();
+                rows.add_rows(super::symbol_pages::run_rows(&mkey, run_no, &run));
+                ran = true;
+            }
+            Ok((builder, pages, rows, ran, why))
         })
         .await?;
-        builder = b;
+        (builder, pages) = (b, p);
         if why.is_some() {
             failed = why;
             break;
         }
         documents += e.meta.write(move |t, txn| rows.write(t, txn)).await?;
-        if let Some(n) = ran {
-            runs += 1;
-            last_run_len = n;
-        }
+        runs += u32::from(ran);
     }
     drop(parts);
+    if failed.is_none() && runs > 0 {
+        e.indexer
+            .runs_written
+            .fetch_add(u64::from(runs), std::sync::atomic::Ordering::Relaxed);
+        page_runs(e, mkey, &mut pages).await?;
+    }
     let state = match failed {
         Some(NotScip(why)) => LookupState::NotScip(why),
-        None => {
-            let symbols = if runs > 1 {
-                e.meta
-                    .read(move |t, txn| super::lookup_rows::count_symbols(t, txn, &mkey))
-                    .await?
-            } else {
-                last_run_len
-            };
-            LookupState::Ready { documents, symbols }
-        }
+        None => LookupState::Ready {
+            documents,
+            symbols: pages.symbols,
+        },
     };
     tracing::info!(
         manifest = %id,
@@ -378,6 +388,44 @@ async fn build_one(e: &Arc<Engine>, mkey: [u8; 40]) -> Result<()> {
         .await?;
     e.indexer.finished.notify_waiters();
     Ok(())
+}
+
+/// Joins the runs a build wrote into the blob's symbol pages, in one scan of bounded steps,
+/// then drops the runs.
+async fn page_runs(e: &Arc<Engine>, mkey: [u8; 40], pages: &mut PageWriter) -> Result<()> {
+    const STEP: usize = 8192;
+    let mut merge = RunMerge::default();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let from = after.clone();
+        let (rows, last) = e
+            .meta
+            .read(move |t, txn| {
+                super::symbol_pages::read_runs(t, txn, &mkey, from.as_deref(), STEP)
+            })
+            .await?;
+        let end = rows.len() < STEP;
+        for row in rows {
+            merge.push(row, pages);
+        }
+        if end {
+            merge.flush(pages);
+        }
+        let (own, shared) = if end { pages.finish() } else { pages.take() };
+        let mut step = Prepared::default();
+        step.add_rows(own);
+        step.add_once(shared);
+        e.meta
+            .write(move |t, txn| step.write(t, txn).map(drop))
+            .await?;
+        if end {
+            break;
+        }
+        after = last;
+    }
+    e.meta
+        .write(move |t, txn| super::symbol_pages::drop_runs(t, txn, &mkey))
+        .await
 }
 
 /// A page of a listing: the names and the token of the next page (empty at the end).
@@ -698,7 +746,7 @@ fn symbol_in(
     skip: usize,
     take: usize,
 ) -> Result<Option<(SymbolEntry, usize)>> {
-    let docs = super::lookup_rows::symbol_documents(t, txn, mkey, symbol)?;
+    let docs = super::symbol_pages::naming(t, txn, mkey, symbol)?;
     if docs.is_empty() {
         return Ok(None);
     }
@@ -757,7 +805,7 @@ fn list(
 }
 
 /// Global symbols that start with `prefix`, after `after`, at most `limit`; and the next
-/// page's token. A symbol has a row per run: each is listed once.
+/// page's token.
 fn list_symbols(
     t: &Tables,
     txn: &RoTxn<'_, WithoutTls>,
@@ -767,33 +815,12 @@ fn list_symbols(
     limit: usize,
 ) -> Result<Page<String>> {
     let limit = limit.clamp(1, MAX_PAGE);
-    let start = blob_key(mkey, SYMBOL, prefix.as_bytes());
-    let end = prefix_end(&start);
-    // Past every run of `after`: its runs' keys continue it with NUL.
-    let mut from = blob_key(mkey, SYMBOL, after.as_bytes());
-    from.push(1);
-    let lower = if after.is_empty() || from < start {
-        start.clone()
+    let (names, more) =
+        super::symbol_pages::list(t, txn, mkey, prefix.as_bytes(), after.as_bytes(), limit)?;
+    let next = if more {
+        names.last().cloned().unwrap_or_default()
     } else {
-        from
+        String::new()
     };
-    let range = (Bound::Included(&lower[..]), Bound::Excluded(&end[..]));
-    let mut out: Vec<String> = Vec::new();
-    let mut last: Vec<u8> = Vec::new();
-    for item in t.lookups.raw.range(txn, &range)? {
-        let (k, _) = item?;
-        let Some(name) = run_key_name(k) else {
-            continue;
-        };
-        if is_hashed(name) || name == last.as_slice() {
-            continue;
-        }
-        if out.len() == limit {
-            let next = out.last().cloned().unwrap_or_default();
-            return Ok((out, next));
-        }
-        last = name.to_vec();
-        out.push(String::from_utf8_lossy(name).into_owned());
-    }
-    Ok((out, String::new()))
+    Ok((names, next))
 }

@@ -84,6 +84,7 @@ mod retention;
 mod scip_tests;
 mod scrub;
 mod stats;
+mod symbol_pages;
 #[cfg(any(test, feature = "testing"))]
 mod testing;
 #[cfg(test)]

@@ -36,12 +36,13 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
+use memchr::memmem;
 
 /// The environment variable that overrides where the `scip` data directory is.
 pub const DATA_ENV: &str = "SCIPCACHE_TEST_DATA";
@@ -231,9 +232,69 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// The fixed "version" a pinned series gets in place of each file's commit SHA.
+pub const DEFAULT_PIN: &str = "5f3c9a0e7b21d4c86e0f9b3a2d7c41e85a6b0f92";
+
+/// Replaces every occurrence of the one 40-hex SHA of `data` that starts with `prefix` (and
+/// has no hex digit on either side) by `fixed`; returns the SHA and how many were replaced.
+pub fn pin_sha(data: &mut [u8], prefix: &str, fixed: &str) -> Result<(String, usize)> {
+    const SHA_LEN: usize = 40;
+    let is_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+    ensure!(fixed.len() == SHA_LEN, "the pin must be {SHA_LEN} bytes");
+    ensure!(
+        !prefix.is_empty() && prefix.len() < SHA_LEN && prefix.bytes().all(is_hex),
+        "the file name's part after `NN_` ({prefix:?}) is not a SHA prefix"
+    );
+    let mut shas = BTreeSet::new();
+    for at in memmem::find_iter(data, prefix.as_bytes()) {
+        let end = at + SHA_LEN;
+        if end > data.len() {
+            continue;
+        }
+        let clear_before = at == 0 || !is_hex(data[at - 1]);
+        let clear_after = end == data.len() || !is_hex(data[end]);
+        if clear_before && clear_after && data[at..end].iter().all(|&b| is_hex(b)) {
+            shas.insert(data[at..end].to_vec());
+        }
+    }
+    ensure!(
+        shas.len() == 1,
+        "expected one 40-hex SHA starting with {prefix}, found {}",
+        shas.len()
+    );
+    let sha = shas.pop_first().unwrap_or_default();
+    let at: Vec<usize> = memmem::find_iter(data, &sha).collect();
+    for &i in &at {
+        data[i..i + SHA_LEN].copy_from_slice(fixed.as_bytes());
+    }
+    Ok((String::from_utf8_lossy(&sha).into_owned(), at.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pinning_replaces_every_copy_of_the_one_sha() -> Result<()> {
+        let sha = "eb5ef2ac708a6e70ec253d78955d04e20c3c9784";
+        let mut data = format!("x {sha} y/{sha}#z eb5ef2ac70 short").into_bytes();
+        let (found, n) = pin_sha(&mut data, "eb5ef2ac70", DEFAULT_PIN)?;
+        assert_eq!((found.as_str(), n), (sha, 2));
+        let text = String::from_utf8(data)?;
+        assert_eq!(
+            text,
+            format!("x {DEFAULT_PIN} y/{DEFAULT_PIN}#z eb5ef2ac70 short")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn pinning_refuses_two_candidate_shas() {
+        let mut data =
+            b"eb5ef2ac70aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa eb5ef2ac70bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+                .to_vec();
+        assert!(pin_sha(&mut data, "eb5ef2ac70", DEFAULT_PIN).is_err());
+    }
 
     #[test]
     fn b3sums_lines_map_names_to_hashes() -> Result<()> {

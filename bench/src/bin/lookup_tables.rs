@@ -6,7 +6,9 @@
 //! cargo run --release -p scipcache-bench --bin lookup_tables -- [SERIES...] [--synthetic-mb N]
 //! ```
 //!
-//! - Per series (default `A B`, from the shared data): one fresh store; each commit is written
+//! - Per series (default `A B`, from the shared data; `NAME-pinned` is series NAME with each
+//!   file's commit SHA replaced by one fixed string, as `scip_store --pinned` does): one fresh
+//!   store; each commit is written
 //!   in order (`Store::write_blob`) and the bench waits until its tables are ready, then reads
 //!   [`TableSizes`]: the bytes of the rows each blob has of its own, of the rows shared by
 //!   document content, and what those shared rows would take if every blob kept its own copy
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use peak_alloc::PeakAlloc;
-use scipcache_bench::{read_scip, require_data, series_paths};
+use scipcache_bench::{DEFAULT_PIN, pin_sha, read_scip, require_data, series_paths};
 use scipcache_tiers::names::{Namespace, RefKey};
 use scipcache_tiers::refs::RefOptions;
 use scipcache_tiers::store::{LookupState, TableSizes};
@@ -90,7 +92,11 @@ async fn store_and_build(
 }
 
 async fn series(name: &str) -> Result<()> {
-    let Some(paths) = require_data(&format!("series {name}"), series_paths(name)) else {
+    let (base, pinned) = match name.strip_suffix("-pinned") {
+        Some(base) => (base, true),
+        None => (name, false),
+    };
+    let Some(paths) = require_data(&format!("series {base}"), series_paths(base)) else {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
@@ -104,14 +110,20 @@ async fn series(name: &str) -> Result<()> {
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut last = TableSizes::default();
     for (i, path) in paths.iter().enumerate() {
-        let data = read_scip(path)?;
+        let mut data = read_scip(path)?;
+        let stem = path.file_name().and_then(|f| f.to_str()).unwrap_or("?");
+        if pinned {
+            let prefix = stem.split_once('_').map_or("", |(_, p)| p);
+            let prefix = prefix.strip_suffix(".scip.zst").unwrap_or(prefix);
+            pin_sha(&mut data, prefix, DEFAULT_PIN)
+                .with_context(|| format!("pinning {}", path.display()))?;
+        }
         let Built { state, secs, .. } = store_and_build(&store, &ns, i + 1, &data[..]).await?;
         let documents = match state {
             LookupState::Ready { documents, .. } => documents,
             other => bail!("{} is not indexed: {other:?}", path.display()),
         };
         let s = store.lookup_table_sizes().await?;
-        let stem = path.file_name().and_then(|f| f.to_str()).unwrap_or("?");
         let same = if s == last { " (same blob)" } else { "" };
         println!(
             "| {stem}{same} | {documents} | {secs:.2} | {:.1} | {:.1} | {} | {:.1} |",

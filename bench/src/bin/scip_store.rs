@@ -30,7 +30,6 @@
 //! Prints a Markdown table on stdout (progress on stderr); `--json FILE` also writes one JSON
 //! object per series and cutting (what `bench/peers/compare.sh` reads). MB = 10^6 bytes.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
@@ -40,14 +39,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use memchr::memmem;
-use scipcache_bench::{b3sums, data_dir, dir_bytes, read_scip, require_data, series_paths};
+use scipcache_bench::{
+    DEFAULT_PIN, b3sums, data_dir, dir_bytes, pin_sha, read_scip, require_data, series_paths,
+};
 use scipcache_client::{Client, ClientConfig, Namespace, PullOptions, PushOptions, RefKey};
 use scipcache_tiers::scip::CutMode;
 use serde_json::json;
 
-/// The fixed "version" a pinned series gets in place of each file's commit SHA.
-const DEFAULT_PIN: &str = "5f3c9a0e7b21d4c86e0f9b3a2d7c41e85a6b0f92";
 /// Where every commit goes; the tokens are for its tenant.
 const NAMESPACE: &str = "t/team/proj";
 const TENANT: &str = "t";
@@ -313,41 +311,6 @@ fn prepare(spec: &Spec, pin: &str, dir: &Path) -> Result<Vec<Input>> {
         });
     }
     Ok(inputs)
-}
-
-/// Replaces every occurrence of the one 40-hex SHA of `data` that starts with `prefix` (and
-/// has no hex digit on either side) by `fixed`; returns the SHA and how many were replaced.
-fn pin_sha(data: &mut [u8], prefix: &str, fixed: &str) -> Result<(String, usize)> {
-    const SHA_LEN: usize = 40;
-    let is_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
-    ensure!(fixed.len() == SHA_LEN, "the pin must be {SHA_LEN} bytes");
-    ensure!(
-        !prefix.is_empty() && prefix.len() < SHA_LEN && prefix.bytes().all(is_hex),
-        "the file name's part after `NN_` ({prefix:?}) is not a SHA prefix"
-    );
-    let mut shas = BTreeSet::new();
-    for at in memmem::find_iter(data, prefix.as_bytes()) {
-        let end = at + SHA_LEN;
-        if end > data.len() {
-            continue;
-        }
-        let clear_before = at == 0 || !is_hex(data[at - 1]);
-        let clear_after = end == data.len() || !is_hex(data[end]);
-        if clear_before && clear_after && data[at..end].iter().all(|&b| is_hex(b)) {
-            shas.insert(data[at..end].to_vec());
-        }
-    }
-    ensure!(
-        shas.len() == 1,
-        "expected one 40-hex SHA starting with {prefix}, found {}",
-        shas.len()
-    );
-    let sha = shas.pop_first().unwrap_or_default();
-    let at: Vec<usize> = memmem::find_iter(data, &sha).collect();
-    for &i in &at {
-        data[i..i + SHA_LEN].copy_from_slice(fixed.as_bytes());
-    }
-    Ok((String::from_utf8_lossy(&sha).into_owned(), at.len()))
 }
 
 /// A `scipcached` child on a data dir of its own; killed when dropped.
@@ -718,28 +681,6 @@ fn table(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pinning_replaces_every_copy_of_the_one_sha() -> Result<()> {
-        let sha = "eb5ef2ac708a6e70ec253d78955d04e20c3c9784";
-        let mut data = format!("x {sha} y/{sha}#z eb5ef2ac70 short").into_bytes();
-        let (found, n) = pin_sha(&mut data, "eb5ef2ac70", DEFAULT_PIN)?;
-        assert_eq!((found.as_str(), n), (sha, 2));
-        let text = String::from_utf8(data)?;
-        assert_eq!(
-            text,
-            format!("x {DEFAULT_PIN} y/{DEFAULT_PIN}#z eb5ef2ac70 short")
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn pinning_refuses_two_candidate_shas() {
-        let mut data =
-            b"eb5ef2ac70aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa eb5ef2ac70bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-                .to_vec();
-        assert!(pin_sha(&mut data, "eb5ef2ac70", DEFAULT_PIN).is_err());
-    }
 
     #[test]
     fn the_ready_line_gives_the_grpc_address() {

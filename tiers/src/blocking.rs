@@ -12,6 +12,74 @@ where
     spawn(f).await
 }
 
+/// Longest a short job may take on the async worker before [`Short`] sends the next ones to
+/// the blocking pool. Tokio's guidance is 10–100 µs between awaits; a lookup's read of
+/// memory-mapped, resident LMDB pages takes a few to a few tens of microseconds.
+const SHORT_BUDGET: std::time::Duration = std::time::Duration::from_millis(1);
+/// How long short jobs go to the blocking pool after one overran [`SHORT_BUDGET`].
+const SHORT_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs short blocking jobs (bounded reads of memory-mapped LMDB pages) on the calling async
+/// worker, where the round trip through the blocking pool costs more than the job: the hop
+/// wakes a pool thread and then the caller again, ~45 µs a lookup and a quarter of the
+/// lookups a second on the 2-core machine. A page that is not resident makes the read wait
+/// for the disk, so every inline job is timed: once one takes longer than 1 ms, jobs go to
+/// the blocking pool ([`run`]) for the next second, then inline again.
+#[derive(Debug)]
+pub(crate) struct Short {
+    started: std::time::Instant,
+    /// Microseconds after `started` until which jobs go to the pool.
+    pool_until_us: std::sync::atomic::AtomicU64,
+}
+
+impl Short {
+    pub(crate) fn new() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            pool_until_us: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether the next job runs inline.
+    pub(crate) fn inline(&self) -> bool {
+        self.now_us()
+            >= self
+                .pool_until_us
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs `f` inline or, after an overrun, on the blocking pool.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce() -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        if !self.inline() {
+            return run(f).await;
+        }
+        let start = std::time::Instant::now();
+        let out = f();
+        let took = start.elapsed();
+        if took > SHORT_BUDGET {
+            let until = self
+                .now_us()
+                .saturating_add(SHORT_COOLDOWN.as_micros() as u64);
+            self.pool_until_us
+                .store(until, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(
+                took_us = took.as_micros() as u64,
+                "a short read overran its budget on the async worker; short reads go to the \
+                 blocking pool for a while"
+            );
+        }
+        out
+    }
+}
+
 /// Starts `f` on tokio's blocking pool now; the returned [`Job`] waits for its result. Lets a
 /// caller keep several jobs running while it does other work.
 pub(crate) fn spawn<T, F>(f: F) -> Job<T>
@@ -81,4 +149,35 @@ where
         .name(name.clone())
         .spawn(f)
         .map_err(|e| Error::io(format!("starting thread {name}"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn short_jobs_run_inline_until_one_overruns_then_go_to_the_pool() {
+        let short = Short::new();
+        let here = std::thread::current().id();
+        let ran_on = short
+            .run(move || Ok(std::thread::current().id()))
+            .await
+            .expect("job");
+        assert_eq!(ran_on, here, "a quick job runs on the caller's thread");
+        assert!(short.inline());
+
+        short
+            .run(|| {
+                std::thread::sleep(SHORT_BUDGET * 2);
+                Ok(())
+            })
+            .await
+            .expect("slow job");
+        assert!(!short.inline(), "after an overrun jobs go to the pool");
+        let ran_on = short
+            .run(move || Ok(std::thread::current().id()))
+            .await
+            .expect("job");
+        assert_ne!(ran_on, here, "the next job ran on the blocking pool");
+    }
 }

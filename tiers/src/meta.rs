@@ -421,6 +421,8 @@ pub(crate) struct Meta {
     thread: std::sync::Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
     /// See [`Meta::is_fresh`].
     fresh: bool,
+    /// See [`Meta::read_short`].
+    short: std::sync::Arc<crate::blocking::Short>,
 }
 
 impl std::fmt::Debug for Meta {
@@ -539,6 +541,7 @@ impl Meta {
             writer,
             thread: std::sync::Arc::new(std::sync::Mutex::new(Some(thread))),
             fresh,
+            short: std::sync::Arc::new(crate::blocking::Short::new()),
         })
     }
 
@@ -566,6 +569,23 @@ impl Meta {
             f(&tables, &txn)
         })
         .await
+    }
+
+    /// [`Meta::read`] for short, bounded reads whose caller waits on them (a lookup's rows):
+    /// on the calling async worker unless a recent one overran (see [`crate::blocking::Short`]).
+    pub(crate) async fn read_short<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Tables, &RoTxn<'_, WithoutTls>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let env = self.env.clone();
+        let tables = self.tables.clone();
+        self.short
+            .run(move || {
+                let txn = env.read_txn()?;
+                f(&tables, &txn)
+            })
+            .await
     }
 
     /// Runs `f` in a read transaction on this thread (for code already on the blocking pool).

@@ -158,6 +158,113 @@ fn start_daemon() -> Result<Daemon> {
     })
 }
 
+/// The argument that makes this program the floor server instead of the bench.
+const SERVE_FLOOR: &str = "--serve-floor";
+
+/// The floor of a unary call on this machine: a bare tonic server (the health service alone,
+/// default settings, no layers) in its own process, for the same client loop to time.
+async fn serve_floor() -> Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("floor grpc={}", listener.local_addr()?);
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+        .await?;
+    Ok(())
+}
+
+/// A floor server process, killed when dropped.
+struct Floor {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_floor() -> Result<Floor> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg(SERVE_FLOOR)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("floor stdout")?;
+    let line = BufReader::new(stdout)
+        .lines()
+        .next()
+        .context("the floor server exited")??;
+    let addr = line.strip_prefix("floor grpc=").context("floor address")?;
+    Ok(Floor {
+        url: format!("http://{addr}"),
+        child,
+    })
+}
+
+/// Health checks against `url` over one connection: the latencies (µs, sorted) of one caller
+/// for `seconds`, then the calls per second of `callers` callers.
+async fn health_floor(url: &str, seconds: f64, callers: usize) -> Result<(Vec<f64>, f64)> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
+        .tcp_nodelay(true)
+        .connect()
+        .await?;
+    let health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let check = move || {
+        let mut h = health.clone();
+        async move {
+            h.check(tonic_health::pb::HealthCheckRequest::default())
+                .await?;
+            anyhow::Ok(())
+        }
+    };
+    let keys = vec![String::new()];
+    let (lat, _) = closed_loop(&keys, seconds, |_| {
+        let f = check();
+        async move { f.await.map(|()| 0) }
+    })
+    .await?;
+    let rate = many_callers(callers, seconds, move |_, _| check()).await?;
+    Ok((lat, rate))
+}
+
+/// `callers` tasks each calling `call(caller, n)` in a closed loop (n counts its calls): calls
+/// per second over `seconds`, after a fifth of that as warm-up.
+async fn many_callers<F, Fut>(callers: usize, seconds: f64, call: F) -> Result<f64>
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let call = Arc::new(call);
+    let mut tasks = Vec::new();
+    for i in 0..callers {
+        let (stop, done, call) = (stop.clone(), done.clone(), call.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                call(i, n).await?;
+                n += 1;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(seconds / 5.0)).await;
+    let (from, started) = (done.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let count = done.load(Ordering::Relaxed) - from;
+    let rate = count as f64 / started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await??;
+    }
+    Ok(rate)
+}
+
 /// Percentile of sorted microsecond latencies.
 fn pct(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -282,6 +389,35 @@ async fn series(name: &str, a: &Args) -> Result<()> {
         client.document(t.at(), p).await?;
     }
 
+    let keys = vec![String::new()];
+    let floor = start_floor()?;
+    for (label, url) in [
+        ("a bare tonic server's health check", &floor.url),
+        ("this daemon's health check", &d.url),
+    ] {
+        let (lat, rate) = health_floor(url, a.seconds, a.callers).await?;
+        println!(
+            "  floor, {label} (plain tonic client): 1 caller p50 {:.0} µs, p99 {:.0} µs; {} \
+             callers over 1 connection {rate:.0} calls/s",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
+            a.callers,
+        );
+    }
+    drop(floor);
+    let (lat, _) = closed_loop(&keys, a.seconds, |_| {
+        let (c, t) = (&client, &t);
+        async move {
+            c.get_ref(&t.ns, &t.key).await?;
+            Ok(0)
+        }
+    })
+    .await?;
+    println!(
+        "  baseline, a ref read (Refs/Get), 1 caller: p50 {:.0} µs, p99 {:.0} µs",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+    );
     let (lat, _) = closed_loop(&symbols, a.seconds, |s| {
         let (c, t) = (&client, &t);
         async move {
@@ -335,44 +471,22 @@ async fn series(name: &str, a: &Args) -> Result<()> {
     for _ in 0..a.connections.max(1) {
         clients.push(Client::connect(config.clone()).await?);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let symbols = Arc::new(symbols);
-    let t = Arc::new(t);
-    let mut tasks = Vec::new();
-    for i in 0..a.callers {
-        let (c, stop, done, symbols, t) = (
-            clients[i % clients.len()].clone(),
-            stop.clone(),
-            done.clone(),
-            symbols.clone(),
-            t.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut j = i * 7919;
-            while !stop.load(Ordering::Relaxed) {
-                let s = &symbols[j % symbols.len()];
-                j += 1;
-                c.symbol_page(t.at(), s, 0, None).await?;
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            anyhow::Ok(())
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs_f64(a.seconds / 5.0)).await;
-    let (from, started) = (done.load(Ordering::Relaxed), Instant::now());
-    tokio::time::sleep(Duration::from_secs_f64(a.seconds)).await;
-    let count = done.load(Ordering::Relaxed) - from;
-    let rate = count as f64 / started.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await??;
-    }
+    let connections = clients.len();
+    let (symbols, t) = (Arc::new(symbols), Arc::new(t));
+    let target = t.clone();
+    let rate = many_callers(a.callers, a.seconds, move |i, j| {
+        let c = clients[i % clients.len()].clone();
+        let (symbols, t) = (symbols.clone(), target.clone());
+        async move {
+            let s = &symbols[(i * 7919 + j) % symbols.len()];
+            c.symbol_page(t.at(), s, 0, None).await?;
+            Ok(())
+        }
+    })
+    .await?;
     println!(
         "  symbol, {} callers over {} connections: {:.0} lookups/s",
-        a.callers,
-        clients.len(),
-        rate
+        a.callers, connections, rate
     );
 
     // Without lookups: pull the whole index and decode it to find one document.
@@ -406,6 +520,9 @@ async fn series(name: &str, a: &Args) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some(SERVE_FLOOR) {
+        return serve_floor().await;
+    }
     let a = args()?;
     for name in a.series.clone() {
         series(&name, &a).await?;

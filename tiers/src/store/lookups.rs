@@ -505,7 +505,7 @@ where
     let (first, src) = (f.clone(), source.clone());
     let step = e
         .meta
-        .read(move |t, txn| {
+        .read_short(move |t, txn| {
             let (resolved, manifest) = match &src {
                 LookupSource::Manifest(_, id) => (None, *id),
                 LookupSource::Ref { ns, key, fallbacks } => {

@@ -17,7 +17,10 @@
 //! - `--callers` callers (default 32) over `--connections` HTTP/2 connections (default 1): symbol
 //!   lookups per second;
 //! - what a gateway does without lookups: pull the whole index and decode it to find one
-//!   document (median of 3), in the same run.
+//!   document (median of 3), in the same run;
+//! - the floor, before the lookups: health checks of a bare tonic server (this program again,
+//!   as `--serve-floor`) and of the daemon, with one caller and with `--callers`, and a ref
+//!   read through the client library with one caller.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

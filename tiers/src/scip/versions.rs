@@ -31,25 +31,42 @@ const fn in_alphabet(b: u8) -> bool {
 /// Where `buf` holds the pattern of a placeholder in a symbol (`' ' MARK [A-Za-z0-9_-]+ MARK
 /// ' '`): the ranges of the placeholders themselves, without the spaces, in order.
 pub fn placeholders_in(buf: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || next_placeholder(buf, &mut at, None))
+}
+
+/// The next placeholder pattern of `buf` at or after `*at` (see [`placeholders_in`]), moving
+/// `*at` past it. `likely` is a placeholder seen before (most of a chunk's placeholders are
+/// the one before): where the bytes after a ` MARK` are `likely` and a space, that is the
+/// match the character scan would find, so the scan is skipped.
+fn next_placeholder(
+    buf: &[u8],
+    at: &mut usize,
+    likely: Option<&[u8]>,
+) -> Option<std::ops::Range<usize>> {
     static OPENING: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b" \x01"));
-    let mut at = 0usize;
-    std::iter::from_fn(move || {
-        while let Some(found) = OPENING.find(buf.get(at..)?) {
-            let open = at + found + 1;
-            at = open;
-            let inner = buf[open + 1..]
-                .iter()
-                .take_while(|&&b| in_alphabet(b))
-                .count();
-            let close = open + 1 + inner;
-            if inner > 0 && buf.get(close) == Some(&MARK) && buf.get(close + 1) == Some(&b' ') {
-                at = close + 1;
-                return Some(open..close + 1);
-            }
+    while let Some(found) = OPENING.find(buf.get(*at..)?) {
+        let open = *at + found + 1;
+        *at = open;
+        if let Some(p) = likely
+            && buf[open..].starts_with(p)
+            && buf.get(open + p.len()) == Some(&b' ')
+        {
+            *at = open + p.len();
+            return Some(open..open + p.len());
         }
-        None
-    })
+        let inner = buf[open + 1..]
+            .iter()
+            .take_while(|&&b| in_alphabet(b))
+            .count();
+        let close = open + 1 + inner;
+        if inner > 0 && buf.get(close) == Some(&MARK) && buf.get(close + 1) == Some(&b' ') {
+            *at = close + 1;
+            return Some(open..close + 1);
+        }
+    }
+    None
 }
 
 /// The placeholder for a version of `len` bytes of the package named by `identity`.
@@ -157,9 +174,10 @@ impl VersionTable {
     /// placeholders it replaced. A placeholder the table lacks means the chunk or the
     /// manifest is damaged.
     pub fn restore_in_place(&self, buf: &mut [u8]) -> Result<usize> {
-        let found: Vec<std::ops::Range<usize>> = placeholders_in(buf).collect();
         let mut lookup = Lookup::new(self);
-        for range in &found {
+        let (mut at, mut restored) = (0, 0);
+        // The scan goes on from the end of each placeholder, so it never sees a restored one.
+        while let Some(range) = next_placeholder(buf, &mut at, lookup.last_placeholder()) {
             let version = lookup.get(&buf[range.clone()]).ok_or_else(|| {
                 Error::Format(
                     "a normalized chunk names a version placeholder its blob's manifest does \
@@ -167,9 +185,10 @@ impl VersionTable {
                         .into(),
                 )
             })?;
-            buf[range.clone()].copy_from_slice(version);
+            buf[range].copy_from_slice(version);
+            restored += 1;
         }
-        Ok(found.len())
+        Ok(restored)
     }
 
     /// Whether `stored` restores to exactly `original` (compared piece by piece, no copy).
@@ -177,9 +196,9 @@ impl VersionTable {
         if stored.len() != original.len() {
             return false;
         }
-        let mut at = 0;
+        let (mut at, mut scan) = (0, 0);
         let mut lookup = Lookup::new(self);
-        for range in placeholders_in(stored) {
+        while let Some(range) = next_placeholder(stored, &mut scan, lookup.last_placeholder()) {
             let Some(version) = lookup.get(&stored[range.clone()]) else {
                 return false;
             };
@@ -221,6 +240,11 @@ struct Lookup<'a> {
 impl<'a> Lookup<'a> {
     fn new(table: &'a VersionTable) -> Self {
         Self { table, last: None }
+    }
+
+    /// The placeholder of the last hit.
+    fn last_placeholder(&self) -> Option<&'a [u8]> {
+        self.last.map(|(p, _)| p)
     }
 
     fn get(&mut self, placeholder: &[u8]) -> Option<&'a [u8]> {
@@ -270,5 +294,50 @@ mod tests {
         assert!(table.insert(&p, b"3.5.41").is_err());
         assert!(table.insert(&placeholder(b"z", 6), b"3.5").is_err());
         Ok(())
+    }
+
+    /// Bytes built of placeholders of a few packages and lengths, their near misses and loose
+    /// marks, spaces and letters.
+    fn placeholder_soup() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            (0u8..3, 3usize..8).prop_map(|(pkg, len)| placeholder(&[pkg], len)),
+            (0u8..3, 3usize..8).prop_map(|(pkg, len)| {
+                let mut p = placeholder(&[pkg], len);
+                p.pop();
+                p
+            }),
+            Just(vec![b' ']),
+            Just(vec![MARK]),
+            Just(b"ab".to_vec()),
+        ];
+        proptest::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn restoring_in_place_matches_a_restore_of_every_scanned_placeholder(
+            buf in placeholder_soup()
+        ) {
+            // Every range the plain scan finds gets a version of its length (loose marks and
+            // letters can form placeholders of their own).
+            let found: Vec<_> = placeholders_in(&buf).collect();
+            let mut table = VersionTable::new();
+            for (i, r) in found.iter().enumerate() {
+                if !table.map.contains_key(&buf[r.clone()]) {
+                    let version: Vec<u8> = (0..r.len()).map(|j| b'0' + ((i + j) % 10) as u8).collect();
+                    table.insert(&buf[r.clone()], &version).expect("insert");
+                }
+            }
+            // The reference: those ranges replaced in a copy.
+            let mut expected = buf.clone();
+            for r in &found {
+                expected[r.clone()].copy_from_slice(&table.map[&buf[r.clone()]]);
+            }
+            let mut restored = buf.clone();
+            proptest::prop_assert_eq!(table.restore_in_place(&mut restored).expect("restore"), found.len());
+            proptest::prop_assert_eq!(&restored, &expected);
+            proptest::prop_assert!(table.restores_to(&buf, &expected));
+        }
     }
 }

@@ -562,13 +562,7 @@ impl Meta {
         F: FnOnce(&Tables, &RoTxn<'_, WithoutTls>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let env = self.env.clone();
-        let tables = self.tables.clone();
-        crate::blocking::run(move || {
-            let txn = env.read_txn()?;
-            f(&tables, &txn)
-        })
-        .await
+        crate::blocking::run(self.in_read_txn(f)).await
     }
 
     /// [`Meta::read`] for short, bounded reads whose caller waits on them (a lookup's rows):
@@ -578,14 +572,20 @@ impl Meta {
         F: FnOnce(&Tables, &RoTxn<'_, WithoutTls>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let env = self.env.clone();
-        let tables = self.tables.clone();
-        self.short
-            .run(move || {
-                let txn = env.read_txn()?;
-                f(&tables, &txn)
-            })
-            .await
+        self.short.run(self.in_read_txn(f)).await
+    }
+
+    /// `f` as a job that opens its own read transaction, for whatever thread runs it.
+    fn in_read_txn<T, F>(&self, f: F) -> impl FnOnce() -> Result<T> + Send + 'static
+    where
+        F: FnOnce(&Tables, &RoTxn<'_, WithoutTls>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (env, tables) = (self.env.clone(), self.tables.clone());
+        move || {
+            let txn = env.read_txn()?;
+            f(&tables, &txn)
+        }
     }
 
     /// Runs `f` in a read transaction on this thread (for code already on the blocking pool).

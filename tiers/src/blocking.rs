@@ -1,5 +1,9 @@
 //! The one way this crate runs blocking work (LMDB, files, CPU-heavy codecs) and starts OS
-//! threads. Nothing else in the crate calls `spawn_blocking` or `std::thread::spawn`.
+//! threads. Nothing else in the crate calls `spawn_blocking` or `std::thread::spawn`. Short,
+//! bounded jobs may run on the caller's async worker instead, timed ([`Short`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -15,9 +19,9 @@ where
 /// Longest a short job may take on the async worker before [`Short`] sends the next ones to
 /// the blocking pool. Tokio's guidance is 10–100 µs between awaits; a lookup's read of
 /// memory-mapped, resident LMDB pages takes a few to a few tens of microseconds.
-const SHORT_BUDGET: std::time::Duration = std::time::Duration::from_millis(1);
+const SHORT_BUDGET: Duration = Duration::from_millis(1);
 /// How long short jobs go to the blocking pool after one overran [`SHORT_BUDGET`].
-const SHORT_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(1);
+const SHORT_COOLDOWN: Duration = Duration::from_secs(1);
 
 /// Runs short blocking jobs (bounded reads of memory-mapped LMDB pages) on the calling async
 /// worker, where the round trip through the blocking pool costs more than the job: the hop
@@ -27,16 +31,16 @@ const SHORT_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(1);
 /// the blocking pool ([`run`]) for the next second, then inline again.
 #[derive(Debug)]
 pub(crate) struct Short {
-    started: std::time::Instant,
+    started: Instant,
     /// Microseconds after `started` until which jobs go to the pool.
-    pool_until_us: std::sync::atomic::AtomicU64,
+    pool_until_us: AtomicU64,
 }
 
 impl Short {
     pub(crate) fn new() -> Self {
         Self {
-            started: std::time::Instant::now(),
-            pool_until_us: std::sync::atomic::AtomicU64::new(0),
+            started: Instant::now(),
+            pool_until_us: AtomicU64::new(0),
         }
     }
 
@@ -46,10 +50,7 @@ impl Short {
 
     /// Whether the next job runs inline.
     pub(crate) fn inline(&self) -> bool {
-        self.now_us()
-            >= self
-                .pool_until_us
-                .load(std::sync::atomic::Ordering::Relaxed)
+        self.now_us() >= self.pool_until_us.load(Ordering::Relaxed)
     }
 
     /// Runs `f` inline or, after an overrun, on the blocking pool.
@@ -61,15 +62,14 @@ impl Short {
         if !self.inline() {
             return run(f).await;
         }
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         let out = f();
         let took = start.elapsed();
         if took > SHORT_BUDGET {
             let until = self
                 .now_us()
                 .saturating_add(SHORT_COOLDOWN.as_micros() as u64);
-            self.pool_until_us
-                .store(until, std::sync::atomic::Ordering::Relaxed);
+            self.pool_until_us.store(until, Ordering::Relaxed);
             tracing::debug!(
                 took_us = took.as_micros() as u64,
                 "a short read overran its budget on the async worker; short reads go to the \

@@ -392,7 +392,6 @@ async fn series(name: &str, a: &Args) -> Result<()> {
         client.document(t.at(), p).await?;
     }
 
-    let keys = vec![String::new()];
     let floor = start_floor()?;
     for (label, url) in [
         ("a bare tonic server's health check", &floor.url),
@@ -408,7 +407,8 @@ async fn series(name: &str, a: &Args) -> Result<()> {
         );
     }
     drop(floor);
-    let (lat, _) = closed_loop(&keys, a.seconds, |_| {
+    let once = [String::new()];
+    let (lat, _) = closed_loop(&once, a.seconds, |_| {
         let (c, t) = (&client, &t);
         async move {
             c.get_ref(&t.ns, &t.key).await?;
